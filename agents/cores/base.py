@@ -1,0 +1,121 @@
+"""The contract every recurrent core in heed follows.
+
+A core is an ``nn.Module`` with
+
+- ``input_size`` and ``output_size`` (ints);
+- ``initial_state(batch_size) -> State``: a ``NamedTuple`` of tensors shaped ``[B, ...]`` on the
+  core's own device (learned initial values are allowed: they are parameters expanded over B);
+- ``forward(x [B, D], state) -> (output [B, H], state, attention: dict[str, Tensor])``: one step.
+  ``attention`` holds what a person would want to look at, each tensor batch-first, e.g.
+  ``{"read": [B, R, N], "write": [B, W, N]}`` for memory cores, ``{}`` for an LSTM.
+
+:func:`unroll` runs a ``[B, T, D]`` sequence with per-step episode resets: before step ``t`` the
+state of every row with ``resets[b, t]`` is replaced by the initial state,
+``state = where(reset, initial_state, state)``, which stays exact when the initial state is learned.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+State = Any  # a NamedTuple (or tuple) of [B, ...] tensors
+
+
+def map_state(fn, *states: State) -> State:
+    """Apply ``fn`` leaf-wise over one or more states of the same structure (NamedTuple/tuple/tensor)."""
+    first = states[0]
+    if torch.is_tensor(first):
+        return fn(*states)
+    if first is None:
+        return None
+    mapped = [map_state(fn, *parts) for parts in zip(*states)]
+    return type(first)(*mapped) if hasattr(first, "_fields") else type(first)(mapped)
+
+
+def reset_state(state: State, initial: State, reset: torch.Tensor) -> State:
+    """``where(reset[b], initial[b], state[b])`` for every leaf; ``reset`` is a ``[B]`` bool tensor."""
+
+    def pick(s: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
+        mask = reset.to(torch.bool).view(-1, *([1] * (s.dim() - 1)))
+        return torch.where(mask, i.to(s.dtype), s)
+
+    return map_state(pick, state, initial)
+
+
+def detach_state(state: State) -> State:
+    """Cut the graph through a state (for truncated back-propagation through time)."""
+    return map_state(lambda s: s.detach(), state)
+
+
+class RecurrentCore(nn.Module):
+    """Base class: subclasses set ``input_size``/``output_size`` and implement ``initial_state``/``forward``."""
+
+    input_size: int
+    output_size: int
+
+    def initial_state(self, batch_size: int) -> State:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    def unroll(
+        self, xs: torch.Tensor, state: State | None = None, resets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
+        """See :func:`unroll`."""
+        return unroll(self, xs, state, resets)
+
+
+def unroll(
+    core: RecurrentCore,
+    xs: torch.Tensor,
+    state: State | None = None,
+    resets: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
+    """Run ``core`` over ``xs [B, T, D]``.
+
+    Args:
+        core: any module following the contract above.
+        xs: inputs ``[B, T, D]``.
+        state: the state before step 0 (default: ``core.initial_state(B)``).
+        resets: optional ``[B, T]`` bools; ``resets[b, t]`` restores the initial state before step t.
+
+    Returns:
+        ``outputs [B, T, H]``, the final state, and the attention dict with every entry stacked
+        over time as ``[B, T, ...]``.
+    """
+    if xs.dim() != 3:
+        raise ValueError(f"unroll expects inputs shaped [B, T, D], got {tuple(xs.shape)}")
+    batch, steps = xs.shape[:2]
+    initial = core.initial_state(batch)
+    if state is None:
+        state = initial
+    outputs = []
+    records: dict[str, list[torch.Tensor]] = {}
+    for t in range(steps):
+        if resets is not None:
+            state = reset_state(state, initial, resets[:, t])
+        out, state, attention = core(xs[:, t], state)
+        outputs.append(out)
+        for key, value in attention.items():
+            records.setdefault(key, []).append(value)
+    stacked = {k: torch.stack(v, dim=1) for k, v in records.items()}
+    return torch.stack(outputs, dim=1), state, stacked
+
+
+class StateTuple(NamedTuple):
+    """Convenience state for simple cores: hidden and cell."""
+
+    h: torch.Tensor
+    c: torch.Tensor

@@ -1,0 +1,1 @@
+"""Trainers: each module defines a frozen ``Config`` dataclass and ``main(cfg)``; scripts/train.py dispatches."""

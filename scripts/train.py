@@ -1,0 +1,52 @@
+"""Train a heed agent: ``python scripts/train.py {dqn,supervised,ppo,glimpse} [options]``.
+
+Each subcommand is a trainer module under ``agents/trainers/`` with a frozen ``Config`` dataclass
+(every field documented, so ``--help`` explains it) and ``main(cfg)``. Trainers are imported
+lazily, so ``dqn --help`` does not pay for importing the memory or glimpse code.
+
+Examples::
+
+    python scripts/train.py dqn --env ALE/Pong-v5 --total-steps 2000000 --seed 1 --device auto --run-dir runs/pong
+    python scripts/train.py dqn --resume runs/pong --total-steps 3000000
+    python scripts/train.py supervised --task copy --core ntm --seed 1 --run-dir runs/copy
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+TRAINERS = {
+    "dqn": ("agents.trainers.dqn", "Dueling / Double DQN on Atari (or any discrete Gymnasium env)"),
+    "supervised": ("agents.trainers.supervised", "a recurrent core on an algorithmic or QA task"),
+    "ppo": ("agents.trainers.ppo", "recurrent PPO over any core on a memory environment"),
+    "glimpse": ("agents.trainers.glimpse", "hard (RAM) or soft (DRAW) attention on glimpse MNIST"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: python scripts/train.py {" + ",".join(TRAINERS) + "} [options]", "", "subcommands:"]
+    lines += [f"  {name:<11} {doc}" for name, (_, doc) in TRAINERS.items()]
+    lines += ["", "python scripts/train.py SUBCOMMAND --help lists every option."]
+    return "\n".join(lines)
+
+
+def run(argv: list[str]) -> None:
+    import tyro
+
+    from agents.common.errors import cli_main, suggest
+
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(usage())
+        return
+    name, rest = argv[0], argv[1:]
+    if name not in TRAINERS:
+        print(f"error: unknown subcommand '{name}'.{suggest(name, TRAINERS)}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+    module = importlib.import_module(TRAINERS[name][0])
+    cfg = tyro.cli(module.Config, args=rest, prog=f"train.py {name}", description=module.__doc__)
+    cli_main(lambda: module.main(cfg))
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])
