@@ -5,8 +5,8 @@ Preprocessing (Mnih et al. 2015; Machado et al. 2018 for the terms):
 - up to 30 no-op actions at reset;
 - frame skip 4, the observation the max over the last two frames (flicker);
 - 84x84 greyscale, uint8;
-- for training only: a lost life ends the episode for the learner, FIRE after reset where the game
-  needs it, rewards clipped to [-1, 1];
+- FIRE after reset where the game needs it;
+- for training only: a lost life ends the episode for the learner, rewards clipped to [-1, 1];
 - a stack of the last 4 frames: observations are ``uint8 [4, 84, 84]``.
 
 Evaluation (``training=False``) plays full games (all lives) with unclipped rewards.
@@ -88,7 +88,7 @@ def make_atari_env(
 
     Args:
         env_id: an ``ALE/<Game>-v5`` id (close misspellings get a suggestion).
-        training: episodic life, FIRE reset and reward clipping (the learner's view); else full
+        training: episodic life and reward clipping (the learner's view); else full
             games with unclipped reward (evaluation).
         render_mode: ``"rgb_array"`` to get the full-colour 210x160 frame from ``env.render()``.
         sticky_actions: ALE's repeat-action probability (0 as in the Nature DQN; v5's own default is 0.25).
@@ -113,9 +113,9 @@ def make_atari_env(
         grayscale_obs=True,
         scale_obs=False,
     )
+    if "FIRE" in env.unwrapped.get_action_meanings():
+        env = FireReset(env)  # as the vector env does at reset
     if training:
-        if "FIRE" in env.unwrapped.get_action_meanings():
-            env = FireReset(env)
         env = gym.wrappers.ClipReward(env, -1.0, 1.0)
     env = gym.wrappers.FrameStackObservation(env, FRAME_STACK, padding_type="zero")  # as ale-py's vector env
     return env
@@ -125,13 +125,19 @@ def make_vector_env(
     env_id: str = "ALE/Pong-v5",
     num_envs: int = 4,
     *,
-    training: bool = True,
+    episodic_life: bool = False,
+    clip_rewards: bool = False,
     sticky_actions: float = 0.0,
     noop_max: int = 30,
     max_episode_steps: int = 27_000,
     num_threads: int = 0,
 ) -> gym.vector.VectorEnv:
     """ale-py's native ``AtariVectorEnv`` with the same preprocessing; observations ``uint8 [N, 4, 84, 84]``.
+
+    heed's trainer keeps full games here (``episodic_life=False``, raw rewards) and applies the
+    learner's view itself: a lost life (``info["lives"]`` drops) cuts bootstrapping, rewards are
+    clipped before they enter the replay buffer, and returns are logged unclipped per game.
+    FIRE is pressed at reset in games that need it.
 
     Autoreset is Gymnasium's default NEXT_STEP mode: the step after a terminal one returns the
     first observation of the new episode (and ignores its action).
@@ -153,9 +159,9 @@ def make_vector_env(
         frameskip=4,
         maxpool=True,
         noop_max=noop_max,
-        episodic_life=training,
-        reward_clipping=training,
-        use_fire_reset=training,
+        episodic_life=episodic_life,
+        reward_clipping=clip_rewards,
+        use_fire_reset=True,
     )
 
 

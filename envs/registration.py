@@ -12,10 +12,10 @@ import gymnasium as gym
 # modules with a ``register()`` function; each registers its own ids
 AREAS: list[str] = [
     "envs.atari",
-    # memory issue: "envs.algorithmic",
-    # glimpse issue: "envs.glimpse",
-    # ppo issue: "envs.memory",
-    # ponder issue: "envs.ponder",
+    "envs.algorithmic",
+    "envs.glimpse",
+    "envs.memory",  # ppo issue
+    "envs.ponder",
 ]
 
 _done = False

@@ -1,0 +1,208 @@
+"""Adaptive Computation Time (Graves 2016): a recurrent cell that learns how long to think.
+
+At every input step ``t`` the wrapped cell runs ``n = 1, 2, ...`` ponder steps on the same input
+(with a flag that is 1 on the first ponder step only)::
+
+    s_t^n = cell([x_t, delta_{n,1}], s_t^{n-1}),   s_t^0 = s_{t-1}
+    h_t^n = sigmoid(W_h y_t^n + b_h)                     halting unit, b_h initialised to 1
+    N(t)  = min{ n' : sum_{n<=n'} h_t^n >= 1 - eps }     capped at ``max_steps``
+    R(t)  = 1 - sum_{n<N(t)} h_t^n                       the remainder
+    p_t^n = h_t^n for n < N(t),  R(t) for n = N(t)       sums to 1 over n
+    s_t   = sum_n p_t^n s_t^n,   y_t = sum_n p_t^n y_t^n  mean-field state and output
+    rho_t = N(t) + R(t)                                  ponder time; cost tau * sum_t rho_t
+
+``N(t)`` is piecewise constant, so the gradient of the ponder cost flows through ``R(t)`` only:
+``d rho_t / d h_t^n = -1`` for ``n < N(t)`` and 0 otherwise.
+
+Registered sequence models: ``"act-rnn"`` (a 128-unit tanh RNN under ACT, the paper's parity set-up)
+and ``"rnn"`` (the same RNN without ACT: one step per input).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from agents.common.errors import require
+from agents.cores.base import RecurrentCore, State, map_state
+from agents.sequence import SequenceOutput, register_model
+
+
+class HaltStep(NamedTuple):
+    """Result of one ponder step of the halting rule (all ``[B]``)."""
+
+    weight: torch.Tensor  # p^n: h^n if still running, the remainder R if halting now, 0 if halted before
+    halted: torch.Tensor  # bool: halted at or before this step
+    accumulated: torch.Tensor  # sum of h over the steps that were not the halting step
+    ponder: torch.Tensor  # rho = N + R for rows that halted at this step, else 0
+
+
+def halting_step(
+    h: torch.Tensor, accumulated: torch.Tensor, halted: torch.Tensor, n: int, max_steps: int, eps: float
+) -> HaltStep:
+    """Apply the ACT halting rule for ponder step ``n`` (1-based) to every row.
+
+    Args:
+        h: halting probabilities ``[B]`` of this step, ``h^n``.
+        accumulated: ``sum_{n'<n} h^{n'}`` for rows still running ``[B]``.
+        halted: ``[B]`` bool, rows that halted at an earlier step.
+        n: this ponder step (1-based); ``max_steps``: the cap ``M``; ``eps``: the threshold epsilon.
+
+    Returns:
+        :class:`HaltStep`; a row halts now when ``accumulated + h >= 1 - eps`` or ``n == max_steps``
+        and then gets the remainder ``R = 1 - accumulated`` as its weight.
+    """
+    running = ~halted
+    stop_now = running & ((accumulated + h >= 1.0 - eps) | torch.full_like(running, n >= max_steps))
+    remainder = 1.0 - accumulated
+    weight = torch.where(stop_now, remainder, torch.where(running, h, torch.zeros_like(h)))
+    ponder = torch.where(stop_now, n + remainder, torch.zeros_like(h))
+    new_acc = torch.where(running & ~stop_now, accumulated + h, accumulated)
+    return HaltStep(weight, halted | stop_now, new_acc, ponder)
+
+
+def halting_distribution(h: torch.Tensor, eps: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The ACT halting distribution for precomputed halting probabilities.
+
+    Args:
+        h: ``[B, M]`` halting probabilities ``h^1..h^M`` (``M`` = max ponder steps).
+        eps: the threshold epsilon.
+
+    Returns:
+        ``p [B, M]`` (sums to 1 per row; zero after the halting step), ``ponder [B]`` (``N + R``) and
+        ``steps [B]`` (``N``, int64).
+    """
+    batch, max_steps = h.shape
+    acc = h.new_zeros(batch)
+    halted = torch.zeros(batch, dtype=torch.bool, device=h.device)
+    weights, ponder = [], h.new_zeros(batch)
+    steps = torch.zeros(batch, dtype=torch.long, device=h.device)
+    for n in range(1, max_steps + 1):
+        was = halted
+        out = halting_step(h[:, n - 1], acc, halted, n, max_steps, eps)
+        weights.append(out.weight)
+        ponder = ponder + out.ponder
+        steps = torch.where(out.halted & ~was, torch.full_like(steps, n), steps)
+        acc, halted = out.accumulated, out.halted
+    return torch.stack(weights, dim=1), ponder, steps
+
+
+class RNNState(NamedTuple):
+    """State of :class:`TanhRNNCore`: the hidden vector ``[B, H]``."""
+
+    h: torch.Tensor
+
+
+class TanhRNNCore(RecurrentCore):
+    """A plain tanh RNN, ``h_t = tanh(W x_t + U h_{t-1} + b)``; output ``h_t [B, H]``."""
+
+    def __init__(self, input_size: int, hidden_size: int = 128) -> None:
+        super().__init__()
+        self.input_size, self.output_size = input_size, hidden_size
+        self.cell = nn.RNNCell(input_size, hidden_size, nonlinearity="tanh")
+
+    def initial_state(self, batch_size: int) -> RNNState:
+        return RNNState(torch.zeros(batch_size, self.output_size, device=self.device))
+
+    def forward(self, x: torch.Tensor, state: RNNState) -> tuple[torch.Tensor, RNNState, dict[str, torch.Tensor]]:
+        h = self.cell(x, state.h)
+        return h, RNNState(h), {}
+
+
+class ACTCore(RecurrentCore):
+    """ACT around any core of the contract in :mod:`agents.cores.base`.
+
+    The inner core gets ``input_size + 1`` inputs (the first-ponder-step flag). Per input step the
+    attention dict holds ``"halting" [B, max_steps]`` (``p^n``, zero after halting) and
+    ``"ponder" [B]`` (``rho = N + R``); :func:`agents.cores.base.unroll` stacks them to
+    ``[B, T, max_steps]`` and ``[B, T]``.
+    """
+
+    def __init__(self, inner: RecurrentCore, max_steps: int = 100, eps: float = 0.01, halting_bias: float = 1.0):
+        super().__init__()
+        require(max_steps >= 1, f"max_steps must be >= 1, got {max_steps}")
+        require(0.0 < eps < 1.0, f"eps must be in (0, 1), got {eps}")
+        self.inner = inner
+        self.input_size, self.output_size = inner.input_size - 1, inner.output_size
+        self.max_steps, self.eps = max_steps, eps
+        self.halt = nn.Linear(inner.output_size, 1)
+        nn.init.constant_(self.halt.bias, halting_bias)
+
+    def initial_state(self, batch_size: int) -> State:
+        return self.inner.initial_state(batch_size)
+
+    def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
+        batch = x.shape[0]
+        acc = x.new_zeros(batch)
+        halted = torch.zeros(batch, dtype=torch.bool, device=x.device)
+        ponder = x.new_zeros(batch)
+        out_sum, state_sum, weights = None, None, []
+        s = state
+        for n in range(1, self.max_steps + 1):
+            flag = x.new_full((batch, 1), 1.0 if n == 1 else 0.0)
+            y, s, _ = self.inner(torch.cat([x, flag], dim=-1), s)
+            h = torch.sigmoid(self.halt(y)).squeeze(-1)  # [B]
+            step = halting_step(h, acc, halted, n, self.max_steps, self.eps)
+            p = step.weight  # [B]
+            weights.append(p)
+            ponder = ponder + step.ponder
+            weighted = map_state(lambda v: v * p.view(-1, *([1] * (v.dim() - 1))), s)
+            out_sum = y * p[:, None] if out_sum is None else out_sum + y * p[:, None]
+            state_sum = weighted if state_sum is None else map_state(torch.add, state_sum, weighted)
+            acc, halted = step.accumulated, step.halted
+            if bool(halted.all()):
+                break
+        halting = torch.stack(weights, dim=1)  # [B, n]
+        halting = nn.functional.pad(halting, (0, self.max_steps - halting.shape[1]))
+        return out_sum, state_sum, {"halting": halting, "ponder": ponder}
+
+
+class ACTSequenceModel(nn.Module):
+    """An :class:`ACTCore` with a linear readout; ``aux_loss = tau * mean_b sum_t rho_{b,t}``."""
+
+    def __init__(self, core: ACTCore, output_size: int, tau: float) -> None:
+        super().__init__()
+        require(tau >= 0.0, f"tau (the ponder cost weight) must be >= 0, got {tau}")
+        self.core, self.tau = core, tau
+        self.readout = nn.Linear(core.output_size, output_size)
+
+    def forward(self, inputs: torch.Tensor) -> SequenceOutput:
+        hidden, _, attention = self.core.unroll(inputs)  # [B, T, H]
+        cost = self.tau * attention["ponder"].sum(dim=1).mean()
+        return self.readout(hidden), attention, cost
+
+
+class PlainRNNModel(nn.Module):
+    """A tanh RNN with a readout (the no-ACT baseline); ``"ponder"`` is 1 per step for comparison."""
+
+    def __init__(self, input_size: int, output_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.core = TanhRNNCore(input_size, hidden_size)
+        self.readout = nn.Linear(hidden_size, output_size)
+
+    def forward(self, inputs: torch.Tensor) -> SequenceOutput:
+        hidden, _, attention = self.core.unroll(inputs)
+        attention["ponder"] = inputs.new_ones(inputs.shape[:2])
+        return self.readout(hidden), attention, hidden.new_zeros(())
+
+
+@register_model("act-rnn")
+def build_act_rnn(
+    input_size: int,
+    output_size: int,
+    hidden_size: int = 128,
+    tau: float = 0.01,
+    max_steps: int = 100,
+    eps: float = 0.01,
+) -> nn.Module:
+    """A tanh RNN (``hidden_size`` units, 128 in the paper) under ACT with ponder cost weight ``tau``."""
+    core = ACTCore(TanhRNNCore(input_size + 1, hidden_size), max_steps=max_steps, eps=eps)
+    return ACTSequenceModel(core, output_size, tau)
+
+
+@register_model("rnn")
+def build_rnn(input_size: int, output_size: int, hidden_size: int = 128) -> nn.Module:
+    """The same tanh RNN without ACT (one step per input): the paper's 'no ACT' baseline."""
+    return PlainRNNModel(input_size, output_size, hidden_size)

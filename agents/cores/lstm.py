@@ -1,0 +1,62 @@
+"""The LSTM baseline core (Hochreiter & Schmidhuber 1997), following :mod:`agents.cores.base`.
+
+i, f, g, o = split(W_x x_t + W_h h_{t-1} + b);  c_t = sigma(f) c_{t-1} + sigma(i) tanh(g);
+h_t = sigma(o) tanh(c_t). One step uses the fused ``torch.lstm_cell``; an unroll without resets
+runs cuDNN/oneDNN's fused ``nn.LSTM`` over the whole sequence (same weights, same numbers).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from agents.cores.base import RecurrentCore, State
+from agents.cores.base import unroll as step_unroll
+
+
+class LSTMState(NamedTuple):
+    """h, c: ``[B, H]`` each."""
+
+    h: torch.Tensor
+    c: torch.Tensor
+
+
+class LSTMCore(RecurrentCore):
+    """A single-layer LSTM.
+
+    Args:
+        input_size: D.
+        hidden_size: H (the output size).
+        learn_initial_state: learn h_0 and c_0 (else zeros).
+    """
+
+    def __init__(self, input_size: int, hidden_size: int = 100, learn_initial_state: bool = False) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.output_size = hidden_size
+        self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+        self.h0 = nn.Parameter(torch.zeros(hidden_size), requires_grad=learn_initial_state)
+        self.c0 = nn.Parameter(torch.zeros(hidden_size), requires_grad=learn_initial_state)
+
+    def initial_state(self, batch_size: int) -> LSTMState:
+        return LSTMState(self.h0.expand(batch_size, -1), self.c0.expand(batch_size, -1))
+
+    def forward(self, x: torch.Tensor, state: LSTMState) -> tuple[torch.Tensor, LSTMState, dict[str, torch.Tensor]]:
+        """x ``[B, D]`` -> h ``[B, H]``, the new state, ``{}``."""
+        lstm = self.lstm
+        h, c = torch.lstm_cell(x, (state.h, state.c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+        return h, LSTMState(h, c), {}
+
+    def unroll(
+        self, xs: torch.Tensor, state: State | None = None, resets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, LSTMState, dict[str, torch.Tensor]]:
+        """Like :func:`agents.cores.base.unroll`; the fused path is taken when there are no resets."""
+        if resets is not None:
+            return step_unroll(self, xs, state, resets)
+        if state is None:
+            state = self.initial_state(xs.shape[0])
+        out, (h, c) = self.lstm(xs, (state.h.unsqueeze(0).contiguous(), state.c.unsqueeze(0).contiguous()))
+        return out, LSTMState(h[0], c[0]), {}

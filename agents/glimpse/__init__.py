@@ -1,0 +1,46 @@
+"""Glimpse agents: RAM (hard attention, REINFORCE), DRAW-style soft attention, random glimpses, a CNN.
+
+:func:`build_model` makes any of them from a name and the dataset's image size.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from agents.common.errors import HeedError, suggest
+from agents.glimpse.cnn import CNN, hidden_for_budget
+from agents.glimpse.ram import RAM, GlimpseOutput, hybrid_loss, mc_predict
+from agents.glimpse.soft import SoftAttention
+
+MODELS = ("ram", "random", "soft", "cnn")
+
+__all__ = ["MODELS", "RAM", "CNN", "SoftAttention", "GlimpseOutput", "build_model", "hybrid_loss", "mc_predict", "count_params"]
+
+
+def count_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_model(
+    name: str,
+    image_size: int,
+    glimpses: int,
+    patch: int,
+    scales: int,
+    sigma: float = 0.1,
+    hidden: int = 256,
+    read_size: int = 12,
+    core: str = "lstm",
+) -> nn.Module:
+    """``ram`` | ``random`` (RAM with uniform random locations) | ``soft`` | ``cnn`` (matched to RAM's size)."""
+    if name == "ram":
+        return RAM(image_size, patch, scales, glimpses, hidden, sigma, "learned", core)
+    if name == "random":
+        return RAM(image_size, patch, scales, glimpses, hidden, sigma, "random", core)
+    if name == "soft":
+        return SoftAttention(image_size, read_size, glimpses, hidden)
+    if name == "cnn":
+        target = count_params(RAM(image_size, patch, scales, glimpses, hidden, sigma, "learned", core))
+        return CNN(image_size, hidden_for_budget(image_size, target))
+    raise HeedError(f"unknown glimpse model '{name}'.{suggest(name, MODELS)} Choices: {', '.join(MODELS)}")

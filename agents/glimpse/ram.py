@@ -1,0 +1,190 @@
+"""Recurrent Attention Model (Mnih et al. 2014): hard glimpses trained with REINFORCE.
+
+One episode per image, ``T`` glimpses::
+
+    l_0 ~ pi(. | h_0)                                  (h_0 = 0, so l_0's mean is a learned bias)
+    for t = 0 .. T-1:
+        x_t = rho(image, l_t)                          foveal retina, [B, k, g, g]
+        g_t = relu(W_1 relu(W_g x_t) + W_2 relu(W_l l_t))     glimpse network (h_g = h_l = 128, g = 256)
+        h_{t+1} = core(g_t, h_t)                       LSTM or ReLU RNN (256)
+        l_{t+1} ~ N(tanh(W_mu sg(h_{t+1})), sigma^2 I) Gaussian policy with fixed sigma
+        b_{t+1} = W_b sg(h_{t+1})                      learned baseline
+    logits = W_c h_T
+
+``sg`` is stop-gradient: the policy and the baseline read a detached state, and the sampled location is
+detached, so the classifier's cross-entropy never flows through the location (REFERENCE.md "RAM":
+reproductions need this). The reward is ``R = 1[argmax logits = y]`` and the loss is the hybrid
+
+    L = CE(logits, y) - mean_b sum_t log pi(l_t) (R - b_t) + mean_b sum_t (R - b_t)^2
+
+(the advantage ``R - b_t`` is a constant for the policy term). At test time :meth:`predict` averages
+the class log-probabilities over ``samples`` stochastic glimpse paths (Monte-Carlo averaging).
+
+With ``policy="random"`` the locations are uniform in ``[-1, 1]^2`` and only the cross-entropy trains
+the network (the paper's "8 random glimpses" baseline).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents.glimpse.sensors import foveal_glimpse
+
+
+class GlimpseOutput(NamedTuple):
+    """What a glimpse classifier returns for a batch of ``B`` images and ``T`` glimpses.
+
+    ``logits [B, K]``; ``locations [B, T, 2]`` in ``[-1, 1]^2`` (where each glimpse looked);
+    ``log_pi [B, T]`` log-density of each sampled location (zeros when not learned by REINFORCE);
+    ``baseline [B, T]`` (zeros when unused); ``extent [B, T]`` width of the glimpse in pixels.
+    """
+
+    logits: torch.Tensor
+    locations: torch.Tensor
+    log_pi: torch.Tensor
+    baseline: torch.Tensor
+    extent: torch.Tensor
+
+
+class GlimpseNetwork(nn.Module):
+    """``g = relu(W_1 relu(W_g vec(x)) + W_2 relu(W_l l))``: ``x [B, k, g, g]``, ``l [B, 2]`` -> ``[B, out]``."""
+
+    def __init__(self, in_pixels: int, what: int = 128, where: int = 128, out: int = 256) -> None:
+        super().__init__()
+        self.what = nn.Linear(in_pixels, what)
+        self.where = nn.Linear(2, where)
+        self.mix_what = nn.Linear(what, out)
+        self.mix_where = nn.Linear(where, out)
+
+    def forward(self, patches: torch.Tensor, loc: torch.Tensor) -> torch.Tensor:
+        hg = F.relu(self.what(patches.flatten(1)))
+        hl = F.relu(self.where(loc))
+        return F.relu(self.mix_what(hg) + self.mix_where(hl))
+
+
+def make_core(kind: str, size: int, hidden: int) -> nn.Module:
+    """``lstm`` (``nn.LSTMCell``) or ``rnn`` (the paper's rectifier RNN, ``nn.RNNCell`` with ReLU)."""
+    if kind == "lstm":
+        return nn.LSTMCell(size, hidden)
+    if kind == "rnn":
+        return nn.RNNCell(size, hidden, nonlinearity="relu")
+    raise ValueError(f"unknown core '{kind}': use lstm or rnn")
+
+
+class RAM(nn.Module):
+    """The recurrent attention model (see the module docstring for the equations).
+
+    Args:
+        image_size: side of the square input images.
+        patch, scales: retina of ``scales`` patches of ``patch x patch`` (widths ``patch * 2**s``).
+        glimpses: ``T``.
+        sigma: fixed standard deviation of the location policy (in ``[-1, 1]`` units).
+        policy: ``learned`` (REINFORCE) or ``random`` (uniform locations).
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        patch: int = 8,
+        scales: int = 1,
+        glimpses: int = 6,
+        hidden: int = 256,
+        sigma: float = 0.1,
+        policy: str = "learned",
+        core: str = "lstm",
+        num_classes: int = 10,
+    ) -> None:
+        super().__init__()
+        if policy not in ("learned", "random"):
+            raise ValueError(f"unknown policy '{policy}': use learned or random")
+        self.image_size, self.patch, self.scales = image_size, patch, scales
+        self.glimpses, self.hidden, self.sigma, self.policy = glimpses, hidden, sigma, policy
+        self.core_kind = core
+        self.glimpse_net = GlimpseNetwork(scales * patch * patch, out=hidden)
+        self.core = make_core(core, hidden, hidden)
+        self.locator = nn.Linear(hidden, 2)
+        self.baseline = nn.Linear(hidden, 1)
+        self.classifier = nn.Linear(hidden, num_classes)
+
+    def _state(self, batch: int, device: torch.device):
+        zero = torch.zeros(batch, self.hidden, device=device)
+        return (zero, zero.clone()) if self.core_kind == "lstm" else zero
+
+    def _hidden(self, state) -> torch.Tensor:
+        return state[0] if self.core_kind == "lstm" else state
+
+    def _next_location(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample ``l [B, 2]`` (detached, clamped to [-1, 1]); return ``(l, log_pi [B], baseline [B])``."""
+        b = h.shape[0]
+        if self.policy == "random":
+            loc = torch.rand(b, 2, device=h.device) * 2 - 1
+            zero = torch.zeros(b, device=h.device)
+            return loc, zero, zero
+        mean = torch.tanh(self.locator(h.detach()))  # [B, 2]
+        sample = (mean + self.sigma * torch.randn_like(mean)).detach()
+        log_pi = gaussian_log_prob(sample, mean, self.sigma)  # [B]
+        base = self.baseline(h.detach())[:, 0]
+        return sample.clamp(-1.0, 1.0), log_pi, base
+
+    def forward(self, images: torch.Tensor) -> GlimpseOutput:
+        """``images [B, H, W]`` -> :class:`GlimpseOutput` with ``T = self.glimpses``."""
+        b = images.shape[0]
+        state = self._state(b, images.device)
+        h = self._hidden(state)
+        locs, log_pis, bases = [], [], []
+        loc, log_pi, base = self._next_location(h)
+        for t in range(self.glimpses):
+            locs.append(loc)
+            log_pis.append(log_pi)
+            bases.append(base)
+            patches = foveal_glimpse(images, loc, self.patch, self.scales)
+            state = self.core(self.glimpse_net(patches, loc), state)
+            h = self._hidden(state)
+            if t + 1 < self.glimpses:
+                loc, log_pi, base = self._next_location(h)
+        extent = torch.full((b, self.glimpses), float(self.patch * 2 ** (self.scales - 1)), device=images.device)
+        return GlimpseOutput(
+            self.classifier(h), torch.stack(locs, 1), torch.stack(log_pis, 1), torch.stack(bases, 1), extent
+        )
+
+
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Log-density of an isotropic Gaussian, summed over the last axis: ``[B, D] -> [B]``."""
+    return (-((x - mean) ** 2) / (2 * sigma**2) - math.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
+def hybrid_loss(out: GlimpseOutput, labels: torch.Tensor, learned_policy: bool) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy plus, for a learned policy, REINFORCE with a learned baseline (module docstring).
+
+    Returns ``(loss, stats)`` with ``stats`` holding the scalar parts for logging.
+    """
+    ce = F.cross_entropy(out.logits, labels)
+    reward = (out.logits.argmax(-1) == labels).float()  # [B]
+    stats = {"cross_entropy": ce.item(), "reward": reward.mean().item()}
+    if not learned_policy:
+        return ce, stats
+    advantage = (reward[:, None] - out.baseline).detach()  # [B, T]
+    reinforce = -(out.log_pi * advantage).sum(1).mean()
+    baseline_mse = ((reward[:, None] - out.baseline) ** 2).sum(1).mean()
+    stats.update(reinforce=reinforce.item(), baseline_mse=baseline_mse.item(), baseline=out.baseline.mean().item())
+    return ce + reinforce + baseline_mse, stats
+
+
+@torch.no_grad()
+def mc_predict(model: nn.Module, images: torch.Tensor, samples: int, chunk: int = 256) -> torch.Tensor:
+    """Monte-Carlo averaged class log-probabilities ``[B, K]``: mean over ``samples`` glimpse paths.
+
+    ``log mean_s softmax(logits_s)``; deterministic models may pass ``samples=1``.
+    """
+    outs = []
+    for start in range(0, images.shape[0], chunk):
+        x = images[start : start + chunk]
+        rep = x.repeat(samples, 1, 1)  # [S * b, H, W]
+        logp = F.log_softmax(model(rep).logits, -1).view(samples, x.shape[0], -1)
+        outs.append(torch.logsumexp(logp, 0) - math.log(samples))
+    return torch.cat(outs)

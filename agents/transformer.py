@@ -1,0 +1,215 @@
+"""Self-attention sequence models: a Transformer encoder and the Universal Transformer (with ACT).
+
+Scaled dot-product attention per head (Vaswani et al. 2017)::
+
+    A = softmax(Q K^T / sqrt(d_k) + M),   out = A V        Q, K, V: [B, H, T, d_k];  A: [B, H, T, T]
+
+with ``M = -inf`` (a large negative number here) where a key is padding or, under the causal mask,
+in the future (key index > query index). Rows of ``A`` sum to 1.
+
+The Universal Transformer (Dehghani et al. 2019) applies ONE pre-norm layer (attention + transition)
+repeatedly over depth, adding position and timestep embeddings at every step::
+
+    s^n = Layer(s^{n-1} + P_pos + P_n)
+
+With ACT every position halts on its own (the rule of :func:`agents.cores.act.halting_step`); a
+halted position keeps its state (so it stays readable as a key) and the output is the mean field
+``sum_n p^n s^n``. ``aux_loss = tau * mean_b (mean over real positions of rho)``.
+
+Padding: rows of all-zero input vectors are treated as padding (``pad_zero_inputs=True``), so a batch
+of ragged sequences right-padded with zeros needs no extra argument; ``forward`` also accepts an
+explicit ``pad_mask [B, T]`` (True = padding).
+
+Registered sequence models: ``"transformer"``, ``"ut"`` (fixed depth) and ``"ut-act"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from agents.common.errors import require
+from agents.cores.act import halting_step
+from agents.sequence import SequenceOutput, register_model
+
+NEG = -1e9  # masked logits: exp underflows to 0, yet a fully masked row stays finite
+
+
+def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal embedding ``[..., dim]`` of integer ``positions [...]`` (sin on even, cos on odd units)."""
+    half = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)
+    freq = torch.exp(-math.log(10000.0) * half / dim)  # [dim/2]
+    angle = positions.float()[..., None] * freq  # [..., dim/2]
+    emb = torch.zeros(*positions.shape, dim, device=positions.device)
+    emb[..., 0::2] = torch.sin(angle)
+    emb[..., 1::2] = torch.cos(angle)[..., : dim // 2]
+    return emb
+
+
+def attention_mask(pad: torch.Tensor | None, steps: int, causal: bool, device: torch.device) -> torch.Tensor:
+    """Boolean ``[B|1, 1, T, T]``: True where query i may attend to key j.
+
+    Args:
+        pad: ``[B, T]`` bool, True at padding positions (or None).
+        steps: T; ``causal``: forbid keys j > i.
+    """
+    allowed = torch.ones(1, 1, steps, steps, dtype=torch.bool, device=device)
+    if causal:
+        allowed = allowed & torch.ones(steps, steps, dtype=torch.bool, device=device).tril()
+    if pad is not None:
+        allowed = allowed & ~pad[:, None, None, :]
+    return allowed
+
+
+class MultiHeadSelfAttention(nn.Module):
+    """Multi-head self-attention; returns ``(out [B, T, d], weights [B, H, T, T])``."""
+
+    def __init__(self, d_model: int, heads: int) -> None:
+        super().__init__()
+        require(d_model % heads == 0, f"d_model ({d_model}) must be divisible by heads ({heads})")
+        self.heads, self.d_k = heads, d_model // heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, steps, d_model = x.shape
+        q, k, v = self.qkv(x).view(batch, steps, 3, self.heads, self.d_k).permute(2, 0, 3, 1, 4)  # [B, H, T, d_k]
+        logits = q @ k.transpose(-1, -2) / math.sqrt(self.d_k)  # [B, H, T, T]
+        weights = torch.softmax(logits.masked_fill(~allowed, NEG), dim=-1)
+        mixed = (weights @ v).transpose(1, 2).reshape(batch, steps, d_model)  # [B, T, d]
+        return self.out(mixed), weights
+
+
+class Block(nn.Module):
+    """Pre-norm layer: ``x + MHSA(LN x)`` then ``x + FFN(LN x)``; returns ``(x, weights [B, H, T, T])``."""
+
+    def __init__(self, d_model: int, heads: int, ff_mult: int = 4, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = MultiHeadSelfAttention(d_model, heads)
+        self.ff = nn.Sequential(
+            nn.Linear(d_model, ff_mult * d_model), nn.ReLU(), nn.Linear(ff_mult * d_model, d_model)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mixed, weights = self.attn(self.norm1(x), allowed)
+        x = x + self.drop(mixed)
+        return x + self.drop(self.ff(self.norm2(x))), weights
+
+
+class _Base(nn.Module):
+    """Shared input embedding, masks and readout."""
+
+    def __init__(self, input_size: int, output_size: int, d_model: int, causal: bool, pad_zero_inputs: bool):
+        super().__init__()
+        self.d_model, self.causal, self.pad_zero_inputs = d_model, causal, pad_zero_inputs
+        self.embed = nn.Linear(input_size, d_model)
+        self.norm = nn.LayerNorm(d_model)
+        self.readout = nn.Linear(d_model, output_size)
+
+    def prepare(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None):
+        """Return ``(x [B, T, d], pad [B, T] or None, allowed mask, positional embedding [T, d])``."""
+        require(inputs.dim() == 3, f"inputs must be [B, T, D], got {tuple(inputs.shape)}")
+        steps = inputs.shape[1]
+        if pad_mask is None and self.pad_zero_inputs:
+            pad_mask = inputs.abs().sum(-1) == 0
+        pos = sinusoid(torch.arange(steps, device=inputs.device), self.d_model)  # [T, d]
+        allowed = attention_mask(pad_mask, steps, self.causal, inputs.device)
+        return self.embed(inputs) * math.sqrt(self.d_model), pad_mask, allowed, pos
+
+
+class TransformerModel(_Base):
+    """A stack of ``layers`` distinct pre-norm blocks; attention dict ``{"attention": [B, L, H, T, T]}``."""
+
+    def __init__(self, input_size: int, output_size: int, d_model: int = 64, heads: int = 4, layers: int = 2,
+                 causal: bool = False, pad_zero_inputs: bool = True, dropout: float = 0.0) -> None:
+        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs)
+        self.blocks = nn.ModuleList(Block(d_model, heads, dropout=dropout) for _ in range(layers))
+
+    def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
+        x, _, allowed, pos = self.prepare(inputs, pad_mask)
+        x = x + pos
+        maps = []
+        for block in self.blocks:
+            x, weights = block(x, allowed)
+            maps.append(weights)
+        return self.readout(self.norm(x)), {"attention": torch.stack(maps, dim=1)}, x.new_zeros(())
+
+
+class UniversalTransformer(_Base):
+    """One shared block applied over depth, optionally with per-position ACT.
+
+    Attention dict: ``"attention" [B, S, H, T, T]`` (S = depth steps run), and with ACT
+    ``"halting" [B, T, depth]`` (p^n per position) and ``"ponder" [B, T]`` (rho = N + R; 0 at padding).
+    """
+
+    def __init__(self, input_size: int, output_size: int, d_model: int = 64, heads: int = 4, depth: int = 6,
+                 act: bool = False, tau: float = 0.01, eps: float = 0.01, halting_bias: float = 1.0,
+                 causal: bool = False, pad_zero_inputs: bool = True, dropout: float = 0.0) -> None:
+        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs)
+        require(depth >= 1, f"depth must be >= 1, got {depth}")
+        require(tau >= 0.0, f"tau must be >= 0, got {tau}")
+        self.block = Block(d_model, heads, dropout=dropout)
+        self.depth, self.act, self.tau, self.eps = depth, act, tau, eps
+        self.halt = nn.Linear(d_model, 1)
+        nn.init.constant_(self.halt.bias, halting_bias)
+
+    def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
+        x, pad, allowed, pos = self.prepare(inputs, pad_mask)
+        batch, steps, _ = x.shape
+        maps = []
+        if not self.act:
+            for n in range(self.depth):
+                x, weights = self.block(x + pos + sinusoid(torch.tensor(n, device=x.device), self.d_model), allowed)
+                maps.append(weights)
+            return self.readout(self.norm(x)), {"attention": torch.stack(maps, dim=1)}, x.new_zeros(())
+
+        real = torch.ones(batch, steps, dtype=torch.bool, device=x.device) if pad is None else ~pad
+        halted = ~real.reshape(-1)  # padding never ponders
+        acc = x.new_zeros(batch * steps)
+        ponder = x.new_zeros(batch * steps)
+        mean_field = torch.zeros_like(x)
+        halting = []
+        for n in range(1, self.depth + 1):
+            new, weights = self.block(x + pos + sinusoid(torch.tensor(n - 1, device=x.device), self.d_model), allowed)
+            maps.append(weights)
+            h = torch.sigmoid(self.halt(new)).reshape(-1)  # [B*T]
+            was_halted = halted
+            step = halting_step(h, acc, halted, n, self.depth, self.eps)
+            mean_field = mean_field + step.weight.view(batch, steps, 1) * new
+            halting.append(step.weight.view(batch, steps))
+            ponder = ponder + step.ponder
+            x = torch.where(was_halted.view(batch, steps, 1), x, new)  # halted positions keep their state
+            acc, halted = step.accumulated, step.halted
+            if bool(halted.all()):
+                break
+        rho = ponder.view(batch, steps)
+        per_seq = (rho * real).sum(1) / real.sum(1).clamp(min=1)
+        halting_t = nn.functional.pad(torch.stack(halting, dim=2), (0, self.depth - len(halting)))
+        attention = {"attention": torch.stack(maps, dim=1), "halting": halting_t, "ponder": rho}
+        return self.readout(self.norm(mean_field)), attention, self.tau * per_seq.mean()
+
+
+@register_model("transformer")
+def build_transformer(input_size: int, output_size: int, d_model: int = 64, heads: int = 4, layers: int = 2,
+                      causal: bool = False) -> nn.Module:
+    """Transformer encoder with ``layers`` blocks (bidirectional unless ``causal``)."""
+    return TransformerModel(input_size, output_size, d_model=d_model, heads=heads, layers=layers, causal=causal)
+
+
+@register_model("ut")
+def build_ut(input_size: int, output_size: int, d_model: int = 64, heads: int = 4, depth: int = 6,
+             causal: bool = False) -> nn.Module:
+    """Universal Transformer with a fixed number of ``depth`` steps."""
+    return UniversalTransformer(input_size, output_size, d_model=d_model, heads=heads, depth=depth, causal=causal)
+
+
+@register_model("ut-act")
+def build_ut_act(input_size: int, output_size: int, d_model: int = 64, heads: int = 4, depth: int = 8,
+                 tau: float = 0.01, causal: bool = False) -> nn.Module:
+    """Universal Transformer with per-position ACT (at most ``depth`` steps, ponder cost ``tau``)."""
+    return UniversalTransformer(input_size, output_size, d_model=d_model, heads=heads, depth=depth, act=True,
+                                tau=tau, causal=causal)

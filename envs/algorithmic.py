@@ -1,0 +1,354 @@
+"""The NTM paper's algorithmic tasks (Graves et al. 2014) as batched generators and Gymnasium envs.
+
+Tasks (registered in :data:`envs.tasks.TASKS`; all ``loss == "bits"``):
+
+- ``copy``: L random 8-bit vectors (L in 1-20), a delimiter, then reproduce them.
+- ``repeat-copy``: L vectors (1-10), a delimiter whose own channel holds the repeat count n/10
+  (n in 1-10), then the sequence n times and an end marker on an extra output channel.
+- ``associative-recall``: 2-6 items of 3 x 6-bit vectors, each after an item delimiter; a query
+  delimiter, one query item, the query delimiter again; then output the item that followed it.
+- ``dynamic-ngrams``: a 200-bit sequence from a random 6-gram model (32 probabilities drawn from
+  Beta(1/2, 1/2)); predict each next bit. :func:`ngram_bayes_optimal_bits` gives the optimum.
+- ``priority-sort``: 20 8-bit vectors each with a priority in U[-1, 1] on its own channel, a
+  delimiter, then the 16 highest-priority vectors, highest first.
+
+Every task samples one length per batch (no padding). ``task.fixed_length(L)`` returns the same
+task at length L (copy length, repeat-copy length, number of items, n-gram sequence length, number
+of vectors to sort) for tests of generalisation. The Gymnasium envs (``heed/Copy-v0``, ...) run one
+sequence per episode; see :class:`AlgorithmicEnv`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from envs.tasks import TASKS, Batch, register_task
+
+
+class _Fixed:
+    """Mixin: ``fixed_length(L)`` for tasks whose length range is ``min_len..max_len``."""
+
+    def fixed_length(self, length: int):
+        return dataclasses.replace(self, min_len=length, max_len=length)
+
+    def _length(self, rng: np.random.Generator) -> int:
+        return int(rng.integers(self.min_len, self.max_len + 1))
+
+
+@register_task("copy")
+@dataclass(frozen=True)
+class CopyTask(_Fixed):
+    """Copy: inputs ``[B, 2L+1, bits+1]``, targets ``[B, 2L+1, bits]``, scored on the last L steps."""
+
+    bits: int = 8
+    min_len: int = 1
+    max_len: int = 20
+    name: str = "copy"
+    loss: str = "bits"
+    input_low: float = 0.0
+    input_high: float = 1.0
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 1
+
+    @property
+    def output_size(self) -> int:
+        return self.bits
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        L = self._length(rng)
+        seq = rng.integers(0, 2, size=(batch_size, L, self.bits)).astype(np.float32)
+        T = 2 * L + 1
+        inputs = np.zeros((batch_size, T, self.bits + 1), np.float32)
+        inputs[:, :L, : self.bits] = seq
+        inputs[:, L, self.bits] = 1.0
+        targets = np.zeros((batch_size, T, self.bits), np.float32)
+        targets[:, L + 1 :] = seq
+        mask = np.zeros((batch_size, T), np.float32)
+        mask[:, L + 1 :] = 1.0
+        return Batch(inputs, targets, mask)
+
+
+@register_task("repeat-copy")
+@dataclass(frozen=True)
+class RepeatCopyTask(_Fixed):
+    """Repeat copy: T = L + 1 + nL + 1; outputs ``bits + 1`` (the last is the end marker)."""
+
+    bits: int = 8
+    min_len: int = 1
+    max_len: int = 10
+    min_repeats: int = 1
+    max_repeats: int = 10
+    name: str = "repeat-copy"
+    loss: str = "bits"
+    input_low: float = 0.0
+    input_high: float = 1.0
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 2
+
+    @property
+    def output_size(self) -> int:
+        return self.bits + 1
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        L = self._length(rng)
+        n = int(rng.integers(self.min_repeats, self.max_repeats + 1))
+        seq = rng.integers(0, 2, size=(batch_size, L, self.bits)).astype(np.float32)
+        T = L + 1 + n * L + 1
+        inputs = np.zeros((batch_size, T, self.bits + 2), np.float32)
+        inputs[:, :L, : self.bits] = seq
+        inputs[:, L, self.bits] = 1.0
+        inputs[:, L, self.bits + 1] = min(n / self.max_repeats, 1.0)
+        targets = np.zeros((batch_size, T, self.bits + 1), np.float32)
+        targets[:, L + 1 : T - 1, : self.bits] = np.tile(seq, (1, n, 1))
+        targets[:, T - 1, self.bits] = 1.0
+        mask = np.zeros((batch_size, T), np.float32)
+        mask[:, L + 1 :] = 1.0
+        return Batch(inputs, targets, mask)
+
+
+@register_task("associative-recall")
+@dataclass(frozen=True)
+class AssociativeRecallTask(_Fixed):
+    """Associative recall: ``min_len..max_len`` items of ``item_len`` x ``bits`` vectors."""
+
+    bits: int = 6
+    item_len: int = 3
+    min_len: int = 2
+    max_len: int = 6
+    name: str = "associative-recall"
+    loss: str = "bits"
+    input_low: float = 0.0
+    input_high: float = 1.0
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 2
+
+    @property
+    def output_size(self) -> int:
+        return self.bits
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        items = self._length(rng)
+        k, b = self.item_len, self.bits
+        data = rng.integers(0, 2, size=(batch_size, items, k, b)).astype(np.float32)
+        query = rng.integers(0, items - 1, size=batch_size)
+        T = items * (k + 1) + 1 + k + 1 + k
+        inputs = np.zeros((batch_size, T, b + 2), np.float32)
+        for i in range(items):
+            start = i * (k + 1)
+            inputs[:, start, b] = 1.0
+            inputs[:, start + 1 : start + 1 + k, :b] = data[:, i]
+        q0 = items * (k + 1)
+        rows = np.arange(batch_size)
+        inputs[:, q0, b + 1] = 1.0
+        inputs[:, q0 + 1 : q0 + 1 + k, :b] = data[rows, query]
+        inputs[:, q0 + 1 + k, b + 1] = 1.0
+        targets = np.zeros((batch_size, T, b), np.float32)
+        targets[:, T - k :] = data[rows, query + 1]
+        mask = np.zeros((batch_size, T), np.float32)
+        mask[:, T - k :] = 1.0
+        return Batch(inputs, targets, mask)
+
+
+@register_task("dynamic-ngrams")
+@dataclass(frozen=True)
+class DynamicNGramsTask:
+    """Dynamic n-grams: input bit x_t, target x_{t+1}, scored once the (order-1)-bit context is known."""
+
+    order: int = 6
+    length: int = 200
+    name: str = "dynamic-ngrams"
+    loss: str = "bits"
+    input_low: float = 0.0
+    input_high: float = 1.0
+    input_size: int = 1
+    output_size: int = 1
+
+    def fixed_length(self, length: int) -> DynamicNGramsTask:
+        return dataclasses.replace(self, length=length)
+
+    def sample_bits(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """``[B, length]`` bits from a fresh random (order)-gram table per sequence."""
+        ctx = self.order - 1
+        probs = rng.beta(0.5, 0.5, size=(batch_size, 2**ctx))
+        bits = np.zeros((batch_size, self.length), np.int64)
+        bits[:, :ctx] = rng.integers(0, 2, size=(batch_size, ctx))
+        weights = 2 ** np.arange(ctx - 1, -1, -1)
+        uniform = rng.random((batch_size, self.length))
+        rows = np.arange(batch_size)
+        for t in range(ctx, self.length):
+            index = bits[:, t - ctx : t] @ weights
+            bits[:, t] = uniform[:, t] < probs[rows, index]
+        return bits
+
+    def batch_from_bits(self, bits: np.ndarray) -> Batch:
+        inputs = bits[:, :-1, None].astype(np.float32)
+        targets = bits[:, 1:, None].astype(np.float32)
+        mask = np.zeros(bits[:, 1:].shape, np.float32)
+        mask[:, self.order - 2 :] = 1.0
+        return Batch(inputs, targets, mask)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        return self.batch_from_bits(self.sample_bits(batch_size, rng))
+
+
+def ngram_bayes_optimal_bits(bits: np.ndarray, order: int = 6) -> np.ndarray:
+    """Cost in bits per sequence of the Bayes-optimal predictor (N_1 + 1/2) / (N_0 + N_1 + 1).
+
+    N_0, N_1 count the zeros and ones that followed the current (order-1)-bit context so far in the
+    same sequence (Graves et al. 2014). Scored on the same steps as :class:`DynamicNGramsTask`.
+
+    Args:
+        bits: ``[B, length]`` of 0/1.
+
+    Returns:
+        ``[B]`` costs in bits.
+    """
+    ctx = order - 1
+    batch, length = bits.shape
+    counts = np.zeros((batch, 2**ctx, 2))
+    weights = 2 ** np.arange(ctx - 1, -1, -1)
+    rows = np.arange(batch)
+    cost = np.zeros(batch)
+    for t in range(ctx, length):
+        index = bits[:, t - ctx : t] @ weights
+        n = counts[rows, index]  # [B, 2]
+        p_one = (n[:, 1] + 0.5) / (n.sum(-1) + 1.0)
+        p = np.where(bits[:, t] == 1, p_one, 1.0 - p_one)
+        cost -= np.log2(p)
+        counts[rows, index, bits[:, t]] += 1
+    return cost
+
+
+@register_task("priority-sort")
+@dataclass(frozen=True)
+class PrioritySortTask:
+    """Priority sort: ``num_inputs`` vectors with priorities, then the ``num_outputs`` highest, highest first."""
+
+    bits: int = 8
+    num_inputs: int = 20
+    num_outputs: int = 16
+    name: str = "priority-sort"
+    loss: str = "bits"
+    input_low: float = -1.0
+    input_high: float = 1.0
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + 2
+
+    @property
+    def output_size(self) -> int:
+        return self.bits
+
+    def fixed_length(self, length: int) -> PrioritySortTask:
+        return dataclasses.replace(self, num_inputs=length, num_outputs=min(self.num_outputs, length))
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        n, k, b = self.num_inputs, self.num_outputs, self.bits
+        seq = rng.integers(0, 2, size=(batch_size, n, b)).astype(np.float32)
+        priority = rng.uniform(-1.0, 1.0, size=(batch_size, n)).astype(np.float32)
+        T = n + 1 + k
+        inputs = np.zeros((batch_size, T, b + 2), np.float32)
+        inputs[:, :n, :b] = seq
+        inputs[:, :n, b] = priority
+        inputs[:, n, b + 1] = 1.0
+        order = np.argsort(-priority, axis=1, kind="stable")[:, :k]
+        targets = np.zeros((batch_size, T, b), np.float32)
+        targets[:, n + 1 :] = np.take_along_axis(seq, order[:, :, None], axis=1)
+        mask = np.zeros((batch_size, T), np.float32)
+        mask[:, n + 1 :] = 1.0
+        return Batch(inputs, targets, mask)
+
+
+# ---------------------------------------------------------------------------------------- Gymnasium
+
+ENV_IDS = {
+    "heed/Copy-v0": "copy",
+    "heed/RepeatCopy-v0": "repeat-copy",
+    "heed/AssociativeRecall-v0": "associative-recall",
+    "heed/DynamicNGrams-v0": "dynamic-ngrams",
+    "heed/PrioritySort-v0": "priority-sort",
+}
+
+
+class AlgorithmicEnv(gym.Env):
+    """One task sequence per episode.
+
+    ## Description
+    The NTM paper's algorithmic tasks (see the module docstring), step by step.
+
+    ## Action Space
+    ``MultiBinary(K)``: the predicted output bits for the current step.
+
+    ## Observation Space
+    ``Box(input_low, input_high, (D,), float32)``: the current input vector.
+
+    ## Rewards
+    Minus the number of wrong bits on scored steps (0 elsewhere), so the return is minus the
+    sequence's bit errors: the supervised metric.
+
+    ## Episode End
+    Terminates after the sequence's last step (no truncation).
+
+    ## Info
+    ``target`` (float32 ``[K]``) and ``scored`` (bool) for the step the observation belongs to:
+    a supervised learner reads its labels from there.
+
+    ## Arguments
+    ``task``: a name in :data:`envs.tasks.TASKS` with ``loss == "bits"``; other keyword arguments
+    go to the task (e.g. ``max_len=10``).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, task: str = "copy", **options) -> None:
+        self.task = TASKS[task](**options)
+        D, K = self.task.input_size, self.task.output_size
+        self.observation_space = gym.spaces.Box(self.task.input_low, self.task.input_high, (D,), np.float32)
+        self.action_space = gym.spaces.MultiBinary(K)
+        self._batch: Batch | None = None
+        self._t = 0
+
+    def _info(self) -> dict:
+        batch, t = self._batch, self._t
+        if t >= batch.inputs.shape[1]:
+            return {"target": np.zeros(self.task.output_size, np.float32), "scored": False}
+        return {"target": batch.targets[0, t].copy(), "scored": bool(batch.mask[0, t] > 0)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._batch = self.task.sample(1, self.np_random)
+        self._t = 0
+        return self._batch.inputs[0, 0].copy(), self._info()
+
+    def step(self, action):
+        if self._batch is None:
+            raise RuntimeError("call reset() before step()")
+        batch, t = self._batch, self._t
+        if t >= batch.inputs.shape[1]:
+            raise RuntimeError("the episode has ended: call reset()")
+        wrong = np.sum(np.asarray(action, dtype=np.int64) != batch.targets[0, t].astype(np.int64))
+        reward = -float(wrong) * float(batch.mask[0, t])
+        self._t = t + 1
+        terminated = self._t >= batch.inputs.shape[1]
+        obs = np.zeros(self.task.input_size, np.float32) if terminated else batch.inputs[0, self._t].copy()
+        obs = np.clip(obs, self.observation_space.low, self.observation_space.high)
+        return obs, reward, terminated, False, self._info()
+
+
+def register() -> None:
+    """Register ``heed/Copy-v0``, ``heed/RepeatCopy-v0``, ``heed/AssociativeRecall-v0``,
+    ``heed/DynamicNGrams-v0`` and ``heed/PrioritySort-v0``."""
+    for env_id, task in ENV_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(env_id, entry_point="envs.algorithmic:AlgorithmicEnv", kwargs={"task": task})
