@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -88,8 +88,10 @@ class DuelingDQN(DQN):
         self.per_alpha = per_alpha
         self.per_beta0 = per_beta0
         self.per_eps = per_eps
+        self.last_td_loss: float | None = None  # of the latest train() call
+        self.last_q_value: float | None = None
         if prioritized and kwargs.get("replay_buffer_class") is None:
-            n = kwargs.get("n_steps", 1)
+            n = kwargs.pop("n_steps", 1)  # handed to the prioritized buffer below
             kwargs["replay_buffer_class"] = PrioritizedNStepReplayBuffer if n > 1 else PrioritizedReplayBuffer
             extra = dict(kwargs.get("replay_buffer_kwargs") or {})
             extra.setdefault("alpha", per_alpha)
@@ -209,6 +211,50 @@ def greedy_actions(net: DuelingQNetwork, obs: np.ndarray, epsilon: float, rng: n
     return actions
 
 
+class Game(NamedTuple):
+    """One played game: its unclipped return, its length in agent steps, and (optionally) its frames."""
+
+    total: float
+    length: int
+    frames: list
+
+
+def play_atari(
+    net: DuelingQNetwork,
+    env_id: str,
+    episodes: int,
+    epsilon: float,
+    seed: int,
+    sticky_actions: float = 0.0,
+    record_frames: int = 0,
+) -> list[Game]:
+    """Play full games (no episodic life, unclipped reward) epsilon-greedily.
+
+    Game i is seeded with ``seed + i``; the first ``record_frames`` colour frames (210x160x3) are kept.
+    """
+    from envs.atari import make_atari_env
+
+    env = make_atari_env(env_id, training=False, sticky_actions=sticky_actions,
+                         render_mode="rgb_array" if record_frames else None)
+    rng = np.random.default_rng(seed)
+    games, kept = [], 0
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        total, length, done, frames = 0.0, 0, False, []
+        while not done:
+            if kept < record_frames:
+                frames.append(env.render())
+                kept += 1
+            action = greedy_actions(net, obs[None], epsilon, rng)[0]
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+        games.append(Game(total, length, frames))
+    env.close()
+    return games
+
+
 __all__ = [
     "DuelingDQN",
     "DuelingCnnPolicy",
@@ -216,6 +262,7 @@ __all__ = [
     "save_q_network",
     "load_q_network",
     "greedy_actions",
+    "play_atari",
     "ReplayBuffer",
     "NStepReplayBuffer",
 ]

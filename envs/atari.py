@@ -64,8 +64,12 @@ def game_name(env_id: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-class FireReset(gym.Wrapper):
-    """Press FIRE after reset (and after a lost life when episodes end there) in games that wait for it."""
+class FireReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Press FIRE after reset in games that wait for it (Breakout, ...)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)

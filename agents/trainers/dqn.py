@@ -32,7 +32,7 @@ from agents.common.checkpoint import latest_checkpoint, load_checkpoint, restore
 from agents.common.device import resolve_device
 from agents.common.errors import HeedError, require
 from agents.common.run import config_to_dict, default_run_dir, open_writer, prepare_run_dir, save_config
-from agents.dqn import KIND, DuelingDQN, greedy_actions, q_network_meta, save_q_network
+from agents.dqn import KIND, DuelingDQN, greedy_actions, play_atari, q_network_meta, save_q_network
 from agents.frame_replay import FrameReplayBuffer
 
 DEFAULT_TOTAL_STEPS = 2_000_000
@@ -90,6 +90,10 @@ class Config:
     """Gradient-norm clip."""
     sticky_actions: float = 0.0
     """ALE repeat-action probability (0 as in the Nature DQN)."""
+    max_episode_steps: int = 27_000
+    """Agent steps before a game is cut (27,000 = 30 minutes of play)."""
+    log_interval: int = 1000
+    """Agent steps between TensorBoard scalars (sps, epsilon, loss, Q)."""
     eval_interval: int = 50_000
     """Agent steps between evaluations (0: only at the end)."""
     eval_episodes: int = 3
@@ -111,7 +115,7 @@ def validate(cfg: Config) -> None:
     if cfg.total_steps is not None:
         require(cfg.total_steps > 0, f"--total-steps must be positive, got {cfg.total_steps}")
     for name in ("num_envs", "buffer_size", "batch_size", "n_steps", "train_freq", "target_update_interval",
-                 "eval_episodes"):
+                 "eval_episodes", "max_episode_steps", "log_interval"):
         require(getattr(cfg, name) > 0, f"--{name.replace('_', '-')} must be positive, got {getattr(cfg, name)}")
     for name in ("learning_starts", "exploration_steps", "eval_interval", "checkpoint_interval", "torch_threads"):
         require(getattr(cfg, name) >= 0, f"--{name.replace('_', '-')} must be >= 0, got {getattr(cfg, name)}")
@@ -190,172 +194,196 @@ def checkpoint_tensors(model: DuelingDQN) -> dict[str, torch.Tensor]:
 
 def evaluate(net, env_id: str, episodes: int, epsilon: float, seed: int, sticky_actions: float = 0.0) -> list[float]:
     """Play ``episodes`` full games (unclipped reward) and return their returns."""
-    from envs.atari import make_atari_env
+    return [g.total for g in play_atari(net, env_id, episodes, epsilon, seed, sticky_actions=sticky_actions)]
 
-    env = make_atari_env(env_id, training=False, sticky_actions=sticky_actions)
-    rng = np.random.default_rng(seed)
-    returns = []
-    for ep in range(episodes):
-        obs, _ = env.reset(seed=seed + ep)
-        done, total = False, 0.0
-        while not done:
-            action = greedy_actions(net, obs[None], epsilon, rng)[0]
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return returns
+
+class AtariDQNTrainer:
+    """The training loop as an object: ``advance(until_step)`` can be called in windows (benchmarks do).
+
+    Construction resolves the config, builds (or restores) the model and opens the envs and the writer.
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        validate(cfg)
+        cfg, run_dir = resolve_config(cfg)
+        from envs.atari import check_atari_id, make_vector_env
+
+        check_atari_id(cfg.env)
+        self.device = resolve_device(cfg.device)
+        prepare_run_dir(run_dir)
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        torch.manual_seed(cfg.seed)
+        self.cfg, self.run_dir = cfg, run_dir
+        self.model = model = build_model(cfg, self.device)
+        self.step, self.episodes, self.best_eval = 0, 0, -math.inf
+        purge = None
+        if cfg.resume is not None:
+            self._restore()
+            purge = self.step
+        self.finished = self.step >= cfg.total_steps
+        if self.finished:
+            return
+        save_config(run_dir, cfg)
+        self.writer = open_writer(run_dir, cfg, purge_step=purge)
+        self.vec = make_vector_env(cfg.env, cfg.num_envs, sticky_actions=cfg.sticky_actions,
+                                   max_episode_steps=cfg.max_episode_steps)
+        n = cfg.num_envs
+        self.buffer = FrameReplayBuffer(cfg.buffer_size, n, n_steps=cfg.n_steps, gamma=cfg.gamma,
+                                        device=self.device, prioritized=cfg.prioritized, alpha=cfg.per_alpha,
+                                        seed=cfg.seed)
+        model.replay_buffer = self.buffer  # DuelingDQN.train() samples from it
+        self.rng = np.random.default_rng(cfg.seed + 10_000 * self.episodes)
+        self.obs, info = self.vec.reset(seed=cfg.seed + 1000 * self.episodes)
+        self.buffer.add_reset(self.obs)
+        self.lives = info["lives"].copy()
+        self.ep_return, self.ep_len = np.zeros(n), np.zeros(n, dtype=np.int64)
+        self.was_done = np.zeros(n, dtype=bool)
+        self.recent: deque[float] = deque(maxlen=20)
+        self.updates_due = 0.0
+        step = self.step
+        # after a resume the buffer is empty: refill it before updates continue
+        self.warmup_until = step + cfg.learning_starts
+        self.next_target = step + cfg.target_update_interval
+        self.next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval if cfg.eval_interval else cfg.total_steps
+        self.next_ckpt = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval if cfg.checkpoint_interval else None
+        self.next_log = (step // cfg.log_interval + 1) * cfg.log_interval
+        self.sps_time, self.sps_step = time.perf_counter(), step
+        self.bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=cfg.total_steps, initial=step, unit="step", dynamic_ncols=True, smoothing=0.05)
+
+    def _restore(self) -> None:
+        from agents.common.checkpoint import load_module_state
+
+        ckpt_dir = latest_checkpoint(self.run_dir)
+        if ckpt_dir is None:
+            raise HeedError(f"cannot resume '{self.run_dir}': no checkpoint in {self.run_dir / 'checkpoints'}")
+        ckpt = load_checkpoint(ckpt_dir, expect_kind=KIND)
+        online = {k[6:]: v for k, v in ckpt.tensors.items() if k.startswith("q_net.")}
+        target = {k[13:]: v for k, v in ckpt.tensors.items() if k.startswith("q_net_target.")}
+        load_module_state(self.model.q_net, online, where=f"'{ckpt_dir}'")
+        load_module_state(self.model.q_net_target, target, where=f"'{ckpt_dir}'")
+        if ckpt.optimizer_tensors is not None:
+            restore_optimizer(self.model.policy.optimizer, ckpt.optimizer_tensors, ckpt.meta["optimizer"])
+        counters = ckpt.counters
+        self.step, self.episodes = int(counters["global_step"]), int(counters["episodes"])
+        self.model._n_updates = int(counters.get("n_updates", 0))
+        self.best_eval = float(counters.get("best_eval", -math.inf))
+
+    def save(self, reason: str) -> Path:
+        """Checkpoint online + target nets, the optimizer and the counters."""
+        model = self.model
+        meta = q_network_meta(model.q_net, self.cfg.env, {"train_config": config_to_dict(self.cfg), "reason": reason})
+        meta["counters"] = {"global_step": self.step, "episodes": self.episodes, "n_updates": model._n_updates,
+                            "best_eval": self.best_eval}
+        return save_run_checkpoint(self.run_dir, self.step, checkpoint_tensors(model), meta, model.policy.optimizer)
+
+    def advance(self, until_step: int) -> None:
+        """Act, store and learn until ``until_step`` agent steps (or the run's total) are reached."""
+        cfg, model, buffer, writer = self.cfg, self.model, self.buffer, self.writer
+        until_step = min(until_step, cfg.total_steps)
+        while self.step < until_step:
+            eps = epsilon_at(cfg, self.step)
+            actions = greedy_actions(model.q_net, self.obs, eps, self.rng)
+            self.obs, rewards, terminated, truncated, info = self.vec.step(actions)
+            life_lost = (info["lives"] < self.lives) & ~self.was_done
+            self.lives = info["lives"].copy()
+            # slots that were done last step were auto-reset now: their row starts an episode
+            buffer.add(self.obs, actions, np.sign(rewards), terminated | life_lost, truncated, self.was_done)
+            live = ~self.was_done
+            self.ep_return[live] += rewards[live]
+            self.ep_len[live] += 1
+            done = terminated | truncated
+            for i in np.flatnonzero(done):
+                self.episodes += 1
+                self.recent.append(float(self.ep_return[i]))
+                writer.add_scalar("charts/episodic_return", self.ep_return[i], self.step)
+                writer.add_scalar("charts/episodic_length", self.ep_len[i], self.step)
+                self.ep_return[i], self.ep_len[i] = 0.0, 0
+            self.was_done = done
+            n_live = int(live.sum())
+            self.step += n_live
+            if self.bar is not None:
+                self.bar.update(n_live)
+            if self.step >= self.warmup_until and self.step >= cfg.learning_starts:
+                model._current_progress_remaining = 1.0 - self.step / cfg.total_steps
+                self.updates_due += n_live / cfg.train_freq
+                k = int(self.updates_due)
+                if k:
+                    model.train(k, cfg.batch_size)
+                    self.updates_due -= k
+            if self.step >= self.next_target:
+                model.q_net_target.load_state_dict(model.q_net.state_dict())
+                self.next_target += cfg.target_update_interval
+            if self.step >= self.next_log:
+                self._log(eps)
+            if self.step >= self.next_eval or self.step >= cfg.total_steps:
+                self._evaluate()
+            if self.next_ckpt is not None and self.step >= self.next_ckpt:
+                self.save("interval")
+                self.next_ckpt += cfg.checkpoint_interval
+
+    def _log(self, eps: float) -> None:
+        now = time.perf_counter()
+        sps = (self.step - self.sps_step) / max(now - self.sps_time, 1e-9)
+        self.sps_time, self.sps_step = now, self.step
+        writer, model = self.writer, self.model
+        writer.add_scalar("charts/sps", sps, self.step)
+        writer.add_scalar("charts/epsilon", eps, self.step)
+        if model.last_td_loss is not None:
+            writer.add_scalar("losses/td_loss", model.last_td_loss, self.step)
+            writer.add_scalar("charts/q_values", model.last_q_value, self.step)
+        if self.bar is not None:
+            ret = f"{np.mean(self.recent):.1f}" if self.recent else "-"
+            self.bar.set_postfix(sps=f"{sps:.0f}", ret=ret, eps=f"{eps:.3f}", refresh=False)
+        self.next_log += self.cfg.log_interval
+
+    def _evaluate(self) -> None:
+        cfg = self.cfg
+        returns = evaluate(self.model.q_net, cfg.env, cfg.eval_episodes, cfg.eval_epsilon, cfg.seed + self.step,
+                           cfg.sticky_actions)
+        mean, std = float(np.mean(returns)), float(np.std(returns))
+        self.writer.add_scalar("eval/return", mean, self.step)
+        self.writer.add_scalar("eval/return_std", std, self.step)
+        if mean >= self.best_eval:
+            self.best_eval = mean
+            save_q_network(self.run_dir / "best", self.model.q_net, cfg.env,
+                           extra={"counters": {"global_step": self.step, "eval_return": mean}})
+        message = f"step {self.step:,}: eval return {mean:.1f} ± {std:.1f} over {len(returns)} games"
+        if self.bar is not None:
+            self.bar.write(message)
+        self.next_eval += cfg.eval_interval if cfg.eval_interval else cfg.total_steps
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.close()
+        self.vec.close()
 
 
 def main(cfg: Config) -> Path:
-    """Train (or resume) and return the run dir."""
-    validate(cfg)
-    cfg, run_dir = resolve_config(cfg)
-    from envs.atari import check_atari_id, make_vector_env
-
-    check_atari_id(cfg.env)
-    device = resolve_device(cfg.device)
-    prepare_run_dir(run_dir)
-    if cfg.torch_threads:
-        torch.set_num_threads(cfg.torch_threads)
-    torch.manual_seed(cfg.seed)
-
-    model = build_model(cfg, device)
-    step, episodes, best_eval = 0, 0, -math.inf
-    purge = None
-    if cfg.resume is not None:
-        ckpt_dir = latest_checkpoint(run_dir)
-        if ckpt_dir is None:
-            raise HeedError(f"cannot resume '{run_dir}': no checkpoint in {run_dir / 'checkpoints'}")
-        ckpt = load_checkpoint(ckpt_dir, expect_kind=KIND)
-        from agents.common.checkpoint import load_module_state
-
-        online = {k[6:]: v for k, v in ckpt.tensors.items() if k.startswith("q_net.")}
-        target = {k[13:]: v for k, v in ckpt.tensors.items() if k.startswith("q_net_target.")}
-        load_module_state(model.q_net, online, where=f"'{ckpt_dir}'")
-        load_module_state(model.q_net_target, target, where=f"'{ckpt_dir}'")
-        if ckpt.optimizer_tensors is not None:
-            restore_optimizer(model.policy.optimizer, ckpt.optimizer_tensors, ckpt.meta["optimizer"])
-        counters = ckpt.counters
-        step, episodes = int(counters["global_step"]), int(counters["episodes"])
-        model._n_updates = int(counters.get("n_updates", 0))
-        best_eval = float(counters.get("best_eval", -math.inf))
-        purge = step
-        if step >= cfg.total_steps:
-            print(f"run '{run_dir}' already has {step:,} steps >= --total-steps {cfg.total_steps:,}; nothing to do")
-            return run_dir
-    save_config(run_dir, cfg)
-    writer = open_writer(run_dir, cfg, purge_step=purge)
-
-    vec = make_vector_env(cfg.env, cfg.num_envs, sticky_actions=cfg.sticky_actions)
-    n = cfg.num_envs
-    buffer = FrameReplayBuffer(cfg.buffer_size, n, n_steps=cfg.n_steps, gamma=cfg.gamma, device=device,
-                               prioritized=cfg.prioritized, alpha=cfg.per_alpha, seed=cfg.seed)
-    model.replay_buffer = buffer  # DuelingDQN.train() samples from it
-    rng = np.random.default_rng(cfg.seed + 10_000 * episodes)
-    obs, info = vec.reset(seed=cfg.seed + 1000 * episodes)
-    buffer.add_reset(obs)
-    lives = info["lives"].copy()
-    ep_return, ep_len = np.zeros(n), np.zeros(n, dtype=np.int64)
-    was_done = np.zeros(n, dtype=bool)
-    recent = deque(maxlen=20)
-    updates_due = 0.0
-    warmup_until = step + cfg.learning_starts
-    next_target = step + cfg.target_update_interval
-    next_eval = (step // cfg.eval_interval + 1) * cfg.eval_interval if cfg.eval_interval else cfg.total_steps
-    next_ckpt = (step // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval if cfg.checkpoint_interval else None
-    next_log = step + 1000
-    sps_time, sps_step = time.perf_counter(), step
-
-    def save(reason: str) -> None:
-        meta = q_network_meta(model.q_net, cfg.env, {"train_config": config_to_dict(cfg), "reason": reason})
-        meta["counters"] = {"global_step": step, "episodes": episodes, "n_updates": model._n_updates,
-                            "best_eval": best_eval}
-        save_run_checkpoint(run_dir, step, checkpoint_tensors(model), meta, model.policy.optimizer)
+    """Train (or resume) and return the run dir. Ctrl-C or SIGTERM checkpoints before leaving."""
+    trainer = AtariDQNTrainer(cfg)
+    if trainer.finished:
+        print(f"run '{trainer.run_dir}' already has {trainer.step:,} steps >= --total-steps "
+              f"{trainer.cfg.total_steps:,}; nothing to do")
+        return trainer.run_dir
 
     def on_sigterm(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
     old_handler = signal.signal(signal.SIGTERM, on_sigterm)
-    bar = None
-    if cfg.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.total_steps, initial=step, unit="step", dynamic_ncols=True, smoothing=0.05)
     try:
-        while step < cfg.total_steps:
-            eps = epsilon_at(cfg, step)
-            actions = greedy_actions(model.q_net, obs, eps, rng)
-            obs, rewards, terminated, truncated, info = vec.step(actions)
-            life_lost = (info["lives"] < lives) & ~was_done
-            lives = info["lives"].copy()
-            # slots that were done last step were auto-reset now: their row starts an episode
-            buffer.add(obs, actions, np.sign(rewards), terminated | life_lost, truncated, was_done)
-            live = ~was_done
-            ep_return[live] += rewards[live]
-            ep_len[live] += 1
-            done = terminated | truncated
-            for i in np.flatnonzero(done):
-                episodes += 1
-                recent.append(float(ep_return[i]))
-                writer.add_scalar("charts/episodic_return", ep_return[i], step)
-                writer.add_scalar("charts/episodic_length", ep_len[i], step)
-                ep_return[i], ep_len[i] = 0.0, 0
-            was_done = done
-            step += int(live.sum())
-            if bar is not None:
-                bar.update(int(live.sum()))
-
-            if step >= warmup_until and step >= cfg.learning_starts:
-                model._current_progress_remaining = 1.0 - step / cfg.total_steps
-                updates_due += live.sum() / cfg.train_freq
-                k = int(updates_due)
-                if k:
-                    model.train(k, cfg.batch_size)
-                    updates_due -= k
-            if step >= next_target:
-                model.q_net_target.load_state_dict(model.q_net.state_dict())
-                next_target += cfg.target_update_interval
-            if step >= next_log:
-                now = time.perf_counter()
-                sps = (step - sps_step) / max(now - sps_time, 1e-9)
-                sps_time, sps_step = now, step
-                writer.add_scalar("charts/sps", sps, step)
-                writer.add_scalar("charts/epsilon", eps, step)
-                if model._n_updates:
-                    writer.add_scalar("losses/td_loss", model.last_td_loss, step)
-                    writer.add_scalar("charts/q_values", model.last_q_value, step)
-                if bar is not None:
-                    ret = f"{np.mean(recent):.1f}" if recent else "-"
-                    bar.set_postfix(sps=f"{sps:.0f}", ret=ret, eps=f"{eps:.3f}", refresh=False)
-                next_log += 1000
-            if step >= next_eval or step >= cfg.total_steps:
-                returns = evaluate(model.q_net, cfg.env, cfg.eval_episodes, cfg.eval_epsilon, cfg.seed + step,
-                                   cfg.sticky_actions)
-                mean = float(np.mean(returns))
-                writer.add_scalar("eval/return", mean, step)
-                writer.add_scalar("eval/return_std", float(np.std(returns)), step)
-                if mean >= best_eval:
-                    best_eval = mean
-                    save_q_network(run_dir / "best", model.q_net, cfg.env,
-                                   extra={"counters": {"global_step": step, "eval_return": mean}})
-                if bar is not None:
-                    bar.write(f"step {step:,}: eval return {mean:.1f} ± {np.std(returns):.1f} over {len(returns)} games")
-                next_eval += cfg.eval_interval if cfg.eval_interval else cfg.total_steps
-            if next_ckpt is not None and step >= next_ckpt:
-                save("interval")
-                next_ckpt += cfg.checkpoint_interval
-        save("end")
+        trainer.advance(trainer.cfg.total_steps)
+        trainer.save("end")
     except KeyboardInterrupt:
-        save("interrupted")
-        writer.flush()
+        trainer.save("interrupted")
         raise
     finally:
         signal.signal(signal.SIGTERM, old_handler)
-        if bar is not None:
-            bar.close()
-        writer.close()
-        vec.close()
-    print(f"done: {step:,} steps in '{run_dir}'. TensorBoard: tensorboard --logdir {run_dir.parent}")
-    return run_dir
+        trainer.close()
+    print(f"done: {trainer.step:,} steps in '{trainer.run_dir}'. TensorBoard: tensorboard --logdir {trainer.run_dir.parent}")
+    return trainer.run_dir

@@ -1,0 +1,96 @@
+"""Play a trained dueling DQN agent and report its score.
+
+    python scripts/evaluate.py --checkpoint agents/pretrained/pong --episodes 10
+    python scripts/evaluate.py --checkpoint runs/pong --episodes 3 --video pong.mp4
+
+Full games with unclipped reward (the evaluation protocol of Mnih et al. 2015), epsilon-greedy
+with a small epsilon. ``--checkpoint`` takes a shipped agent folder, a checkpoint folder, or a run
+folder (its latest checkpoint).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from agents.common.errors import HeedError, cli_main, require
+
+
+@dataclass(frozen=True)
+class Config:
+    """Evaluate a dueling DQN checkpoint on full Atari games."""
+
+    checkpoint: Path
+    """A shipped agent (agents/pretrained/pong), a checkpoint folder or a run folder."""
+    episodes: int = 10
+    """Full games to play."""
+    epsilon: float = 0.01
+    """Exploration during evaluation."""
+    seed: int = 0
+    """Seed of the first game (game i uses seed + i)."""
+    video: Path | None = None
+    """Write the play of the first game(s) as .mp4 or .gif."""
+    video_steps: int = 5000
+    """At most this many frames go into the video."""
+    device: str = "auto"
+    """auto, cpu or cuda."""
+    progress: bool = True
+    """Show a progress bar over games."""
+
+
+def main(cfg: Config) -> dict:
+    """Play, print ``mean ± std`` and return ``{"returns": [...], "mean": m, "std": s}``."""
+    require(cfg.episodes > 0, f"--episodes must be positive, got {cfg.episodes}")
+    require(0.0 <= cfg.epsilon <= 1.0, "--epsilon must be in [0, 1]")
+    if cfg.video is not None and cfg.video.suffix.lower() not in {".mp4", ".gif"}:
+        raise HeedError(f"--video must end in .mp4 or .gif, got '{cfg.video.name}'")
+    from agents.common.device import resolve_device
+    from agents.dqn import greedy_actions, load_q_network
+    from envs.atari import make_atari_env
+
+    device = resolve_device(cfg.device)
+    net, meta = load_q_network(cfg.checkpoint, device)
+    env_id = meta["config"]["env_id"]
+    env = make_atari_env(env_id, training=False, render_mode="rgb_array" if cfg.video else None)
+    rng = np.random.default_rng(cfg.seed)
+    frames: list[np.ndarray] = []
+    returns, lengths = [], []
+    games = range(cfg.episodes)
+    if cfg.progress:
+        from tqdm import tqdm
+
+        games = tqdm(games, unit="game", desc=Path(cfg.checkpoint).name)
+    for ep in games:
+        obs, _ = env.reset(seed=cfg.seed + ep)
+        total, length, done = 0.0, 0, False
+        while not done:
+            if cfg.video is not None and len(frames) < cfg.video_steps:
+                frames.append(env.render())
+            action = greedy_actions(net, obs[None], cfg.epsilon, rng)[0]
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            total += float(reward)
+            length += 1
+            done = terminated or truncated
+        returns.append(total)
+        lengths.append(length)
+    env.close()
+    mean, std = float(np.mean(returns)), float(np.std(returns))
+    print(f"{env_id}: return {mean:.2f} ± {std:.2f} over {cfg.episodes} games "
+          f"(min {min(returns):.0f}, max {max(returns):.0f}, mean length {np.mean(lengths):.0f} steps, epsilon {cfg.epsilon})")
+    if cfg.video is not None:
+        import imageio.v2 as imageio
+
+        cfg.video.parent.mkdir(parents=True, exist_ok=True)
+        if cfg.video.suffix.lower() == ".gif":
+            imageio.mimsave(cfg.video, frames[::2], duration=1000 / 30)
+        else:
+            imageio.mimsave(cfg.video, frames, fps=30, codec="libx264", quality=7, macro_block_size=1)
+        print(f"video: {cfg.video} ({len(frames)} frames)")
+    return {"env_id": env_id, "returns": returns, "lengths": lengths, "mean": mean, "std": std}
+
+
+if __name__ == "__main__":
+    cli_main(lambda: main(tyro.cli(Config)))
