@@ -1,0 +1,106 @@
+"""Package a trained DQN run for shipping: fp16 weights, config, command, learning curve (CSV + PNG).
+
+    python scripts/package_agent.py --run runs/pong --out agents/pretrained/pong
+
+Takes the run's ``best/`` network (highest evaluation return) unless ``--which latest``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+import tyro
+
+from agents.common.errors import HeedError, cli_main
+
+
+@dataclass(frozen=True)
+class Config:
+    """Ship a dueling DQN run."""
+
+    run: Path
+    """The run folder (runs/pong)."""
+    out: Path
+    """Where the shipped agent goes (agents/pretrained/pong)."""
+    which: Literal["best", "latest"] = "best"
+    """The best evaluated network or the latest checkpoint."""
+    command: str = ""
+    """The exact training command, recorded beside the weights (default: rebuilt from config.json)."""
+
+
+def read_curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Scalars of a TensorBoard run as ``{tag: [(step, value), ...]}``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    ea.Reload()
+    return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
+
+
+def command_from_config(cfg: dict) -> str:
+    parts = ["python scripts/train.py dqn"]
+    for key, value in cfg.items():
+        if key in {"resume", "progress"} or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{key.replace('_', '-')}")
+        else:
+            parts.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(parts)
+
+
+def main(cfg: Config) -> Path:
+    from agents.common.checkpoint import latest_checkpoint, write_json_atomic
+    from agents.dqn import load_q_network, save_q_network
+
+    source = cfg.run / "best" if cfg.which == "best" else latest_checkpoint(cfg.run)
+    if source is None or not (source / "weights.safetensors").exists():
+        raise HeedError(f"no {cfg.which} network in '{cfg.run}'")
+    net, meta = load_q_network(source)
+    train_cfg = json.loads((cfg.run / "config.json").read_text())
+    curves = read_curves(cfg.run)
+    counters = meta.get("counters", {})
+    save_q_network(cfg.out, net, meta["config"]["env_id"], dtype=torch.float16, extra={
+        "counters": counters,
+        "train_config": train_cfg,
+        "command": cfg.command or command_from_config(train_cfg),
+    })
+    with open(cfg.out / "learning_curve.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["tag", "step", "value"])
+        for tag in ("eval/return", "charts/episodic_return"):
+            for step, value in curves.get(tag, []):
+                writer.writerow([tag, step, f"{value:.3f}"])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    train = curves.get("charts/episodic_return", [])
+    if train:
+        ax.plot([s for s, _ in train], [v for _, v in train], ".", alpha=0.3, ms=3, label="training games (ε-greedy)")
+    ev = curves.get("eval/return", [])
+    if ev:
+        ax.plot([s for s, _ in ev], [v for _, v in ev], "o-", label="evaluation (ε = 0.01, mean of games)")
+    ax.set_xlabel("agent steps (×4 frames)")
+    ax.set_ylabel("game score")
+    ax.set_title(f"heed Dueling Double DQN on {meta['config']['env_id']}")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(cfg.out / "learning_curve.png", dpi=120)
+    write_json_atomic(cfg.out / "config.json", train_cfg)
+    print(f"shipped {source} -> {cfg.out} (step {counters.get('global_step')}, eval {counters.get('eval_return')})")
+    return cfg.out
+
+
+if __name__ == "__main__":
+    cli_main(lambda: main(tyro.cli(Config)))
