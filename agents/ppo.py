@@ -33,7 +33,7 @@ from torch import nn
 
 from agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
 from agents.cores.base import State, detach_state, map_state
-from agents.recurrent_policy import RecurrentActorCritic
+from agents.recurrent_policy import RecurrentActorCritic, greedy_actions, log_prob_entropy, sample_actions
 
 
 @dataclass(frozen=True)
@@ -63,12 +63,15 @@ class RolloutStorage:
     ``state_at(t)`` returns exactly what :meth:`add` stored at step t.
     """
 
-    def __init__(self, n_envs: int, n_steps: int, obs_dim: int, state_example: State, device: torch.device) -> None:
+    def __init__(
+        self, n_envs: int, n_steps: int, obs_dim: int, state_example: State, device: torch.device,
+        action_shape: tuple[int, ...] = (), action_dtype: torch.dtype = torch.long,
+    ) -> None:
         N, T = n_envs, n_steps
         self.n_envs, self.n_steps = N, T
         z = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
         self.obs = z(N, T, obs_dim)
-        self.actions = z(N, T, dtype=torch.long)
+        self.actions = z(N, T, *action_shape, dtype=action_dtype)
         self.log_probs, self.values, self.rewards, self.dones = z(N, T), z(N, T), z(N, T), z(N, T)
         self.episode_starts = z(N, T, dtype=torch.bool)
         self.advantages, self.returns = z(N, T), z(N, T)
@@ -126,7 +129,7 @@ def _to_tensor(x: np.ndarray, device: torch.device, dtype=torch.float32) -> torc
 
 
 class RecurrentPPO:
-    """Recurrent PPO on a discrete-action SB3 ``VecEnv``.
+    """Recurrent PPO on an SB3 ``VecEnv`` with ``Discrete`` or ``MultiBinary`` actions.
 
     Args:
         policy: a :class:`RecurrentActorCritic`.
@@ -161,11 +164,14 @@ class RecurrentPPO:
         self._last_obs = _to_tensor(env.reset(), self.device)
         self._last_state = self.policy.initial_state(n)
         self._last_starts = torch.ones(n, dtype=torch.bool, device=self.device)
-        self.storage = RolloutStorage(n, self.cfg.n_steps, self.policy.obs_dim, detach_state(self._last_state), self.device)
+        bits = self.policy.action_kind == "multibinary"
+        self.storage = RolloutStorage(
+            n, self.cfg.n_steps, self.policy.obs_dim, detach_state(self._last_state), self.device,
+            action_shape=(self.policy.n_actions,) if bits else (), action_dtype=torch.float32 if bits else torch.long,
+        )
 
     def _sample(self, logits: torch.Tensor) -> torch.Tensor:
-        u = torch.rand(logits.shape, generator=self.generator).to(logits.device)
-        return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)  # Gumbel-max
+        return sample_actions(logits, self.policy.action_kind, self.generator)
 
     # -- rollout ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -176,7 +182,7 @@ class RecurrentPPO:
         for t in range(self.cfg.n_steps):
             out = self.policy.step(obs, state, starts)
             action = self._sample(out.logits)
-            log_prob = torch.log_softmax(out.logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+            log_prob, _ = log_prob_entropy(out.logits, action, self.policy.action_kind)
             next_obs, reward, done, infos = env.step(action.cpu().numpy())
             reward = _to_tensor(reward, self.device)
             for i, info in enumerate(infos):
@@ -210,9 +216,7 @@ class RecurrentPPO:
         for _ in range(cfg.n_epochs):
             for mb in self.storage.minibatches(cfg.seq_len, cfg.n_minibatches, self.generator):
                 out = policy.unroll(mb["obs"], mb["state"], mb["episode_starts"])
-                logp_all = torch.log_softmax(out.logits, -1)  # [b, L, A]
-                logp = logp_all.gather(-1, mb["actions"].unsqueeze(-1)).squeeze(-1)
-                entropy = -(logp_all.exp() * logp_all).sum(-1)
+                logp, entropy = log_prob_entropy(out.logits, mb["actions"], policy.action_kind)  # [b, L] each
                 adv = mb["advantages"]
                 if cfg.normalize_advantage and adv.numel() > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
@@ -292,7 +296,7 @@ class RecurrentPPO:
         state = self.policy.initial_state(n) if state is None else state
         starts = torch.zeros(n, dtype=torch.bool) if episode_start is None else _to_tensor(episode_start, "cpu", torch.bool)
         out = self.policy.step(obs, state, starts.to(self.device))
-        action = out.logits.argmax(-1) if deterministic else self._sample(out.logits)
+        action = greedy_actions(out.logits, self.policy.action_kind) if deterministic else self._sample(out.logits)
         return action.cpu().numpy(), out.state
 
     # -- save / load -----------------------------------------------------------------------------

@@ -108,6 +108,37 @@ def build_core(name: str, input_size: int, hidden_size: int, **options: Any) -> 
         raise HeedError(f"core '{name}' is not available: {exc}") from None
 
 
+ACTION_KINDS = ("discrete", "multibinary")
+
+
+def sample_actions(logits: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
+    """Sample from pi: ``[B, A]`` logits -> ``[B]`` long (discrete, Gumbel-max) or ``[B, K]`` floats (bits)."""
+    u = torch.rand(logits.shape, generator=generator).to(logits.device)
+    if kind == "discrete":
+        return (logits - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)
+    return (u < torch.sigmoid(logits)).to(logits.dtype)
+
+
+def greedy_actions(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """The most likely action: argmax (discrete) or every bit with p > 1/2 (multibinary)."""
+    return logits.argmax(-1) if kind == "discrete" else (logits > 0).to(logits.dtype)
+
+
+def log_prob_entropy(logits: torch.Tensor, actions: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(a) and the entropy H(pi), both shaped like ``logits`` without its last dim.
+
+    Discrete: a categorical over A. Multibinary: K independent Bernoullis, log-probs and entropies summed.
+    """
+    if kind == "discrete":
+        logp_all = torch.log_softmax(logits, -1)
+        return logp_all.gather(-1, actions.unsqueeze(-1)).squeeze(-1), -(logp_all.exp() * logp_all).sum(-1)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    logp = -bce(logits, actions, reduction="none").sum(-1)
+    p = torch.sigmoid(logits)
+    ent = bce(logits, p, reduction="none").sum(-1)
+    return logp, ent
+
+
 class PolicyOutput(NamedTuple):
     """logits ``[B, (T,) A]``, values ``[B, (T)]``, the state after the last step, attention (``[B, (T,) ...]``)."""
 
@@ -118,21 +149,25 @@ class PolicyOutput(NamedTuple):
 
 
 class RecurrentActorCritic(nn.Module):
-    """Actor and critic heads on one recurrent core, for discrete actions.
+    """Actor and critic heads on one recurrent core, for discrete or multi-binary actions.
 
     Args:
         obs_dim: D, the flat observation size.
-        n_actions: A.
+        n_actions: A (discrete) or K (multibinary: K independent bits).
+        action_kind: ``"discrete"`` (Gymnasium ``Discrete(A)``) or ``"multibinary"`` (``MultiBinary(K)``).
         core: ``mlp``, ``lstm``, ``gru``, ``ntm``, ``dnc`` or any name given to :func:`register_core`.
         hidden_size: the core's hidden (controller) size.
         core_options: extra core arguments (memory_size, memory_width, read_heads, learn_initial_state, ...).
     """
 
     def __init__(
-        self, obs_dim: int, n_actions: int, core: str = "lstm", hidden_size: int = 64, **core_options: Any
+        self, obs_dim: int, n_actions: int, core: str = "lstm", hidden_size: int = 64, action_kind: str = "discrete",
+        **core_options: Any,
     ) -> None:
         super().__init__()
-        self.obs_dim, self.n_actions, self.core_name = obs_dim, n_actions, core
+        if action_kind not in ACTION_KINDS:
+            raise HeedError(f"action_kind must be one of {ACTION_KINDS}, got '{action_kind}'")
+        self.obs_dim, self.n_actions, self.core_name, self.action_kind = obs_dim, n_actions, core, action_kind
         self.core = build_core(core, obs_dim, hidden_size, **core_options)
         self.actor = nn.Linear(self.core.output_size, n_actions)
         self.critic = nn.Linear(self.core.output_size, 1)

@@ -75,7 +75,9 @@ class MultiHeadSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, steps, d_model = x.shape
-        q, k, v = self.qkv(x).view(batch, steps, 3, self.heads, self.d_k).permute(2, 0, 3, 1, 4)  # [B, H, T, d_k]
+        q, k, v = (
+            self.qkv(x).view(batch, steps, 3, self.heads, self.d_k).permute(2, 0, 3, 1, 4)
+        )  # [B, H, T, d_k]
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.d_k)  # [B, H, T, T]
         weights = torch.softmax(logits.masked_fill(~allowed, NEG), dim=-1)
         mixed = (weights @ v).transpose(1, 2).reshape(batch, steps, d_model)  # [B, T, d]
@@ -124,8 +126,17 @@ class _Base(nn.Module):
 class TransformerModel(_Base):
     """A stack of ``layers`` distinct pre-norm blocks; attention dict ``{"attention": [B, L, H, T, T]}``."""
 
-    def __init__(self, input_size: int, output_size: int, d_model: int = 64, heads: int = 4, layers: int = 2,
-                 causal: bool = False, pad_zero_inputs: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        d_model: int = 64,
+        heads: int = 4,
+        layers: int = 2,
+        causal: bool = False,
+        pad_zero_inputs: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs)
         self.blocks = nn.ModuleList(Block(d_model, heads, dropout=dropout) for _ in range(layers))
 
@@ -146,9 +157,21 @@ class UniversalTransformer(_Base):
     ``"halting" [B, T, depth]`` (p^n per position) and ``"ponder" [B, T]`` (rho = N + R; 0 at padding).
     """
 
-    def __init__(self, input_size: int, output_size: int, d_model: int = 64, heads: int = 4, depth: int = 6,
-                 act: bool = False, tau: float = 0.01, eps: float = 0.01, halting_bias: float = 1.0,
-                 causal: bool = False, pad_zero_inputs: bool = True, dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        d_model: int = 64,
+        heads: int = 4,
+        depth: int = 6,
+        act: bool = False,
+        tau: float = 0.01,
+        eps: float = 0.01,
+        halting_bias: float = 1.0,
+        causal: bool = False,
+        pad_zero_inputs: bool = True,
+        dropout: float = 0.0,
+    ) -> None:
         super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs)
         require(depth >= 1, f"depth must be >= 1, got {depth}")
         require(tau >= 0.0, f"tau must be >= 0, got {tau}")
@@ -163,7 +186,9 @@ class UniversalTransformer(_Base):
         maps = []
         if not self.act:
             for n in range(self.depth):
-                x, weights = self.block(x + pos + sinusoid(torch.tensor(n, device=x.device), self.d_model), allowed)
+                x, weights = self.block(
+                    x + pos + sinusoid(torch.tensor(n, device=x.device), self.d_model), allowed
+                )
                 maps.append(weights)
             return self.readout(self.norm(x)), {"attention": torch.stack(maps, dim=1)}, x.new_zeros(())
 
@@ -174,7 +199,9 @@ class UniversalTransformer(_Base):
         mean_field = torch.zeros_like(x)
         halting = []
         for n in range(1, self.depth + 1):
-            new, weights = self.block(x + pos + sinusoid(torch.tensor(n - 1, device=x.device), self.d_model), allowed)
+            new, weights = self.block(
+                x + pos + sinusoid(torch.tensor(n - 1, device=x.device), self.d_model), allowed
+            )
             maps.append(weights)
             h = torch.sigmoid(self.halt(new)).reshape(-1)  # [B*T]
             was_halted = halted
@@ -194,22 +221,41 @@ class UniversalTransformer(_Base):
 
 
 @register_model("transformer")
-def build_transformer(input_size: int, output_size: int, d_model: int = 64, heads: int = 4, layers: int = 2,
-                      causal: bool = False) -> nn.Module:
+def build_transformer(
+    input_size: int,
+    output_size: int,
+    d_model: int = 64,
+    heads: int = 4,
+    layers: int = 2,
+    causal: bool = False,
+) -> nn.Module:
     """Transformer encoder with ``layers`` blocks (bidirectional unless ``causal``)."""
-    return TransformerModel(input_size, output_size, d_model=d_model, heads=heads, layers=layers, causal=causal)
+    return TransformerModel(
+        input_size, output_size, d_model=d_model, heads=heads, layers=layers, causal=causal
+    )
 
 
 @register_model("ut")
-def build_ut(input_size: int, output_size: int, d_model: int = 64, heads: int = 4, depth: int = 6,
-             causal: bool = False) -> nn.Module:
+def build_ut(
+    input_size: int, output_size: int, d_model: int = 64, heads: int = 4, depth: int = 6, causal: bool = False
+) -> nn.Module:
     """Universal Transformer with a fixed number of ``depth`` steps."""
-    return UniversalTransformer(input_size, output_size, d_model=d_model, heads=heads, depth=depth, causal=causal)
+    return UniversalTransformer(
+        input_size, output_size, d_model=d_model, heads=heads, depth=depth, causal=causal
+    )
 
 
 @register_model("ut-act")
-def build_ut_act(input_size: int, output_size: int, d_model: int = 64, heads: int = 4, depth: int = 8,
-                 tau: float = 0.01, causal: bool = False) -> nn.Module:
+def build_ut_act(
+    input_size: int,
+    output_size: int,
+    d_model: int = 64,
+    heads: int = 4,
+    depth: int = 8,
+    tau: float = 0.01,
+    causal: bool = False,
+) -> nn.Module:
     """Universal Transformer with per-position ACT (at most ``depth`` steps, ponder cost ``tau``)."""
-    return UniversalTransformer(input_size, output_size, d_model=d_model, heads=heads, depth=depth, act=True,
-                                tau=tau, causal=causal)
+    return UniversalTransformer(
+        input_size, output_size, d_model=d_model, heads=heads, depth=depth, act=True, tau=tau, causal=causal
+    )

@@ -2,3 +2,28 @@
 
 Takes any callable or ``nn.Module``; imports nothing from ``agents``.
 """
+
+from analysis.saliency import (
+    CAPTUM_METHODS,
+    AnalysisError,
+    DuelingSaliency,
+    captum_saliency,
+    dueling_saliency,
+    jacobian_saliency,
+    multi_target_saliency,
+    perturbation_saliency,
+)
+from analysis.sequential import sensitivity_matrix, sequential_jacobian
+
+__all__ = [
+    "CAPTUM_METHODS",
+    "AnalysisError",
+    "DuelingSaliency",
+    "captum_saliency",
+    "dueling_saliency",
+    "jacobian_saliency",
+    "multi_target_saliency",
+    "perturbation_saliency",
+    "sensitivity_matrix",
+    "sequential_jacobian",
+]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -309,7 +310,7 @@ class AlgorithmicEnv(gym.Env):
     go to the task (e.g. ``max_len=10``).
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, task: str = "copy", **options) -> None:
         self.task = TASKS[task](**options)

@@ -48,7 +48,9 @@ class World:
     holder: dict[str, str] = field(default_factory=dict)  # object -> actor holding it
     object_loc: dict[str, str] = field(default_factory=dict)  # object -> location while on the floor
     object_line: dict[str, int] = field(default_factory=dict)  # last pick-up/drop line of the object
-    trail: dict[str, list[tuple[str, int, int]]] = field(default_factory=dict)  # (loc, entry line, pick-up line)
+    trail: dict[str, list[tuple[str, int, int]]] = field(
+        default_factory=dict
+    )  # (loc, entry line, pick-up line)
 
 
 def _enter(world: World, obj: str, loc: str, line: int, pick_line: int) -> None:
@@ -99,7 +101,11 @@ def _question(task: int, world: World, rng: np.random.Generator) -> tuple[str, s
         o = known[rng.integers(len(known))]
         if o in world.holder:
             a = world.holder[o]
-            return f"Where is the {o}?", world.actor_loc[a], sorted({world.object_line[o], world.actor_move_line[a]})
+            return (
+                f"Where is the {o}?",
+                world.actor_loc[a],
+                sorted({world.object_line[o], world.actor_move_line[a]}),
+            )
         trail = world.trail[o]
         return f"Where is the {o}?", world.object_loc[o], sorted({world.object_line[o], trail[-1][1]})
     options = []

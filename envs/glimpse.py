@@ -15,7 +15,7 @@ Every id takes the keyword arguments below through ``gym.make(id, split="test", 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -101,7 +101,7 @@ class GlimpseEnv(gym.Env):
     ``reset(options={"index": i})`` picks source digit ``i``.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 2}
 
     def __init__(
         self,
@@ -152,7 +152,11 @@ class GlimpseEnv(gym.Env):
             glimpse = foveal_glimpse_np(self._canvas, self._loc, self.patch, self.scales)
         self._path.append(self._loc.copy())
         step = len(self._path) - 1
-        return {"glimpse": np.ascontiguousarray(glimpse, np.float32), "location": self._loc.copy(), "step": step}
+        return {
+            "glimpse": np.ascontiguousarray(glimpse, np.float32),
+            "location": self._loc.copy(),
+            "step": step,
+        }
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)

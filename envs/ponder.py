@@ -27,6 +27,8 @@ Batches of ragged sequences are right-padded with all-zero input vectors and ``m
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
@@ -68,7 +70,9 @@ class ParityTask:
 
     def __init__(self, size: int = 64, min_nonzero: int = 1, max_nonzero: int | None = None) -> None:
         max_nonzero = size if max_nonzero is None else max_nonzero
-        require(1 <= min_nonzero <= max_nonzero <= size, f"need 1 <= min_nonzero <= max_nonzero <= size={size}")
+        require(
+            1 <= min_nonzero <= max_nonzero <= size, f"need 1 <= min_nonzero <= max_nonzero <= size={size}"
+        )
         self.input_size, self.output_size = size, 1
         self.min_nonzero, self.max_nonzero = min_nonzero, max_nonzero
 
@@ -89,7 +93,9 @@ class LogicTask:
     name, loss = "logic", "bits"
 
     def __init__(self, max_steps: int = 10, max_gates: int = 10) -> None:
-        require(1 <= max_steps and 1 <= max_gates <= 10, "logic: need max_steps >= 1 and 1 <= max_gates <= 10")
+        require(
+            1 <= max_steps and 1 <= max_gates <= 10, "logic: need max_steps >= 1 and 1 <= max_gates <= 10"
+        )
         self.max_steps, self.max_gates = max_steps, max_gates
         self.input_size, self.output_size = 2 + 10 * 10, 1
 
@@ -128,7 +134,10 @@ class AdditionTask:
     out_digits = 6
 
     def __init__(self, max_steps: int = 5, max_digits: int = 5) -> None:
-        require(1 <= max_steps <= 9 and 1 <= max_digits <= 5, "addition: need 1 <= max_steps <= 9, max_digits <= 5")
+        require(
+            1 <= max_steps <= 9 and 1 <= max_digits <= 5,
+            "addition: need 1 <= max_steps <= 9, max_digits <= 5",
+        )
         self.max_steps, self.max_digits = max_steps, max_digits
         self.input_size, self.output_size = 10 * 5, self.out_digits * 11
 
@@ -140,7 +149,9 @@ class AdditionTask:
             y = np.zeros((steps, self.output_size), dtype=np.float32)
             total = 0
             for t in range(steps):
-                digits = rng.integers(0, 10, size=rng.integers(1, self.max_digits + 1))  # least significant first
+                digits = rng.integers(
+                    0, 10, size=rng.integers(1, self.max_digits + 1)
+                )  # least significant first
                 x[t, 10 * np.arange(len(digits)) + digits] = 1.0
                 total += int(sum(int(d) * 10**i for i, d in enumerate(digits)))
                 text = str(total)[::-1]
@@ -214,11 +225,10 @@ class SequenceTaskEnv(gym.Env):
     Terminated after the sequence's last step; never truncated.
     ## Arguments
     ``task_name``: a ``TASKS`` name; other keyword arguments go to the task (e.g. ``task=2`` for
-    ``heed/Babi-v0``). ``reset(options=...)`` may
-    override task options for the following episodes.
+    ``heed/Babi-v0``). ``reset(options=...)`` may override task options for the following episodes.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict] = {"render_modes": []}
 
     def __init__(self, task_name: str = "parity", **options: object) -> None:
         require(task_name in TASKS, f"unknown task '{task_name}'")

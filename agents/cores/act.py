@@ -63,7 +63,9 @@ def halting_step(
     return HaltStep(weight, halted | stop_now, new_acc, ponder)
 
 
-def halting_distribution(h: torch.Tensor, eps: float = 0.01) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def halting_distribution(
+    h: torch.Tensor, eps: float = 0.01
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The ACT halting distribution for precomputed halting probabilities.
 
     Args:
@@ -106,7 +108,9 @@ class TanhRNNCore(RecurrentCore):
     def initial_state(self, batch_size: int) -> RNNState:
         return RNNState(torch.zeros(batch_size, self.output_size, device=self.device))
 
-    def forward(self, x: torch.Tensor, state: RNNState) -> tuple[torch.Tensor, RNNState, dict[str, torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, state: RNNState
+    ) -> tuple[torch.Tensor, RNNState, dict[str, torch.Tensor]]:
         h = self.cell(x, state.h)
         return h, RNNState(h), {}
 
@@ -120,7 +124,9 @@ class ACTCore(RecurrentCore):
     ``[B, T, max_steps]`` and ``[B, T]``.
     """
 
-    def __init__(self, inner: RecurrentCore, max_steps: int = 100, eps: float = 0.01, halting_bias: float = 1.0):
+    def __init__(
+        self, inner: RecurrentCore, max_steps: int = 100, eps: float = 0.01, halting_bias: float = 1.0
+    ):
         super().__init__()
         require(max_steps >= 1, f"max_steps must be >= 1, got {max_steps}")
         require(0.0 < eps < 1.0, f"eps must be in (0, 1), got {eps}")
@@ -148,7 +154,7 @@ class ACTCore(RecurrentCore):
             p = step.weight  # [B]
             weights.append(p)
             ponder = ponder + step.ponder
-            weighted = map_state(lambda v: v * p.view(-1, *([1] * (v.dim() - 1))), s)
+            weighted = map_state(lambda v, p=p: v * p.view(-1, *([1] * (v.dim() - 1))), s)
             out_sum = y * p[:, None] if out_sum is None else out_sum + y * p[:, None]
             state_sum = weighted if state_sum is None else map_state(torch.add, state_sum, weighted)
             acc, halted = step.accumulated, step.halted

@@ -58,6 +58,8 @@ class NTMCore(RecurrentCore):
         shift_range: shifts allowed in each direction (S = 2 shift_range + 1).
         memory_init: the constant every memory cell starts at.
         clip: bound on the controller's interface outputs.
+        weight_init: initial w_0 (learned afterwards): ``"first"`` focuses every head on row 0,
+            ``"random"`` starts near uniform with small random logits.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class NTMCore(RecurrentCore):
         shift_range: int = 1,
         memory_init: float = 1e-6,
         clip: float = 20.0,
+        weight_init: str = "first",
     ) -> None:
         super().__init__()
         if controller not in ("lstm", "feedforward"):
@@ -94,7 +97,13 @@ class NTMCore(RecurrentCore):
         self.interface = nn.Linear(hidden_size, heads * self.address_size + write_heads * 2 * memory_width)
         self.register_buffer("memory_init", torch.full((memory_size, memory_width), float(memory_init)))
         self.read_init = nn.Parameter(torch.randn(read_heads, memory_width) * 0.01)
-        self.weight_logits = nn.Parameter(torch.randn(heads, memory_size) * 0.1)
+        if weight_init not in ("first", "random"):
+            raise ValueError(f"weight_init must be 'first' or 'random', got {weight_init!r}")
+        logits = torch.randn(heads, memory_size) * 0.1
+        if weight_init == "first":  # every head starts focused on row 0 (w_0[0] ~ 0.99)
+            logits = torch.zeros(heads, memory_size)
+            logits[:, 0] = 10.0
+        self.weight_logits = nn.Parameter(logits)
         self.h0 = nn.Parameter(torch.zeros(hidden_size))
         self.c0 = nn.Parameter(torch.zeros(hidden_size))
 

@@ -33,11 +33,12 @@ def build_ntm(
     shift_range: int = 1,
     memory_init: float = 1e-6,
     clip: float = 20.0,
+    weight_init: str = "first",
 ) -> RecurrentSequenceModel:
     """An NTM core (see :class:`agents.cores.ntm.NTMCore`) and a linear readout."""
     core = NTMCore(
         input_size, hidden_size, memory_size, memory_width, read_heads, write_heads, controller, shift_range,
-        memory_init, clip,
+        memory_init, clip, weight_init,
     )
     return RecurrentSequenceModel(core, output_size)
 

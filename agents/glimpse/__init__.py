@@ -14,7 +14,17 @@ from agents.glimpse.soft import SoftAttention
 
 MODELS = ("ram", "random", "soft", "cnn")
 
-__all__ = ["MODELS", "RAM", "CNN", "SoftAttention", "GlimpseOutput", "build_model", "hybrid_loss", "mc_predict", "count_params"]
+__all__ = [
+    "CNN",
+    "MODELS",
+    "RAM",
+    "GlimpseOutput",
+    "SoftAttention",
+    "build_model",
+    "count_params",
+    "hybrid_loss",
+    "mc_predict",
+]
 
 
 def count_params(model: nn.Module) -> int:

@@ -50,7 +50,9 @@ class CNN(nn.Module):
             c_in = c
         self.features = nn.Sequential(*layers)
         _, flat = _conv_params(image_size)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
 
     def forward(self, images: torch.Tensor) -> GlimpseOutput:
         """``images [B, H, W]`` -> logits ``[B, K]`` inside a :class:`GlimpseOutput` (T = 0)."""

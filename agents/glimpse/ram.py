@@ -147,7 +147,9 @@ class RAM(nn.Module):
             h = self._hidden(state)
             if t + 1 < self.glimpses:
                 loc, log_pi, base = self._next_location(h)
-        extent = torch.full((b, self.glimpses), float(self.patch * 2 ** (self.scales - 1)), device=images.device)
+        extent = torch.full(
+            (b, self.glimpses), float(self.patch * 2 ** (self.scales - 1)), device=images.device
+        )
         return GlimpseOutput(
             self.classifier(h), torch.stack(locs, 1), torch.stack(log_pis, 1), torch.stack(bases, 1), extent
         )
@@ -158,7 +160,9 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, sigma: float) -> torc
     return (-((x - mean) ** 2) / (2 * sigma**2) - math.log(sigma) - 0.5 * math.log(2 * math.pi)).sum(-1)
 
 
-def hybrid_loss(out: GlimpseOutput, labels: torch.Tensor, learned_policy: bool) -> tuple[torch.Tensor, dict[str, float]]:
+def hybrid_loss(
+    out: GlimpseOutput, labels: torch.Tensor, learned_policy: bool
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy plus, for a learned policy, REINFORCE with a learned baseline (module docstring).
 
     Returns ``(loss, stats)`` with ``stats`` holding the scalar parts for logging.
@@ -171,7 +175,9 @@ def hybrid_loss(out: GlimpseOutput, labels: torch.Tensor, learned_policy: bool) 
     advantage = (reward[:, None] - out.baseline).detach()  # [B, T]
     reinforce = -(out.log_pi * advantage).sum(1).mean()
     baseline_mse = ((reward[:, None] - out.baseline) ** 2).sum(1).mean()
-    stats.update(reinforce=reinforce.item(), baseline_mse=baseline_mse.item(), baseline=out.baseline.mean().item())
+    stats.update(
+        reinforce=reinforce.item(), baseline_mse=baseline_mse.item(), baseline=out.baseline.mean().item()
+    )
     return ce + reinforce + baseline_mse, stats
 
 

@@ -99,7 +99,9 @@ def draw_params(raw: torch.Tensor, height: int, width: int, n: int) -> DrawParam
     return DrawParams(gx, gy, torch.exp(log_s2), delta, torch.exp(log_g))
 
 
-def filterbank(centre: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, n: int, size: int) -> torch.Tensor:
+def filterbank(
+    centre: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, n: int, size: int
+) -> torch.Tensor:
     """One axis of DRAW's Gaussian filterbank: ``F [B, N, size]``, each row summing to 1.
 
     Filter centres ``mu_i = centre + (i - N/2 - 0.5) * delta`` for ``i = 1..N``, and
@@ -114,7 +116,9 @@ def filterbank(centre: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, 
     return torch.softmax(logits, dim=-1)
 
 
-def draw_read(images: torch.Tensor, params: DrawParams, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def draw_read(
+    images: torch.Tensor, params: DrawParams, n: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """DRAW's read without the error image: ``gamma * FY x FX^T``.
 
     Args:

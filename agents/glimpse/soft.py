@@ -29,7 +29,14 @@ class SoftAttention(nn.Module):
         glimpses: ``T`` reads.
     """
 
-    def __init__(self, image_size: int, read_size: int = 12, glimpses: int = 8, hidden: int = 256, num_classes: int = 10) -> None:
+    def __init__(
+        self,
+        image_size: int,
+        read_size: int = 12,
+        glimpses: int = 8,
+        hidden: int = 256,
+        num_classes: int = 10,
+    ) -> None:
         super().__init__()
         self.image_size, self.read_size, self.glimpses, self.hidden = image_size, read_size, glimpses, hidden
         self.attend = nn.Linear(hidden, 5)
@@ -37,7 +44,9 @@ class SoftAttention(nn.Module):
         stride = (image_size - 1) / (read_size - 1)
         with torch.no_grad():
             self.attend.weight.mul_(0.1)
-            self.attend.bias.copy_(torch.tensor([0.0, 0.0, 2 * float(torch.log(torch.tensor(stride / 2))), 0.0, 0.0]))
+            self.attend.bias.copy_(
+                torch.tensor([0.0, 0.0, 2 * float(torch.log(torch.tensor(stride / 2))), 0.0, 0.0])
+            )
         self.encode = nn.Linear(read_size * read_size, hidden)
         self.core = nn.LSTMCell(hidden, hidden)
         self.classifier = nn.Linear(hidden, num_classes)
@@ -56,7 +65,9 @@ class SoftAttention(nn.Module):
             locs.append(torch.stack([2 * params.gx / (w_img + 1) - 1, 2 * params.gy / (h_img + 1) - 1], -1))
             extents.append(params.delta * self.read_size)
         zeros = torch.zeros(b, self.glimpses, device=images.device)
-        return GlimpseOutput(self.classifier(state[0]), torch.stack(locs, 1), zeros, zeros, torch.stack(extents, 1))
+        return GlimpseOutput(
+            self.classifier(state[0]), torch.stack(locs, 1), zeros, zeros, torch.stack(extents, 1)
+        )
 
     @torch.no_grad()
     def attention(self, images: torch.Tensor) -> list:

@@ -25,8 +25,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.common.checkpoint import latest_checkpoint, load_checkpoint, load_module_state, restore_optimizer
-from agents.common.checkpoint import save_run_checkpoint, write_json_atomic
+from agents.common.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_module_state,
+    restore_optimizer,
+    save_run_checkpoint,
+    write_json_atomic,
+)
 from agents.common.device import resolve_device
 from agents.common.errors import HeedError, require
 from agents.common.run import default_run_dir, open_writer, prepare_run_dir, save_config
@@ -36,7 +42,16 @@ from envs.mnist import dataset_spec, fixed_test_set, load_digits, make_canvases
 
 KIND = "glimpse"
 # fields a resumed run takes from the command line; everything else comes from the run's config.json
-RESUME_OVERRIDES = ("steps", "eval_every", "checkpoint_every", "device", "progress", "threads", "resume")
+RESUME_OVERRIDES = (
+    "steps",
+    "max_cpu_seconds",
+    "eval_every",
+    "checkpoint_every",
+    "device",
+    "progress",
+    "threads",
+    "resume",
+)
 
 
 @dataclass(frozen=True)
@@ -55,10 +70,13 @@ class Config:
     """Continue the run in this folder from its last checkpoint (its config.json wins except steps/eval/device)."""
     steps: int = 6000
     """Total optimiser updates (a resumed run continues up to this count)."""
+    max_cpu_seconds: float = 0.0
+    """Also stop after this many CPU-seconds of training (0: no limit); the learning-rate decay follows
+    whichever budget runs out first. A fair budget on a shared machine (wall time is not)."""
     batch_size: int = 64
     """Images per update."""
     lr: float = 1e-3
-    """Adam learning rate (cosine-decayed to 5% of it over --steps)."""
+    """Adam learning rate (cosine-decayed to 5% of it over the budget: --steps or --max-cpu-seconds)."""
     sigma: float = 0.1
     """Fixed standard deviation of RAM's Gaussian location policy, in [-1, 1] units."""
     patch: int | None = None
@@ -102,7 +120,9 @@ def _validate(cfg: Config) -> None:
     require(cfg.mc_samples >= 1, "--mc-samples must be at least 1")
     require(cfg.core in ("lstm", "rnn"), f"unknown --core '{cfg.core}': use lstm or rnn")
     require(cfg.read_size >= 2, "--read-size must be at least 2")
-    require(cfg.eval_every >= 1 and cfg.checkpoint_every >= 1 and cfg.log_every >= 1, "intervals must be positive")
+    require(
+        cfg.eval_every >= 1 and cfg.checkpoint_every >= 1 and cfg.log_every >= 1, "intervals must be positive"
+    )
 
 
 def _resumed_config(cfg: Config) -> Config:
@@ -127,7 +147,9 @@ def retina(cfg: Config) -> tuple[int, int]:
 def make_model(cfg: Config, image_size: int) -> torch.nn.Module:
     """The model a config describes (also used by scripts/record_glimpses.py)."""
     patch, scales = retina(cfg)
-    return build_model(cfg.model, image_size, cfg.glimpses, patch, scales, cfg.sigma, cfg.hidden, cfg.read_size, cfg.core)
+    return build_model(
+        cfg.model, image_size, cfg.glimpses, patch, scales, cfg.sigma, cfg.hidden, cfg.read_size, cfg.core
+    )
 
 
 def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int) -> float:
@@ -156,12 +178,13 @@ def main(cfg: Config) -> dict:
     rng = np.random.default_rng(cfg.seed)
     model = make_model(cfg, spec.size).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
 
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(KIND, f"{cfg.dataset}-{cfg.model}", cfg.seed)
+    run_dir = (
+        Path(cfg.run_dir) if cfg.run_dir else default_run_dir(KIND, f"{cfg.dataset}-{cfg.model}", cfg.seed)
+    )
     prepare_run_dir(run_dir)
     cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
-    start, seconds = 0, 0.0
+    start, seconds, cpu_seconds = 0, 0.0, 0.0
     ckpt_path = latest_checkpoint(run_dir) if cfg.resume else None
     if cfg.resume and ckpt_path is None:
         raise HeedError(f"cannot resume '{run_dir}': it holds no checkpoint yet")
@@ -171,13 +194,13 @@ def main(cfg: Config) -> dict:
         if ckpt.optimizer_tensors is not None:
             restore_optimizer(opt, ckpt.optimizer_tensors, ckpt.meta["optimizer"])
         start, seconds = int(ckpt.counters["step"]), float(ckpt.counters.get("seconds", 0.0))
+        cpu_seconds = float(ckpt.counters.get("cpu_seconds", 0.0))
         rng.bit_generator.state = ckpt.meta["rng"]["numpy"]
         torch.set_rng_state(torch.tensor(ckpt.meta["rng"]["torch"], dtype=torch.uint8))
-        sched.last_epoch = start
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * sched.lr_lambdas[0](start)
     elif any((run_dir / "checkpoints").glob("step_*")):
-        raise HeedError(f"'{run_dir}' already holds a run; continue it with --resume {run_dir} or pick another --run-dir")
+        raise HeedError(
+            f"'{run_dir}' already holds a run; continue it with --resume {run_dir} or pick another --run-dir"
+        )
     save_config(run_dir, cfg)
     writer = open_writer(run_dir, cfg, purge_step=start if start else None)
 
@@ -185,15 +208,23 @@ def main(cfg: Config) -> dict:
         meta = {
             "kind": f"{KIND}-{cfg.model}",
             "config": dataclasses.asdict(cfg),
-            "counters": {"step": step, "seconds": seconds},
+            "counters": {"step": step, "seconds": seconds, "cpu_seconds": cpu_seconds},
             "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state().tolist()},
         }
         save_run_checkpoint(run_dir, step, model.state_dict(), meta, opt)
 
+    def progress(step: int) -> float:
+        """Fraction of the budget used: updates or CPU-seconds, whichever is further along."""
+        frac = step / cfg.steps
+        return max(frac, cpu_seconds / cfg.max_cpu_seconds) if cfg.max_cpu_seconds > 0 else frac
+
     results: dict = {}
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=not cfg.progress, desc=f"{cfg.model}/{cfg.dataset}")
-    tic = time.perf_counter()
-    for step in bar:
+    bar = tqdm(initial=start, total=cfg.steps, disable=not cfg.progress, desc=f"{cfg.model}/{cfg.dataset}")
+    tic, cpu_tic = time.perf_counter(), time.process_time()
+    done = start
+    while progress(done) < 1.0:
+        for group in opt.param_groups:  # cosine decay to 5% over the budget
+            group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress(done))))
         idx = rng.integers(len(train_digits), size=cfg.batch_size)
         x = torch.from_numpy(make_canvases(spec, train_digits, idx, rng)).to(device)
         y = torch.from_numpy(train_digits.labels[idx]).to(device)
@@ -204,8 +235,11 @@ def main(cfg: Config) -> dict:
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        sched.step()
-        done = step + 1
+        done += 1
+        bar.update(1)
+        cpu_seconds += time.process_time() - cpu_tic
+        cpu_tic = time.process_time()
+        last = progress(done) >= 1.0
         if done % cfg.log_every == 0:
             for name, value in stats.items():
                 tag = f"charts/{name}" if name in ("reward", "baseline") else f"losses/{name}"
@@ -213,7 +247,7 @@ def main(cfg: Config) -> dict:
             writer.add_scalar("charts/train_accuracy", stats["reward"], done)
             writer.add_scalar("charts/learning_rate", opt.param_groups[0]["lr"], done)
             bar.set_postfix(ce=f"{stats['cross_entropy']:.3f}", acc=f"{stats['reward']:.2f}")
-        if done % cfg.eval_every == 0 or done == cfg.steps:
+        if done % cfg.eval_every == 0 or last:
             err = evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1)
             writer.add_scalar("charts/test_error", err, done)
             results = {"test_error": err, "step": done}
@@ -221,17 +255,28 @@ def main(cfg: Config) -> dict:
                 single = evaluate(model, test_x, test_y, 1)
                 writer.add_scalar("charts/test_error_single", single, done)
                 results["test_error_single_path"] = single
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            cpu_tic = time.process_time()  # evaluation does not count against the training budget
+        if done % cfg.checkpoint_every == 0 or last:
             seconds += time.perf_counter() - tic
             tic = time.perf_counter()
             checkpoint(done)
+    bar.close()
     writer.close()
     if not results:  # resumed a finished run: just evaluate
-        results = {"test_error": evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1), "step": start}
+        results = {
+            "test_error": evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1),
+            "step": start,
+        }
     results.update(
-        dataset=cfg.dataset, model=cfg.model, glimpses=cfg.glimpses if cfg.model != "cnn" else 0,
-        params=count_params(model), seconds=round(seconds, 1), test_images=int(test_y.shape[0]),
-        mc_samples=cfg.mc_samples if stochastic else 1, seed=cfg.seed,
+        dataset=cfg.dataset,
+        model=cfg.model,
+        glimpses=cfg.glimpses if cfg.model != "cnn" else 0,
+        params=count_params(model),
+        seconds=round(seconds, 1),
+        cpu_seconds=round(cpu_seconds, 1),
+        test_images=int(test_y.shape[0]),
+        mc_samples=cfg.mc_samples if stochastic else 1,
+        seed=cfg.seed,
     )
     write_json_atomic(run_dir / "results.json", results)
     return results

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,10 @@ def make_vec_env(
 
     kwargs = dict(kwargs or {})
     probe = make_env(env_id, **kwargs)
-    if not isinstance(probe.action_space, gym.spaces.Discrete):
-        raise HeedError(f"recurrent PPO supports Discrete action spaces; '{env_id}' has {probe.action_space}")
+    if not isinstance(probe.action_space, (gym.spaces.Discrete, gym.spaces.MultiBinary)) or (
+        isinstance(probe.action_space, gym.spaces.MultiBinary) and len(probe.action_space.shape) != 1
+    ):
+        raise HeedError(f"recurrent PPO supports Discrete and 1-D MultiBinary actions; '{env_id}' has {probe.action_space}")
     flat = not (isinstance(probe.observation_space, gym.spaces.Box) and len(probe.observation_space.shape) == 1)
     probe.close()
 
@@ -224,8 +227,13 @@ def main(cfg: Config) -> dict[str, Any]:
         model.set_env(venv)
     else:
         venv = make_vec_env(cfg.env, cfg.n_envs, cfg.seed, kwargs, cfg.norm_obs, cfg.norm_reward, cfg.gamma)
+        import gymnasium as gym
+
+        space = venv.action_space
+        bits = isinstance(space, gym.spaces.MultiBinary)
         policy_kwargs = dict(
-            obs_dim=int(np.prod(venv.observation_space.shape)), n_actions=int(venv.action_space.n), core=cfg.core,
+            obs_dim=int(np.prod(venv.observation_space.shape)), n_actions=int(space.n if not bits else space.shape[0]),
+            core=cfg.core, action_kind="multibinary" if bits else "discrete",
             hidden_size=cfg.hidden_size, memory_size=cfg.memory_size, memory_width=cfg.memory_width,
             read_heads=cfg.read_heads, learn_initial_state=cfg.learn_initial_state,
         )
@@ -254,6 +262,7 @@ def main(cfg: Config) -> dict[str, Any]:
         if step - last_save[0] >= cfg.checkpoint_every:
             save()
 
+    started = time.perf_counter()
     try:
         model.learn(total, callback)
     except KeyboardInterrupt:
@@ -262,7 +271,8 @@ def main(cfg: Config) -> dict[str, Any]:
     finally:
         bar.close()
     save()
-    result: dict[str, Any] = {"run_dir": str(run_dir), "num_timesteps": model.num_timesteps}
+    result: dict[str, Any] = {"run_dir": str(run_dir), "num_timesteps": model.num_timesteps,
+                              "train_seconds": time.perf_counter() - started}
     if cfg.eval_episodes > 0:
         result["eval"] = evaluate(model, cfg.env, kwargs, cfg.eval_episodes, seed=cfg.seed + 10_000)
         for key, value in result["eval"].items():

@@ -3,8 +3,9 @@ parsing, building a task and a model from registry names, and loading a trained 
 
 Losses (``task.loss``):
 
-- ``"bits"``: sigmoid outputs, binary cross-entropy on scored steps. The optimised loss is the mean
-  per scored bit; the reported cost is in **bits per sequence**, sum_t,k mask_t BCE_tk / ln 2, averaged
+- ``"bits"``: sigmoid outputs, binary cross-entropy on scored steps. The optimised loss is the sum
+  over scored bits per sequence (nats, as Collier & Beel: it keeps their gradient-norm clip of 50
+  meaningful); the reported cost is in **bits per sequence**, sum_t,k mask_t BCE_tk / ln 2, averaged
   over sequences (the NTM paper's measure). A bit is wrong when ``(logit > 0) != target``.
 - ``"classes"``: softmax cross-entropy per scored step (mean per scored step), with the per-step
   error rate and the sequence error rate (any scored step wrong).
@@ -61,7 +62,7 @@ def sequence_loss(
     scored = mask.sum().clamp_min(1.0)
     if kind == "bits":
         bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(-1) * mask  # [B, T]
-        loss = bce.sum() / (scored * logits.shape[-1])
+        loss = bce.sum() / batch
         with torch.no_grad():
             wrong = (((logits > 0).to(targets.dtype) != targets).to(mask.dtype).sum(-1) * mask).sum()
             metrics = {

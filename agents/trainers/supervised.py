@@ -22,8 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.common.checkpoint import latest_checkpoint, load_checkpoint, load_module_state, restore_optimizer
-from agents.common.checkpoint import save_run_checkpoint
+from agents.common.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    load_module_state,
+    restore_optimizer,
+    save_run_checkpoint,
+)
 from agents.common.device import resolve_device
 from agents.common.errors import HeedError, require
 from agents.common.run import config_to_dict, default_run_dir, open_writer, prepare_run_dir, save_config

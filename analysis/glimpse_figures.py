@@ -1,0 +1,130 @@
+"""The glimpse path drawn on the image: a still figure and a video (the lecture's RAM/DRAW figure).
+
+Plain arrays in, pictures out; nothing here knows about models::
+
+    image      float [H, W] in [0, 1]
+    locations  float [T, 2], (x, y) in [-1, 1]^2 (x over columns, (-1, -1) the top-left corner)
+    widths     float [T, S] side in pixels of each of S nested boxes per glimpse (RAM's retina
+               scales, or one box N * delta wide for a DRAW read)
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import imageio.v2 as imageio
+import numpy as np
+
+PATH_COLOUR = (255, 200, 0)
+BOX_COLOUR = (0, 200, 255)
+CURRENT_COLOUR = (255, 40, 40)
+
+
+def to_pixels(locations: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``[T, 2]`` locations in ``[-1, 1]`` -> continuous pixel centres ``[T, 2]`` as ``(x, y)``."""
+    loc = np.asarray(locations, dtype=np.float64)
+    return np.stack([(loc[:, 0] + 1) / 2 * width, (loc[:, 1] + 1) / 2 * height], axis=-1)
+
+
+def draw_frame(
+    image: np.ndarray, locations: np.ndarray, widths: np.ndarray, upto: int, scale: int = 4, caption: str = ""
+) -> np.ndarray:
+    """One RGB frame ``[H * scale, W * scale, 3]`` uint8: the path of glimpses ``0..upto`` on the image.
+
+    Earlier glimpses show as dots joined by a line; glimpse ``upto`` shows its nested boxes in red.
+    """
+    h, w = image.shape
+    grey = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    frame = cv2.resize(
+        np.repeat(grey[:, :, None], 3, axis=2), (w * scale, h * scale), interpolation=cv2.INTER_NEAREST
+    )
+    frame = np.ascontiguousarray(frame)
+    centres = to_pixels(locations, h, w) * scale
+    widths = np.asarray(widths, dtype=np.float64).reshape(len(locations), -1) * scale
+    pts = [(round(c[0]), round(c[1])) for c in centres[: upto + 1]]
+    for a, b in itertools.pairwise(pts):
+        cv2.line(frame, a, b, PATH_COLOUR, 1, cv2.LINE_AA)
+    for i, p in enumerate(pts):
+        cv2.circle(frame, p, 2, PATH_COLOUR if i < upto else CURRENT_COLOUR, -1)
+    for size in widths[upto]:
+        x0, y0 = round(centres[upto, 0] - size / 2), round(centres[upto, 1] - size / 2)
+        cv2.rectangle(frame, (x0, y0), (x0 + round(size), y0 + round(size)), CURRENT_COLOUR, 1)
+    if caption:
+        cv2.putText(frame, caption, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    return frame
+
+
+def glimpse_frames(
+    image: np.ndarray, locations: np.ndarray, widths: np.ndarray, scale: int = 4, caption: str = ""
+) -> list[np.ndarray]:
+    """A frame per glimpse (see :func:`draw_frame`), caption suffixed with ``t=1..T``."""
+    return [
+        draw_frame(image, locations, widths, t, scale, f"{caption} t={t + 1}".strip())
+        for t in range(len(locations))
+    ]
+
+
+def path_figure(
+    images: Sequence[np.ndarray],
+    locations: Sequence[np.ndarray],
+    widths: Sequence[np.ndarray],
+    titles: Sequence[str] | None = None,
+    path: str | os.PathLike | None = None,
+):
+    """A row of panels, each an image with its whole glimpse path (numbered, boxes in a fading colour).
+
+    Returns the matplotlib ``Figure``; saves it as PNG when ``path`` is given.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(2.6 * n, 2.8), squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        img = images[k]
+        h, w = img.shape
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, extent=(0, w, h, 0))
+        c = to_pixels(locations[k], h, w)
+        wid = np.asarray(widths[k], dtype=np.float64).reshape(len(c), -1)
+        ax.plot(c[:, 0], c[:, 1], "-", color="gold", lw=1)
+        colours = plt.cm.autumn(np.linspace(0, 1, len(c)))
+        for t, (x, y) in enumerate(c):
+            for size in wid[t]:
+                ax.add_patch(
+                    Rectangle((x - size / 2, y - size / 2), size, size, fill=False, ec=colours[t], lw=0.8)
+                )
+            ax.text(x, y, str(t + 1), color="cyan", fontsize=7, ha="center", va="center")
+        ax.set_xlim(0, w)
+        ax.set_ylim(h, 0)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles:
+            ax.set_title(titles[k], fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 2.0) -> Path:
+    """Write RGB uint8 frames as ``.gif`` or ``.mp4`` (imageio + ffmpeg), chosen by the suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".gif":
+        imageio.mimsave(path, list(frames), duration=1000.0 / fps, loop=0)
+    elif path.suffix == ".mp4":
+        # ffmpeg wants even sizes; pad by one pixel when needed
+        h, w = frames[0].shape[:2]
+        padded = [np.pad(f, ((0, h % 2), (0, w % 2), (0, 0))) for f in frames]
+        imageio.mimsave(path, padded, fps=fps, macro_block_size=1)
+    else:
+        raise ValueError(f"unsupported video suffix '{path.suffix}': use .gif or .mp4")
+    return path

@@ -1,0 +1,233 @@
+"""Saliency videos: Wang-style two panels or a Greydanus-style overlay, written as mp4 (H.264) or GIF.
+
+- Panels (Wang et al. 2016, Fig. 2): value | advantage; the grey frame goes in the green and blue
+  channels, the saliency map in red.
+- Overlay (Greydanus et al. 2018): the full-colour frame, dimmed, with the value saliency added in
+  red and the advantage saliency in blue.
+
+Saliency is computed on the agent's ``84 x 84`` input, summed over the stacked frames, and resized
+(bilinear) onto the ``210 x 160`` colour frame (the preprocessing resized the whole screen, no crop).
+The colour scale is fixed for a whole video: each stream is divided by a high percentile of its
+values over all frames (:func:`percentile_scale`), so brightness is comparable from frame to frame.
+Frame counter, return and value estimate are drawn on screen with Pillow's built-in font.
+
+TensorBoard's ``add_video`` needs moviepy 1.x and silently logs nothing with moviepy 2, so videos go
+to files and stills to TensorBoard through ``add_image`` (:func:`analysis.figures.log_image`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from analysis.saliency import AnalysisError
+
+SCREEN_HW = (210, 160)
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def stack_to_maps(saliency: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``[N, C, H, W]`` saliency (C stacked frames) -> ``[N, H, W]`` float32 maps (sum over C)."""
+    arr = saliency.detach().float().cpu().numpy() if torch.is_tensor(saliency) else np.asarray(saliency, np.float32)
+    if arr.ndim == 4:
+        arr = arr.sum(axis=1)
+    if arr.ndim != 3:
+        raise AnalysisError(f"saliency maps must be [N, C, H, W] or [N, H, W], got {arr.shape}")
+    return arr.astype(np.float32)
+
+
+def percentile_scale(maps: np.ndarray, percentile: float = 99.5) -> float:
+    """The ``percentile`` of all values of ``maps`` (a whole video): the value drawn at full brightness."""
+    if not 0 < percentile <= 100:
+        raise AnalysisError(f"percentile must be in (0, 100], got {percentile}")
+    vals = np.asarray(maps, np.float32).ravel()
+    scale = float(np.percentile(vals, percentile)) if vals.size else 0.0
+    if scale <= 0:
+        scale = float(vals.max()) if vals.size and vals.max() > 0 else 1.0
+    return scale
+
+
+def upsample(map_hw: np.ndarray, size: tuple[int, int] = SCREEN_HW) -> np.ndarray:
+    """Resize one ``[h, w]`` map to ``size = (H, W)`` (bilinear)."""
+    import cv2
+
+    return cv2.resize(np.asarray(map_hw, np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+def _grey(rgb: np.ndarray) -> np.ndarray:
+    """Luminance in [0, 1] of a ``[H, W, 3]`` uint8 frame."""
+    return (rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)) / 255.0
+
+
+def wang_panel(rgb: np.ndarray, sal: np.ndarray) -> np.ndarray:
+    """Grey frame in green and blue, saliency ``sal [H, W]`` (in [0, 1]) in red. ``[H, W, 3]`` uint8."""
+    g = _grey(rgb)
+    out = np.stack([np.clip(sal, 0, 1), g, g], axis=-1)
+    return (out * 255).astype(np.uint8)
+
+
+def greydanus_overlay(rgb: np.ndarray, red: np.ndarray, blue: np.ndarray, dim: float = 0.6) -> np.ndarray:
+    """The colour frame at ``dim`` brightness, ``red`` added to R and ``blue`` to B. ``[H, W, 3]`` uint8."""
+    out = rgb.astype(np.float32) / 255.0 * dim
+    out[..., 0] += np.clip(red, 0, 1)
+    out[..., 2] += np.clip(blue, 0, 1)
+    return (np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def draw_text(image: np.ndarray, items: Sequence[tuple[int, int, str]]) -> np.ndarray:
+    """Draw ``(x, y, text)`` items in white on a copy of ``image`` with Pillow's built-in font."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.fromarray(image)
+    draw = ImageDraw.Draw(img)
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1 has no sized default font
+        font = ImageFont.load_default()
+    for x, y, text in items:
+        draw.text((x, y), text, fill=(255, 255, 255), font=font)
+    return np.asarray(img)
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What is written on a frame."""
+
+    step: int
+    episode_return: float
+    value: float | None = None
+    action: str | None = None
+
+
+def compose_frame(
+    rgb: np.ndarray,
+    sal_value: np.ndarray,
+    sal_advantage: np.ndarray,
+    scales: tuple[float, float],
+    info: FrameInfo,
+    mode: str = "panels",
+    zoom: int = 2,
+) -> np.ndarray:
+    """One video frame from a ``[210, 160, 3]`` colour frame and two ``[84, 84]`` saliency maps.
+
+    ``scales = (value, advantage)`` divide the maps (see :func:`percentile_scale`). ``panels``: two
+    Wang panels side by side; ``overlay``: one Greydanus frame. Enlarged ``zoom`` times (nearest),
+    with a text bar on top.
+    """
+    if mode not in ("panels", "overlay"):
+        raise AnalysisError(f"mode must be 'panels' or 'overlay', got '{mode}'")
+    hw = rgb.shape[:2]
+    v = upsample(sal_value, hw) / scales[0]
+    a = upsample(sal_advantage, hw) / scales[1]
+    head = f"t={info.step}  return={info.episode_return:+g}"
+    if info.value is not None:
+        head += f"  V={info.value:+.2f}"
+    act = f"  a*={info.action}" if info.action else ""
+    gap = 4
+    if mode == "panels":
+        body = np.concatenate([wang_panel(rgb, v), np.zeros((hw[0], gap, 3), np.uint8), wang_panel(rgb, a)], axis=1)
+        x2 = (hw[1] + gap) * zoom + 4
+        titles = [(4, 2, head), (4, 17, "value |dV/ds|"), (x2, 17, f"advantage |dA(s,a*)/ds|{act}")]
+    else:
+        body = greydanus_overlay(rgb, v, a)
+        titles = [(4, 2, head), (4, 17, f"red: value  blue: advantage{act}")]
+    body = body.repeat(zoom, axis=0).repeat(zoom, axis=1)
+    bar = np.zeros((34, body.shape[1], 3), np.uint8)
+    return draw_text(np.concatenate([bar, body], axis=0), titles)
+
+
+def _pad16(frame: np.ndarray) -> np.ndarray:
+    """Pad with black to multiples of 16 (H.264 macroblocks) so the encoder does not rescale."""
+    h, w = frame.shape[:2]
+    ph, pw = (-h) % 16, (-w) % 16
+    return np.pad(frame, ((0, ph), (0, pw), (0, 0))) if ph or pw else frame
+
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = 30) -> Path:
+    """Write ``[H, W, 3]`` uint8 frames to ``path``: ``.mp4`` (H.264, yuv420p) or ``.gif``.
+
+    mp4 frames are padded to multiples of 16. Returns the path.
+    """
+    import imageio.v2 as imageio
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise AnalysisError(f"video path must end in {' or '.join(VIDEO_SUFFIXES)}, got '{path.name}'")
+    if fps < 1:
+        raise AnalysisError(f"fps must be positive, got {fps}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".mp4":
+        writer = imageio.get_writer(
+            path, fps=fps, codec="libx264", pixelformat="yuv420p", quality=7, macro_block_size=16, ffmpeg_log_level="error"
+        )
+        prep = _pad16
+    else:
+        writer = imageio.get_writer(path, mode="I", duration=1000.0 / fps, loop=0)
+        prep = np.asarray
+    count = 0
+    with writer:
+        for frame in frames:
+            writer.append_data(prep(np.ascontiguousarray(frame, dtype=np.uint8)))
+            count += 1
+    if count == 0:
+        path.unlink(missing_ok=True)
+        raise AnalysisError("no frames to write")
+    return path
+
+
+def screen_regions(env_id: str) -> dict[str, tuple[int, int, int, int]]:
+    """Named screen regions ``(row0, row1, col0, col1)`` in 210x160 screen pixels for a game.
+
+    Pong (measured on ALE frames): score digits rows 0-23, walls 24-33 and 194-209, opponent's
+    (left, orange) paddle at columns 16-19, agent's (right, green) paddle at 140-143.
+    Other games get a generic split: top strip, then left / centre / right thirds.
+    """
+    if "pong" in env_id.lower():
+        return {
+            "score_bar": (0, 24, 0, 160),
+            "left_paddle_column": (34, 194, 10, 26),
+            "right_paddle_column": (34, 194, 134, 150),
+            "ball_field": (34, 194, 26, 134),
+        }
+    return {"top_strip": (0, 30, 0, 160), "left": (30, 210, 0, 53), "centre": (30, 210, 53, 107), "right": (30, 210, 107, 160)}
+
+
+def region_mass(
+    maps: np.ndarray, regions: dict[str, tuple[int, int, int, int]], screen: tuple[int, int] = SCREEN_HW
+) -> dict[str, dict[str, float]]:
+    """Mean fraction of each frame's saliency mass inside each region (and the region's area share).
+
+    ``maps [N, h, w]`` on the agent's input grid; regions in screen pixels are mapped onto it.
+    ``mass / area > 1`` means the stream looks there more than at a random pixel.
+    """
+    maps = np.asarray(maps, np.float64)
+    n, h, w = maps.shape
+    totals = maps.sum(axis=(1, 2)) + 1e-30
+    out = {}
+    for name, (r0, r1, c0, c1) in regions.items():
+        rs = slice(round(r0 * h / screen[0]), round(r1 * h / screen[0]))
+        cs = slice(round(c0 * w / screen[1]), round(c1 * w / screen[1]))
+        frac = maps[:, rs, cs].sum(axis=(1, 2)) / totals
+        area = (rs.stop - rs.start) * (cs.stop - cs.start) / (h * w)
+        out[name] = {"mass": float(frac.mean()), "area": float(area)}
+    return out
+
+
+__all__ = [
+    "FrameInfo",
+    "compose_frame",
+    "greydanus_overlay",
+    "percentile_scale",
+    "region_mass",
+    "screen_regions",
+    "stack_to_maps",
+    "upsample",
+    "wang_panel",
+    "write_video",
+]

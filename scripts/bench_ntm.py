@@ -1,0 +1,154 @@
+"""Training speed on the NTM paper's copy set-up: heed's NTM against loudinthecloud/pytorch-ntm.
+
+    python scripts/bench_ntm.py --reference /tmp/pytorch-ntm --extra-path /tmp/pytorch-ntm-deps
+
+Both train an NTM with an LSTM controller of 100 units, one read and one write head, memory 128 x 20,
+on 8-bit copy sequences of length 1-20, in this one process, one thread, in alternating windows
+of ``--window-seconds`` of CPU time (``time.process_time``), so both see the same machine load.
+The reference runs its own ``train.train_batch`` (RMSProp 1e-4, BCE, gradients clipped to +-10) on
+its own data loader at batch 1; heed runs its trainer's step (Adam 1e-3, norm clip 50) at batch 1
+and at ``--batch-size``. Reported: training sequences per CPU second, median (min-max) over windows,
+and the ratio of medians.
+
+The reference is not part of heed and is never committed: bring a checkout (``git archive`` of
+github.com/loudinthecloud/pytorch-ntm) and patch its ``tasks/*.py`` for current ``attrs``
+(``convert=`` -> ``converter=``); its imports need ``attrs`` and ``argcomplete``
+(``pip install --target DIR attrs argcomplete`` and pass ``--extra-path DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+from agents.common.errors import HeedError, cli_main, require
+from agents.trainers import sequence_utils as su
+
+
+@dataclass(frozen=True)
+class Config:
+    """heed NTM vs pytorch-ntm training sequences/s on copy, side by side."""
+
+    reference: Path = Path("/tmp/pytorch-ntm")
+    """path to a (patched) checkout of loudinthecloud/pytorch-ntm"""
+    extra_path: Path | None = None
+    """a directory with attrs and argcomplete for the reference (pip install --target DIR attrs argcomplete)"""
+    batch_size: int = 32
+    """heed's batch besides batch 1"""
+    window_seconds: float = 5.0
+    """CPU seconds per window"""
+    windows: int = 3
+    """windows per contender"""
+    seed: int = 0
+    """seed for both"""
+    json_out: Path | None = None
+    """also write the results as JSON here"""
+
+
+def load_reference(cfg: Config):
+    """Import the reference's copy-task model and ``train_batch``; HeedError when missing."""
+    ref = Path(cfg.reference)
+    if not (ref / "ntm" / "aio.py").exists() or not (ref / "train.py").exists():
+        raise HeedError(
+            f"no pytorch-ntm checkout at '{ref}': get github.com/loudinthecloud/pytorch-ntm there "
+            "(see this script's docstring) and pass --reference PATH"
+        )
+    for path in (cfg.extra_path, ref):
+        if path is not None and str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    try:
+        import train as ref_train  # the reference's train.py
+        from tasks.copytask import CopyTaskModelTraining, CopyTaskParams
+    except ModuleNotFoundError as exc:
+        raise HeedError(f"pytorch-ntm needs '{exc.name}': pip install --target DIR attrs argcomplete; --extra-path DIR") from None
+    except TypeError as exc:
+        raise HeedError(f"pytorch-ntm does not import with this attrs ({exc}): patch convert= to converter=") from None
+    return ref_train, CopyTaskModelTraining, CopyTaskParams
+
+
+class Heed:
+    """heed's trainer step on copy (the same operations as agents/trainers/supervised.py)."""
+
+    def __init__(self, batch_size: int, seed: int) -> None:
+        torch.manual_seed(seed)
+        self.task = su.build_task("copy", {})
+        self.model, _ = su.build_model("ntm", self.task.input_size, self.task.output_size, {})
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.rng, self.batch_size = np.random.default_rng(seed), batch_size
+
+    def step(self) -> int:
+        batch = self.task.sample(self.batch_size, self.rng)
+        inputs, targets, mask = su.batch_to_tensors(batch, "bits", torch.device("cpu"))
+        logits, _, aux = self.model(inputs)
+        loss, _ = su.sequence_loss(logits, targets, mask, "bits")
+        self.opt.zero_grad(set_to_none=True)
+        (loss + aux).backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 50.0)
+        self.opt.step()
+        return self.batch_size
+
+
+class Reference:
+    """pytorch-ntm's own training step at batch 1 on its own copy data loader."""
+
+    def __init__(self, modules, seed: int) -> None:
+        ref_train, CopyTaskModelTraining, CopyTaskParams = modules
+        ref_train.init_seed(seed) if hasattr(ref_train, "init_seed") else torch.manual_seed(seed)
+        self.train_batch = ref_train.train_batch
+        self.model = CopyTaskModelTraining(params=CopyTaskParams(batch_size=1, num_batches=10**9))
+        self.batches = iter(self.model.dataloader)
+
+    def step(self) -> int:
+        _, x, y = next(self.batches)
+        self.train_batch(self.model.net, self.model.criterion, self.model.optimizer, x, y)
+        return 1
+
+
+def window(contender, seconds: float) -> float:
+    """Train for ``seconds`` of CPU time; return sequences per CPU second."""
+    start, done = time.process_time(), 0
+    while time.process_time() - start < seconds:
+        done += contender.step()
+    return done / (time.process_time() - start)
+
+
+def main(cfg: Config) -> dict:
+    """Run the alternating windows; print a markdown table; return the results."""
+    require(cfg.windows >= 1 and cfg.window_seconds > 0 and cfg.batch_size >= 1, "windows, seconds, batch must be positive")
+    modules = load_reference(cfg)
+    torch.set_num_threads(1)
+    contenders = {
+        "pytorch-ntm, batch 1": Reference(modules, cfg.seed),
+        "heed, batch 1": Heed(1, cfg.seed),
+        f"heed, batch {cfg.batch_size}": Heed(cfg.batch_size, cfg.seed),
+    }
+    for c in contenders.values():  # warm up allocators and lazy imports
+        c.step()
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(cfg.windows):
+        for name, c in contenders.items():
+            rates[name].append(window(c, cfg.window_seconds))
+    base = statistics.median(rates["pytorch-ntm, batch 1"])
+    rows = []
+    print("| contender | sequences / CPU-s, median (min-max) | vs pytorch-ntm |\n|-|-|-|")
+    for name, values in rates.items():
+        med = statistics.median(values)
+        rows.append({"contender": name, "median": med, "min": min(values), "max": max(values), "ratio": med / base})
+        print(f"| {name} | {med:.1f} ({min(values):.1f}-{max(values):.1f}) | {med / base:.2f}x |")
+    result = {"config": {k: str(v) for k, v in vars(cfg).items()}, "rows": rows, "torch": torch.__version__}
+    if cfg.json_out is not None:
+        Path(cfg.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.json_out).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    cli_main(lambda: main(tyro.cli(Config)))

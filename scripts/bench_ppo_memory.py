@@ -1,0 +1,132 @@
+"""The largest memory length each policy core solves under one step budget, and heed vs sb3-contrib.
+
+    python scripts/bench_ppo_memory.py --total-steps 24576 --out docs/figures/ppo_memory_bench.json
+    python scripts/bench_ppo_memory.py --cores lstm --sb3-length 8 --no-sweep
+
+For every core (feedforward, LSTM, GRU, NTM, DNC) it trains recurrent PPO on
+``heed/MemoryLength-v0`` for L = lengths[0], lengths[1], ... with the same budget and hyperparameters,
+evaluates 200 greedy episodes, and stops at the first L below ``--threshold`` success ("largest L
+solved" = the last L that passed). Then sb3-contrib's ``RecurrentPPO`` (LSTM) and heed's LSTM train
+on the same env, budget and matched hyperparameters in this one process: success and wall-clock.
+Results are written to ``--out`` (JSON) after every run and printed as markdown.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import tyro
+
+from agents.common.errors import cli_main
+from agents.trainers import ppo as trainer
+
+
+@dataclass(frozen=True)
+class Config:
+    """Memory-length sweep for recurrent PPO."""
+
+    cores: tuple[str, ...] = ("mlp", "lstm", "ntm", "dnc", "gru")
+    """Policy cores to sweep."""
+    lengths: tuple[int, ...] = (1, 2, 4, 8, 16)
+    """Memory lengths L, tried in order until one fails."""
+    total_steps: int = 24_576
+    """Env steps per run (the same for every core and L)."""
+    threshold: float = 0.9
+    """Success rate that counts as solved."""
+    seed: int = 1
+    """Seed of every run."""
+    n_envs: int = 32
+    """Parallel envs."""
+    n_steps: int = 32
+    """Steps per env per rollout (one BPTT sequence)."""
+    n_minibatches: int = 2
+    """Minibatches per epoch."""
+    n_epochs: int = 4
+    """Epochs per rollout."""
+    hidden_size: int = 64
+    """Core hidden size."""
+    eval_episodes: int = 200
+    """Greedy evaluation episodes per run."""
+    sweep: bool = True
+    """Run the sweep over cores and lengths."""
+    sb3_length: int = 8
+    """Memory length of the heed-vs-sb3-contrib LSTM comparison (-1 = skip it)."""
+    runs_root: Path = Path("runs/bench_ppo_memory")
+    """Where the runs go."""
+    out: Path = Path("docs/figures/ppo_memory_bench.json")
+    """Results JSON (rewritten after each run)."""
+
+
+def heed_run(cfg: Config, core: str, length: int) -> dict[str, Any]:
+    """Train and evaluate one heed policy; returns success rate and train seconds."""
+    tcfg = trainer.Config(
+        core=core, memory_length=length, total_steps=cfg.total_steps, n_envs=cfg.n_envs, n_steps=cfg.n_steps,
+        n_minibatches=cfg.n_minibatches, n_epochs=cfg.n_epochs, hidden_size=cfg.hidden_size, seed=cfg.seed,
+        eval_episodes=cfg.eval_episodes, checkpoint_every=10**9, progress=False,
+        run_dir=cfg.runs_root / f"{core}_L{length}_s{cfg.seed}",
+    )
+    result = trainer.main(tcfg)
+    return {"core": core, "L": length, "success": result["eval"]["success_rate"],
+            "train_seconds": round(result["train_seconds"], 1), "run_dir": result["run_dir"]}
+
+
+def sb3_run(cfg: Config, length: int) -> dict[str, Any]:
+    """sb3-contrib RecurrentPPO (one shared LSTM, linear heads: heed's policy shape) on the same budget."""
+    from sb3_contrib import RecurrentPPO as SB3RecurrentPPO
+
+    venv = trainer.make_vec_env("heed/MemoryLength-v0", cfg.n_envs, cfg.seed, {"memory_length": length})
+    model = SB3RecurrentPPO(
+        "MlpLstmPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.n_envs * cfg.n_steps // cfg.n_minibatches,
+        n_epochs=cfg.n_epochs, learning_rate=1e-3, gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.01,
+        vf_coef=0.5, max_grad_norm=0.5, seed=cfg.seed, device="cpu", verbose=0,
+        policy_kwargs=dict(lstm_hidden_size=cfg.hidden_size, n_lstm_layers=1, shared_lstm=True,
+                           enable_critic_lstm=False, net_arch=[]),
+    )
+    start = time.perf_counter()
+    model.learn(cfg.total_steps)
+    seconds = time.perf_counter() - start
+    ev = trainer.evaluate(model, "heed/MemoryLength-v0", {"memory_length": length}, cfg.eval_episodes,
+                          seed=cfg.seed + 10_000)
+    return {"core": "sb3-contrib RecurrentPPO (lstm)", "L": length, "success": ev["success_rate"],
+            "train_seconds": round(seconds, 1)}
+
+
+def main(cfg: Config) -> dict[str, Any]:
+    torch.set_num_threads(1)
+    results: dict[str, Any] = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()},
+                               "sweep": [], "largest_solved": {}, "sb3": []}
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def dump() -> None:
+        out.write_text(json.dumps(results, indent=2))
+
+    if cfg.sweep:
+        for core in cfg.cores:
+            solved = 0
+            for length in cfg.lengths:
+                row = heed_run(cfg, core, length)
+                results["sweep"].append(row)
+                print(f"{core:5s} L={length:3d} success={row['success']:.3f} ({row['train_seconds']} s)", flush=True)
+                if row["success"] < cfg.threshold:
+                    break
+                solved = length
+            results["largest_solved"][core] = solved
+            dump()
+    if cfg.sb3_length >= 0:
+        heed = heed_run(replace(cfg, runs_root=cfg.runs_root / "vs_sb3"), "lstm", cfg.sb3_length)
+        sb3 = sb3_run(cfg, cfg.sb3_length)
+        results["sb3"] = [heed, sb3]
+        for row in results["sb3"]:
+            print(f"{row['core']} L={row['L']} success={row['success']:.3f} ({row['train_seconds']} s)", flush=True)
+    dump()
+    return results
+
+
+if __name__ == "__main__":
+    cli_main(lambda: main(tyro.cli(Config)))

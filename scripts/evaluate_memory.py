@@ -1,0 +1,88 @@
+"""Evaluate a trained sequence model at lengths beyond training: cost and bit-error rate per length.
+
+    python scripts/evaluate_memory.py --checkpoint agents/pretrained/ntm-copy --lengths 10 20 30 50 80 120
+
+``--checkpoint`` takes a run dir (its latest checkpoint), a checkpoint dir or shipped weights.
+"Length" is the task's own length (copy/repeat-copy length, number of associative-recall items,
+n-gram sequence length, vectors to sort). ``--export DIR`` also writes the weights as fp16
+safetensors with the meta (how ``agents/pretrained/`` is made).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import tyro
+
+from agents.common.checkpoint import save_checkpoint
+from agents.common.errors import HeedError, cli_main, require
+from agents.trainers import sequence_utils as su
+
+
+@dataclass(frozen=True)
+class Config:
+    """Cost and error rate of a trained sequence model per test length."""
+
+    checkpoint: Path
+    """run dir, checkpoint dir or shipped weights dir (e.g. agents/pretrained/ntm-copy)"""
+    lengths: tuple[int, ...] = field(default_factory=lambda: (10, 20, 30, 50, 80, 120))
+    """test lengths"""
+    sequences: int = 128
+    """test sequences per length"""
+    batch_size: int = 32
+    """sequences per forward pass"""
+    seed: int = 12345
+    """seed of the test sequences"""
+    threads: int = 1
+    """torch CPU threads"""
+    json_out: Path | None = None
+    """also write the table as JSON here"""
+    export: Path | None = None
+    """write the model as fp16 safetensors + meta.json into this dir"""
+
+
+def main(cfg: Config) -> list[dict]:
+    """Print one row per length; return the rows."""
+    require(cfg.sequences >= 1 and cfg.batch_size >= 1, "--sequences and --batch-size must be >= 1")
+    require(all(n >= 1 for n in cfg.lengths), "--lengths must be positive")
+    torch.set_num_threads(cfg.threads)
+    model, task, ckpt = su.load_sequence_model(str(cfg.checkpoint))
+    if not hasattr(task, "fixed_length"):
+        raise HeedError(f"task '{ckpt.meta['task']}' has no fixed_length(): it cannot be tested per length")
+    memory = getattr(getattr(model, "core", None), "memory_size", None)
+    rows = []
+    key = su.headline(task.loss)
+    print(f"{'length':>6}  {'cost (bits/seq)':>15}  {'bit errors/seq':>14}  {'error rate':>10}")
+    for length in cfg.lengths:
+        fixed = task.fixed_length(length)
+        result = su.evaluate(model, fixed, su.fixed_batches(fixed, cfg.sequences, cfg.batch_size, cfg.seed + length))
+        if task.loss == "bits":
+            row = {
+                "length": length, "bits_per_sequence": result["bits_per_sequence"],
+                "bit_errors_per_sequence": result["bit_errors_per_sequence"], "bit_error_rate": result["bit_error_rate"],
+            }
+            print(f"{length:>6}  {row['bits_per_sequence']:>15.3f}  {row['bit_errors_per_sequence']:>14.3f}  "
+                  f"{row['bit_error_rate']:>10.4%}")
+        else:
+            row = {"length": length, "cost_per_sequence": result["cost_per_sequence"], "error_rate": result[key]}
+            print(f"{length:>6}  {row['cost_per_sequence']:>15.3f}  {'':>14}  {row['error_rate']:>10.4%}")
+        rows.append(row)
+    if memory is not None and max(cfg.lengths) > memory:
+        print(f"note: lengths above the memory size ({memory}) overwrite earlier rows")
+    if cfg.json_out is not None:
+        Path(cfg.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(cfg.json_out).write_text(json.dumps(rows, indent=2))
+    if cfg.export is not None:
+        params = {name for name, _ in model.named_parameters()}  # buffers (memory_init) stay fp32
+        tensors = {k: v.half() if k in params else v for k, v in model.state_dict().items()}
+        meta = {k: v for k, v in ckpt.meta.items() if k not in ("optimizer", "rng")}
+        save_checkpoint(cfg.export, tensors, meta)
+        print(f"exported fp16 weights to {cfg.export}")
+    return rows
+
+
+if __name__ == "__main__":
+    cli_main(lambda: main(tyro.cli(Config)))

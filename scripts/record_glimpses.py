@@ -1,0 +1,94 @@
+"""Record where a trained glimpse model looks: a still PNG and a video of its glimpse paths.
+
+    python scripts/record_glimpses.py --run-dir runs/glimpse/cluttered60-ram8 --count 4 --video gif
+
+Writes ``<out>/glimpse_path.png`` (every glimpse of each image, numbered, with its retina boxes or
+DRAW read window) and ``<out>/glimpse_path.{gif,mp4}`` (one frame per glimpse, images side by side).
+Images are held-out test canvases; RAM's path is one stochastic sample (``--seed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+from agents.common.checkpoint import load_checkpoint, load_module_state
+from agents.common.errors import HeedError, cli_main, require
+from analysis.glimpse_figures import glimpse_frames, path_figure, write_video
+
+
+@dataclass(frozen=True)
+class Config:
+    run_dir: str
+    """A glimpse run folder (its latest checkpoint is used) or a checkpoint folder."""
+    out: str | None = None
+    """Output folder (default: <run_dir>/recordings)."""
+    count: int = 4
+    """Number of test images to record."""
+    seed: int = 0
+    """Seed for choosing the test images and for RAM's stochastic glimpse path."""
+    video: str = "gif"
+    """Video format: gif or mp4."""
+    fps: float = 2.0
+    """Video frames (glimpses) per second."""
+    scale: int = 4
+    """Pixel upscaling of the video frames."""
+
+
+def main(cfg: Config) -> dict[str, Path]:
+    """Write the still and the video; returns their paths."""
+    from agents.trainers.glimpse import Config as TrainConfig
+    from agents.trainers.glimpse import make_model, retina
+    from envs.mnist import dataset_spec, fixed_test_set, load_digits
+
+    require(cfg.video in ("gif", "mp4"), f"unknown --video '{cfg.video}': use gif or mp4")
+    require(cfg.count >= 1, "--count must be at least 1")
+    torch.set_num_threads(1)
+    ckpt = load_checkpoint(cfg.run_dir)
+    if not ckpt.kind.startswith("glimpse-"):
+        raise HeedError(f"'{cfg.run_dir}' holds a '{ckpt.kind}' checkpoint, not a glimpse model")
+    train_cfg = TrainConfig(**ckpt.config)
+    if train_cfg.model == "cnn":
+        raise HeedError("a CNN takes no glimpses: record a ram, random or soft run")
+    spec = dataset_spec(train_cfg.dataset)
+    model = make_model(train_cfg, spec.size)
+    load_module_state(model, ckpt.tensors, where=str(ckpt.path))
+    model.eval()
+    images, labels = fixed_test_set(spec, load_digits("test", train_cfg.source), n=cfg.count, seed=cfg.seed)
+    torch.manual_seed(cfg.seed)
+    with torch.no_grad():
+        out = model(torch.from_numpy(images))
+    pred = out.logits.argmax(-1).numpy()
+    locs = out.locations.numpy()
+    if train_cfg.model == "soft":
+        widths = out.extent.numpy()[:, :, None]  # [B, T, 1]: the N x N read window, N * delta pixels
+    else:
+        patch, scales = retina(train_cfg)
+        widths = np.broadcast_to(
+            np.array([patch * 2**s for s in range(scales)], float), (*locs.shape[:2], scales)
+        )
+    out_dir = Path(cfg.out) if cfg.out else Path(ckpt.path).parents[1] / "recordings"
+    if cfg.out is None and Path(ckpt.path).parent.name != "checkpoints":
+        out_dir = Path(ckpt.path) / "recordings"
+    titles = [f"{train_cfg.model}: label {y}, says {p}" for y, p in zip(labels, pred)]
+    still = out_dir / "glimpse_path.png"
+    fig = path_figure(list(images), list(locs), list(widths), titles, still)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    per_image = [
+        glimpse_frames(images[b], locs[b], widths[b], cfg.scale, f"{labels[b]}->{pred[b]}")
+        for b in range(len(images))
+    ]
+    frames = [np.concatenate([f[t] for f in per_image], axis=1) for t in range(locs.shape[1])]
+    video = write_video(frames, out_dir / f"glimpse_path.{cfg.video}", cfg.fps)
+    print(f"wrote {still} and {video}")
+    return {"still": still, "video": video}
+
+
+if __name__ == "__main__":
+    cli_main(lambda: main(tyro.cli(Config)))

@@ -1,0 +1,113 @@
+"""Record a trained sequence model at work: weighting heatmaps, the lecture's copy figure and the
+memory contents over an episode as a video.
+
+    python scripts/record_memory.py --checkpoint agents/pretrained/ntm-copy --length 20 --out-dir recordings/ntm-copy
+
+Writes ``weightings.png`` (every attention entry, one panel per head), ``copy_figure.png``
+(inputs, targets, outputs above; write and read weightings below) and ``memory.mp4`` (or .gif:
+memory rows over time with the write (red) and read (green) weightings beside them). Works for
+any core: without memory (LSTM) the video shows the hidden state instead, and without attention the
+figure shows only inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import tyro
+
+from agents.common.errors import cli_main, require
+from agents.trainers import sequence_utils as su
+from analysis import memory_figures as mf
+
+
+@dataclass(frozen=True)
+class Config:
+    """Figures and a video of one episode of a trained sequence model."""
+
+    checkpoint: Path
+    """run dir, checkpoint dir or shipped weights (e.g. agents/pretrained/ntm-copy)"""
+    out_dir: Path = Path("recordings/memory")
+    """where the PNGs and the video go"""
+    length: int | None = None
+    """task length of the episode (default: the task's own sampling)"""
+    seed: int = 0
+    """seed of the episode"""
+    video: Literal["mp4", "gif", "none"] = "mp4"
+    """video format of the memory contents"""
+    fps: int = 4
+    """video frames per second"""
+
+
+@torch.no_grad()
+def record_episode(model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, np.ndarray]:
+    """Step a model ``[1, T, D]`` through an episode; return outputs, attention and memory per step.
+
+    For a :class:`agents.sequence.RecurrentSequenceModel` the core is stepped by hand so the memory
+    (or the hidden state) can be kept; other models are run whole (attention only).
+    """
+    core = getattr(model, "core", None)
+    if core is None or not hasattr(core, "initial_state"):
+        logits, attention, _ = model(inputs)
+        rec = {"outputs": torch.sigmoid(logits[0]).numpy()}
+        rec.update({f"att_{k}": v[0].numpy() for k, v in attention.items()})
+        return rec
+    state = core.initial_state(1)
+    outs, memories, att = [], [], {}
+    for t in range(inputs.shape[1]):
+        out, state, attention = core(inputs[:, t], state)
+        outs.append(model.readout(out)[0])
+        mem = getattr(state, "memory", None)
+        memories.append((mem[0] if mem is not None else out[0].view(-1, 1)).clone())
+        for k, v in attention.items():
+            att.setdefault(k, []).append(v[0])
+    rec = {"outputs": torch.sigmoid(torch.stack(outs)).numpy(), "memory": torch.stack(memories).numpy()}
+    rec.update({f"att_{k}": torch.stack(v).numpy() for k, v in att.items()})
+    return rec
+
+
+def main(cfg: Config) -> dict[str, str]:
+    """Write the figures and the video; return their paths."""
+    require(cfg.fps >= 1, "--fps must be >= 1")
+    require(cfg.length is None or cfg.length >= 1, "--length must be >= 1")
+    model, task, ckpt = su.load_sequence_model(str(cfg.checkpoint))
+    if cfg.length is not None:
+        require(hasattr(task, "fixed_length"), f"task '{ckpt.meta['task']}' has no fixed length")
+        task = task.fixed_length(cfg.length)
+    batch = task.sample(1, np.random.default_rng(cfg.seed))
+    inputs = torch.as_tensor(batch.inputs)
+    rec = record_episode(model, inputs)
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    name = f"{ckpt.meta['core']} on {ckpt.meta['task']}"
+    heads = {}
+    for key, value in rec.items():
+        if key.startswith("att_") and value.ndim == 3 and key not in ("att_read_modes",):
+            for h in range(value.shape[1]):
+                heads[f"{key[4:]}_{h}"] = value[:, h]
+    if heads:
+        paths["weightings"] = str(mf.weighting_heatmaps(heads, out_dir / "weightings.png", title=name))
+    targets = batch.targets[0] if task.loss == "bits" else np.eye(task.output_size)[batch.targets[0]]
+    outputs = rec["outputs"] * batch.mask[0][:, None]
+    paths["copy_figure"] = str(
+        mf.copy_figure(batch.inputs[0], outputs, targets, heads.get("write_0"), heads.get("read_0"),
+                       out_dir / "copy_figure.png", title=name)
+    )
+    if cfg.video != "none" and "memory" in rec:
+        frames = mf.memory_frames(rec["memory"], heads.get("read_0"), heads.get("write_0"))
+        paths["video"] = str(mf.write_video(frames, out_dir / f"memory.{cfg.video}", fps=cfg.fps))
+    (out_dir / "recording.json").write_text(json.dumps({"checkpoint": str(cfg.checkpoint), "seed": cfg.seed,
+                                                        "length": cfg.length, **paths}, indent=2))
+    for key, path in paths.items():
+        print(f"{key}: {path}")
+    return paths
+
+
+if __name__ == "__main__":
+    cli_main(lambda: main(tyro.cli(Config)))

@@ -1,0 +1,238 @@
+"""Record pondering and attention of a trained sequence model: numbers (summary.json) and figures.
+
+``python scripts/record_ponder.py --checkpoint runs/parity-act --out-dir runs/parity-act/ponder``
+
+What it records depends on the run's task:
+
+- ``parity``: error and ponder time against the number of non-zero inputs (``ponder_vs_nonzero.png``);
+- ``logic``/``addition``: ponder time per input step of one sequence (``ponder_per_step.png``) and
+  the mean per step index; addition also reports the sequence error (any digit wrong);
+- ``babi``: error and mean ponder per task 1-3 (all three when trained jointly, ``task=0``), ponder by
+  number of supporting facts (``ponder_vs_facts.png``), ponder per token of one story;
+- ``seqcopy``/``reverse``: sequence and symbol accuracy at each ``--eval-lengths`` length;
+- always, for self-attention models: attention maps per head and layer of one sequence (``attention.png``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+from agents.common.errors import cli_main, require
+from agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model
+from analysis import ponder_figures as pf
+from envs.babi import VOCAB, BabiTask
+from envs.ponder import addition_digits
+from envs.tasks import TASKS
+
+
+@dataclass(frozen=True)
+class Config:
+    """Record ponder time and attention maps of a trained model."""
+
+    checkpoint: Path
+    """run dir, checkpoint dir or weights file of a supervised run"""
+    out_dir: Path | None = None
+    """where summary.json and the figures go (default: CHECKPOINT/ponder)"""
+    sequences: int = 1024
+    """sequences to evaluate (per bAbI task / per length)"""
+    batch_size: int = 64
+    """evaluation batch size"""
+    eval_lengths: tuple[int, ...] = (40, 400)
+    """copy/reverse: evaluate at these exact lengths"""
+    long_batch_size: int = 4
+    """batch size for lengths above 100 (attention maps grow as T^2)"""
+    seed: int = 12345
+    """seed of the evaluation sequences"""
+    threads: int = 1
+    """torch CPU threads"""
+
+
+def _run(model, task, batch) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    inputs, targets, mask = batch_to_tensors(batch, task.loss, torch.device("cpu"))
+    with torch.no_grad():
+        logits, attention, _ = model(inputs)
+    att = {k: v.numpy() for k, v in attention.items()}
+    return logits.numpy(), att, targets.numpy(), mask.numpy(), inputs.numpy()
+
+
+def _ponder_per_sequence(att: dict[str, np.ndarray], inputs: np.ndarray) -> np.ndarray:
+    """Mean ponder time over real (non-padding) steps ``[B]`` (NaN when the model does not ponder)."""
+    if "ponder" not in att:
+        return np.full(inputs.shape[0], np.nan)
+    real = np.abs(inputs).sum(-1) > 0
+    return (att["ponder"] * real).sum(1) / np.maximum(real.sum(1), 1)
+
+
+def _attention_figure(
+    att: dict[str, np.ndarray], inputs: np.ndarray, out: Path, labels=None, limit: int = 60
+):
+    if "attention" not in att:
+        return None
+    steps = min(int((np.abs(inputs[0]).sum(-1) > 0).sum()), limit)
+    maps = att["attention"][0][:, :, :steps, :steps]
+    maps = maps[np.abs(maps).sum(axis=(1, 2, 3)) > 0]  # UT+ACT: drop depth steps that did not run
+    return str(
+        pf.attention_grid(maps, out / "attention.png", labels=None if labels is None else labels[:steps])
+    )
+
+
+def _parity(model, task, cfg: Config, out: Path) -> dict:
+    rng = np.random.default_rng(cfg.seed)
+    groups, ponder, wrong = [], [], []
+    for _ in range(max(1, cfg.sequences // cfg.batch_size)):
+        batch = task.sample(cfg.batch_size, rng)
+        logits, att, targets, _, inputs = _run(model, task, batch)
+        groups.append((inputs[:, 0] != 0).sum(-1))
+        ponder.append(att["ponder"][:, 0] if "ponder" in att else np.ones(len(inputs)))
+        wrong.append(((logits[:, 0, 0] > 0) != (targets[:, 0, 0] > 0.5)).astype(float))
+    g, p, w = np.concatenate(groups), np.concatenate(ponder), np.concatenate(wrong)
+    pf.ponder_by_group(
+        g,
+        p,
+        out / "ponder_vs_nonzero.png",
+        "number of non-zero inputs",
+        second=w,
+        second_label="error rate",
+        title="parity",
+    )
+    bins = [(1, 16), (17, 32), (33, 48), (49, 64)]
+    by_bin = {
+        f"{a}-{b}": {
+            "ponder": float(p[(g >= a) & (g <= b)].mean()),
+            "error": float(w[(g >= a) & (g <= b)].mean()),
+        }
+        for a, b in bins
+        if ((g >= a) & (g <= b)).any()
+    }
+    return {
+        "error": float(w.mean()),
+        "ponder": float(p.mean()),
+        "by_nonzero": by_bin,
+        "by_count": {str(k): v for k, v in pf.group_stats(g, p).items()},
+    }
+
+
+def _stepwise(model, task, cfg: Config, out: Path) -> dict:
+    rng = np.random.default_rng(cfg.seed)
+    ponders, seq_wrong, steps = [], [], []
+    for _ in range(max(1, cfg.sequences // cfg.batch_size)):
+        batch = task.sample(cfg.batch_size, rng)
+        logits, att, targets, mask, inputs = _run(model, task, batch)
+        real = np.abs(inputs).sum(-1) > 0
+        if "ponder" in att:
+            ponders.append(att["ponder"][real])
+            steps.append(np.nonzero(real)[1])
+        if task.name == "addition":
+            bad = (addition_digits(logits) != addition_digits(targets)).any(-1) & (mask > 0)
+        else:
+            bad = ((logits > 0) != (targets > 0.5)).any(-1) & (mask > 0)
+        seq_wrong.append(bad.any(1))
+    result = {"sequence_error": float(np.concatenate(seq_wrong).mean())}
+    if ponders:
+        p, s = np.concatenate(ponders), np.concatenate(steps)
+        result["ponder"] = float(p.mean())
+        result["ponder_by_step"] = {str(k): v[0] for k, v in pf.group_stats(s, p).items()}
+        one = task.sample(1, np.random.default_rng(cfg.seed + 1))
+        _, att, targets, _, _ = _run(model, task, one)
+        pf.ponder_per_step(
+            att["ponder"][0], out / "ponder_per_step.png", title=f"{task.name}: ponder per input step"
+        )
+    return result
+
+
+def _babi(model, task, cfg: Config, out: Path) -> dict:
+    tasks = (1, 2, 3) if task.task == 0 else (task.task,)
+    result, groups, ponders, wrongs = {}, [], [], []
+    for k in tasks:
+        sub = BabiTask(task=k, min_statements=task.min_statements, max_statements=task.max_statements)
+        rng = np.random.default_rng(cfg.seed + k)
+        p_all, w_all = [], []
+        for _ in range(max(1, cfg.sequences // cfg.batch_size)):
+            batch = sub.sample(cfg.batch_size, rng)
+            logits, att, targets, mask, inputs = _run(model, sub, batch)
+            w_all.append(((logits.argmax(-1) != targets) & (mask > 0)).any(1).astype(float))
+            p_all.append(_ponder_per_sequence(att, inputs))
+        p, w = np.concatenate(p_all), np.concatenate(w_all)
+        result[f"task{k}"] = {
+            "error": float(w.mean()),
+            "ponder": None if np.isnan(p).all() else float(np.nanmean(p)),
+        }
+        groups.append(np.full(len(p), k))
+        ponders.append(p)
+        wrongs.append(w)
+    p = np.concatenate(ponders)
+    if not np.isnan(p).all():
+        pf.ponder_by_group(
+            np.concatenate(groups),
+            p,
+            out / "ponder_vs_facts.png",
+            "supporting facts (bAbI task)",
+            second=np.concatenate(wrongs),
+            second_label="error rate",
+            title="bAbI",
+        )
+    one = BabiTask(task=tasks[-1], max_statements=4).sample(1, np.random.default_rng(cfg.seed))
+    _, att, _, _, inputs = _run(model, task, one)
+    labels = [VOCAB[i] for i in inputs[0].argmax(-1)]
+    if "ponder" in att:
+        pf.ponder_per_step(
+            att["ponder"][0], out / "ponder_per_token.png", labels=labels, title="bAbI: ponder per token"
+        )
+    result["attention_figure"] = _attention_figure(att, inputs, out, labels)
+    return result
+
+
+def _copy(model, task, cfg: Config, out: Path) -> dict:
+    result = {}
+    for length in cfg.eval_lengths:
+        sub = TASKS[task.name](min_len=length, max_len=length, symbols=task.symbols)
+        rng = np.random.default_rng(cfg.seed + length)
+        size = cfg.batch_size if length <= 100 else cfg.long_batch_size
+        seq_ok, sym_ok = [], []
+        count = cfg.sequences if length <= 100 else max(size, cfg.sequences // 16)
+        for _ in range(max(1, count // size)):
+            logits, _, targets, mask, _ = _run(model, sub, sub.sample(size, rng))
+            right = (logits.argmax(-1) == targets) | (mask == 0)
+            seq_ok.append(right.all(1))
+            sym_ok.append(((logits.argmax(-1) == targets) & (mask > 0)).sum() / mask.sum())
+        result[f"length{length}"] = {
+            "sequence_accuracy": float(np.concatenate(seq_ok).mean()),
+            "symbol_accuracy": float(np.mean(sym_ok)),
+        }
+    one = TASKS[task.name](min_len=12, max_len=12, symbols=task.symbols).sample(
+        1, np.random.default_rng(cfg.seed)
+    )
+    _, att, _, _, inputs = _run(model, task, one)
+    result["attention_figure"] = _attention_figure(att, inputs, out)
+    return result
+
+
+def main(cfg: Config) -> dict:
+    """Evaluate the checkpoint and write ``summary.json`` and the figures; return the summary."""
+    require(cfg.sequences >= 1 and cfg.batch_size >= 1, "--sequences and --batch-size must be >= 1")
+    torch.set_num_threads(cfg.threads)
+    model, task, ckpt = load_sequence_model(str(cfg.checkpoint))
+    out = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint) / "ponder"
+    out.mkdir(parents=True, exist_ok=True)
+    name = ckpt.meta["task"]
+    if name == "parity":
+        summary = _parity(model, task, cfg, out)
+    elif name == "babi":
+        summary = _babi(model, task, cfg, out)
+    elif name in ("seqcopy", "reverse"):
+        summary = _copy(model, task, cfg, out)
+    else:
+        summary = _stepwise(model, task, cfg, out)
+    summary = {"task": name, "core": ckpt.meta["core"], "counters": ckpt.meta.get("counters", {}), **summary}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    cli_main(lambda: print(json.dumps(main(tyro.cli(Config)), indent=2)))

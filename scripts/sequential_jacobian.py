@@ -1,0 +1,138 @@
+"""Draw the sequential Jacobian (Graves) of a recurrent model: what its outputs remember.
+
+Examples::
+
+    python scripts/sequential_jacobian.py                       # an LSTM trained in seconds on cue recall
+    python scripts/sequential_jacobian.py --checkpoint runs/copy-lstm --out copy_jacobian.png
+
+Without ``--checkpoint`` it trains :class:`analysis.cue_demo.CueLSTM` (the answer is the input at
+step 0, so input time 0 must light up). With one, it loads a ``scripts/train.py supervised``
+checkpoint and explains the model's logits on one sequence of its task. The figure (PNG) shows the
+``[T_out, T_in]`` sensitivity matrix and the per-dimension Jacobian of one output step; with
+``--tensorboard DIR`` it is also logged as an image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Config:
+    checkpoint: Path | None = None
+    """a supervised sequence-model checkpoint (run dir or checkpoint dir); none: train the cue-recall LSTM"""
+    out: Path = Path("sequential_jacobian.png")
+    """where to write the figure (PNG)"""
+    output_time: int = -1
+    """the output step whose Jacobian is drawn per input dimension (negative: from the end)"""
+    steps: int = 24
+    """demo model: sequence length T"""
+    hidden: int = 32
+    """demo model: LSTM hidden size"""
+    updates: int = 300
+    """demo model: Adam updates (batch 64); about 300 solve the task"""
+    seed: int = 0
+    """seed of the demo training and of the explained sequence"""
+    device: str = "cpu"
+    """auto, cpu or cuda"""
+    tensorboard: Path | None = None
+    """also log the figure to a TensorBoard run in this directory"""
+    threads: int = 0
+    """torch CPU threads (0: leave torch's default)"""
+    progress: bool = True
+    """show progress bars"""
+
+
+def _demo_model(cfg: Config, device: torch.device):
+    from analysis.cue_demo import cue_batch, input_labels, train_cue_lstm
+
+    model, metrics = train_cue_lstm(
+        steps=cfg.steps, hidden=cfg.hidden, updates=cfg.updates, seed=cfg.seed, progress=cfg.progress
+    )
+    inputs = cue_batch(1, cfg.steps, 2, np.random.default_rng(cfg.seed + 7)).inputs
+    info = {"model": "cue-recall LSTM (trained now)", **metrics}
+    title = f"LSTM on cue recall (T={cfg.steps}; test MSE {metrics['mse']:.4f}, baseline 0.333)"
+    return model.to(device), inputs.to(device), input_labels(2), title, info, {"cue": 0}
+
+
+def _checkpoint_model(cfg: Config, device: torch.device):
+    from agents.trainers.sequence_utils import batch_to_tensors, import_registries, load_sequence_model
+
+    import_registries()
+    model, task, ckpt = load_sequence_model(str(cfg.checkpoint), device)
+    batch = task.sample(1, np.random.default_rng(cfg.seed))
+    inputs = batch_to_tensors(batch, task.loss, device)[0]
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        return model(x)[0]
+
+    info = {"model": f"{ckpt.meta.get('core')} on {ckpt.meta.get('task')} ({ckpt.path})"}
+    return fn, inputs, None, f"{ckpt.meta.get('core')} on {ckpt.meta.get('task')}", info, None
+
+
+def run(cfg: Config) -> dict:
+    """Build or load the model, compute the Jacobians, write the figure; returns a summary dict."""
+    from agents.common.device import resolve_device
+    from agents.common.errors import HeedError, require
+    from analysis.cue_demo import cue_sensitivity_ratio
+    from analysis.figures import figure_to_array, log_image, save_figure, sequential_jacobian_figure
+    from analysis.saliency import AnalysisError
+
+    require(cfg.out.suffix.lower() == ".png", f"--out must end in .png, got '{cfg.out}'")
+    require(cfg.steps >= 2 and cfg.hidden >= 1 and cfg.updates >= 0, "--steps >= 2, --hidden >= 1, --updates >= 0")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    build = _demo_model if cfg.checkpoint is None else _checkpoint_model
+    fn, inputs, labels, title, info, marks = build(cfg, device)
+    try:
+        fig, matrix, _ = sequential_jacobian_figure(fn, inputs, cfg.output_time, title, labels, marks)
+    except AnalysisError as exc:
+        raise HeedError(str(exc)) from None
+    save_figure(fig, cfg.out)
+    image = figure_to_array(fig)
+    t = cfg.output_time
+    summary = {
+        **info,
+        "figure": str(cfg.out),
+        "steps": int(inputs.shape[1]),
+        "output_time": t,
+        "sensitivity_last_row": [round(float(v), 5) for v in matrix[t].cpu()],
+        "cue_ratio": cue_sensitivity_ratio(matrix.cpu(), t),
+    }
+    if cfg.tensorboard is not None:
+        from agents.common.run import open_writer
+
+        writer = open_writer(cfg.tensorboard)
+        log_image(writer, "sequential_jacobian/figure", image)
+        writer.close()
+    return summary
+
+
+def main(cfg: Config) -> dict:
+    """Entry point: run and print where the figure is."""
+    summary = run(cfg)
+    print(f"model: {summary['model']}")
+    if "mse" in summary:
+        print(f"test MSE {summary['mse']:.4f} (always answering 0 gives {summary['baseline_mse']:.3f})")
+        print(
+            f"||dy_t/dx_s|| at t={summary['output_time']}: the cue (s=0) is {summary['cue_ratio']:.1f}x"
+            " the largest later input step"
+        )
+    print(f"figure: {summary['figure']}")
+    if cfg.tensorboard is not None:
+        print(f"tensorboard --logdir {cfg.tensorboard}")
+    return summary
+
+
+if __name__ == "__main__":
+    import tyro
+
+    from agents.common.errors import cli_main
+
+    config = tyro.cli(Config, description=__doc__)
+    cli_main(lambda: main(config))

@@ -1,0 +1,164 @@
+"""Pondering tasks: targets against independent solvers, Gymnasium ids pass check_env."""
+
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import envs  # noqa: F401  (registers the ids)
+from envs.ponder import ENV_IDS, addition_digits
+from envs.tasks import TASKS
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest (and steadiest on a loaded machine) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+TRUTH = {  # gate index -> python function of (a, b), written independently of GATES
+    0: lambda a, b: a and b,
+    1: lambda a, b: a or b,
+    2: lambda a, b: a != b,
+    3: lambda a, b: not (a and b),
+    4: lambda a, b: not (a or b),
+    5: lambda a, b: a == b,
+    6: lambda a, b: a and not b,
+    7: lambda a, b: (not a) and b,
+    8: lambda a, b: a or not b,
+    9: lambda a, b: (not a) or b,
+}
+
+
+def test_parity_against_counting():
+    batch = TASKS["parity"]().sample(200, np.random.default_rng(0))
+    assert batch.inputs.shape == (200, 1, 64) and batch.targets.shape == (200, 1, 1)
+    nonzero = (batch.inputs != 0).sum(-1).ravel()
+    assert nonzero.min() >= 1 and nonzero.max() <= 64 and len(set(nonzero.tolist())) > 30
+    assert set(np.unique(batch.inputs)) <= {-1.0, 0.0, 1.0}
+    for x, y in zip(batch.inputs[:, 0], batch.targets[:, 0, 0]):
+        plus = sum(1 for v in x.tolist() if v == 1.0)
+        assert y == plus % 2
+
+
+def test_logic_against_gate_functions():
+    batch = TASKS["logic"]().sample(100, np.random.default_rng(1))
+    for x, y, m in zip(batch.inputs, batch.targets, batch.mask):
+        steps = int(m.sum())
+        assert m[:steps].all() and not m[steps:].any()
+        c = bool(x[0, 0])
+        for t in range(steps):
+            assert t == 0 or x[t, 0] == 0
+            b = bool(x[t, 1])
+            chunks = x[t, 2:].reshape(10, 10)
+            used = [int(np.argmax(ch)) for ch in chunks if ch.sum() == 1]
+            assert 1 <= len(used) <= 10 and all(ch.sum() == 0 for ch in chunks[len(used) :])
+            for gate in used:
+                c = bool(TRUTH[gate](c, b))
+            assert y[t, 0] == float(c)
+
+
+def test_addition_against_python_ints():
+    batch = TASKS["addition"]().sample(100, np.random.default_rng(2))
+    for x, y, m in zip(batch.inputs, batch.targets, batch.mask):
+        steps = int((x.sum(-1) > 0).sum())
+        assert m[0] == 0 and m[1:steps].all()
+        total = 0
+        for t in range(steps):
+            digits = x[t].reshape(5, 10)
+            number = sum(int(np.argmax(d)) * 10**i for i, d in enumerate(digits) if d.sum() == 1)
+            total += number
+            decoded = addition_digits(y[t])
+            text = "".join(str(d) for d in decoded if d < 10)[::-1]
+            assert int(text) == total
+            assert all(d == 10 for d in decoded[len(str(total)) :])
+
+
+@pytest.mark.parametrize("name", ["seqcopy", "reverse"])
+def test_copy_and_reverse_targets(name):
+    batch = TASKS[name](min_len=3, max_len=40).sample(20, np.random.default_rng(3))
+    for x, y, m in zip(batch.inputs, batch.targets, batch.mask):
+        n = int(x[:, -2].argmax())  # delimiter position = length
+        seq = x[:n, :8].argmax(-1)
+        want = seq[::-1] if name == "reverse" else seq
+        assert (y[n + 1 : 2 * n + 1] == want).all() and m.sum() == n
+    long = TASKS[name](min_len=400, max_len=400).sample(2, np.random.default_rng(4))
+    assert long.inputs.shape == (2, 801, 10)
+
+
+@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
+def test_check_env_and_determinism(env_id):
+    env = gym.make(env_id).unwrapped
+    check_env(env, skip_render_check=True)
+    a, _ = env.reset(seed=5)
+    b, _ = gym.make(env_id).unwrapped.reset(seed=5)
+    np.testing.assert_array_equal(a, b)
+    pickle.loads(pickle.dumps(env))
+
+
+def test_env_rewards_correct_answers():
+    env = gym.make("heed/Reverse-v0", min_len=2, max_len=5).unwrapped
+    env.reset(seed=0)
+    total, done, scored = 0.0, False, 0
+    batch, t = env._batch, 0
+    while not done:
+        _, r, done, _, info = env.step(int(batch.targets[0, t]))
+        total, scored, t = total + r, scored + info["scored"], t + 1
+    assert scored == batch.mask.sum() and total == scored
+
+
+def test_babi_env_task_option():
+    env = gym.make("heed/Babi-v0", task=3).unwrapped
+    assert env.task.task == 3
+    env.reset(seed=0, options={"task": 2})
+    assert env.task.task == 2
+
+
+@pytest.mark.parametrize(
+    "task,core,task_options,model_options",
+    [
+        ("parity", "act-rnn", "size=8", "hidden_size=8,max_steps=4"),
+        ("babi", "ut-act", "task=0,max_statements=3", "d_model=16,heads=2,depth=3"),
+    ],
+)
+def test_train_then_record_in_process(tmp_path, task, core, task_options, model_options):
+    import json
+
+    from agents.trainers import supervised
+    from scripts.record_ponder import Config as RecordConfig
+    from scripts.record_ponder import main as record
+
+    cfg = supervised.Config(
+        task=task,
+        core=core,
+        tau=0.01,
+        task_options=task_options,
+        model_options=model_options,
+        total_sequences=32,
+        batch_size=16,
+        eval_sequences=16,
+        run_dir=tmp_path / "run",
+        progress=False,
+        image_every=0,
+    )
+    result = supervised.main(cfg)
+    assert result["sequences"] == 32
+    summary = record(
+        RecordConfig(checkpoint=tmp_path / "run", out_dir=tmp_path / "rec", sequences=16, batch_size=8)
+    )
+    saved = json.loads((tmp_path / "rec" / "summary.json").read_text())
+    assert saved["task"] == task and summary["core"] == core
+    if task == "parity":
+        assert 0.0 <= saved["error"] <= 1.0 and saved["ponder"] > 1.0
+        assert (tmp_path / "rec" / "ponder_vs_nonzero.png").stat().st_size > 0
+    else:
+        assert set(saved) >= {"task1", "task2", "task3"} and saved["task2"]["ponder"] > 1.0
+        assert (tmp_path / "rec" / "attention.png").exists() and (
+            tmp_path / "rec" / "ponder_vs_facts.png"
+        ).exists()

@@ -1,0 +1,134 @@
+"""The supervised trainer, losses, evaluation, recording and benchmark entry points (tiny budgets)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agents.common.checkpoint import latest_checkpoint, load_checkpoint
+from agents.common.errors import HeedError
+from agents.trainers import sequence_utils as su
+from agents.trainers.supervised import Config, main
+
+ROOT = Path(__file__).resolve().parents[1]
+PRETRAINED = ROOT / "agents" / "pretrained" / "ntm-copy"
+TINY = {"batch_size": 4, "eval_sequences": 4, "eval_every": 8, "log_every": 4, "progress": False, "task_options": "max_len=3"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest (and deterministically) on one thread; restore the suite's setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+
+def test_bits_loss_matches_manual():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, generator=g)
+    targets = (torch.rand(2, 3, 4, generator=g) > 0.5).float()
+    mask = torch.tensor([[0.0, 1, 1], [1, 0, 1]])
+    loss, m = su.sequence_loss(logits, targets, mask, "bits")
+    p = torch.sigmoid(logits).numpy()
+    t, mk = targets.numpy(), mask.numpy()[..., None]
+    bits = -(t * np.log2(p) + (1 - t) * np.log2(1 - p)) * mk
+    assert math.isclose(float(m["bits_per_sequence"]), bits.sum() / 2, rel_tol=1e-5)
+    assert math.isclose(float(loss), bits.sum() * math.log(2) / 2, rel_tol=1e-5)
+    wrong = (((p > 0.5) != (t > 0.5)) * mk).sum()
+    assert float(m["bit_errors_per_sequence"]) == wrong / 2 and math.isclose(float(m["bit_error_rate"]), wrong / 16)
+
+
+def test_classes_loss_and_error_rates():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 2.0]], [[2.0, 0.0], [2.0, 0.0]]])
+    targets = torch.tensor([[0, 1], [0, 1]])
+    loss, m = su.sequence_loss(logits, targets, torch.ones(2, 2), "classes")
+    assert float(m["error_rate"]) == 0.25 and float(m["sequence_error_rate"]) == 0.5
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 2), targets.reshape(-1))
+    assert math.isclose(float(loss), float(expected), rel_tol=1e-6)
+
+
+def test_parse_options_and_errors():
+    assert su.parse_options("a=1,b=lstm c=0.5 d=true", "x") == {"a": 1, "b": "lstm", "c": 0.5, "d": True}
+    assert su.parse_options('{"memory_size": 16}', "x") == {"memory_size": 16}
+    with pytest.raises(HeedError, match="key=value"):
+        su.parse_options("oops", "model-options")
+    with pytest.raises(HeedError, match="Did you mean: copy"):
+        su.build_task("coppy", {})
+    with pytest.raises(HeedError, match="Did you mean: .*ntm"):
+        su.build_model("nttm", 3, 2, {})
+    with pytest.raises(HeedError, match="memory_size"):
+        su.build_model("ntm", 3, 2, {"memory_sise": 3})
+    model, passed = su.build_model("lstm", 3, 2, {}, {"hidden_size": 7, "memory_size": 9, "tau": None})
+    assert passed == {"hidden_size": 7} and model.core.hidden_size == 7  # common options only where accepted
+    with pytest.raises(HeedError, match="total-sequences"):
+        main(Config(total_sequences=-1, progress=False))
+
+
+def test_train_resume_and_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    cfg = Config(task="copy", core="lstm", seed=3, run_dir=run, total_sequences=16, hidden_size=8,
+                 checkpoint_every=8, image_every=0, **TINY)
+    out = main(cfg)
+    assert out["sequences"] == 16 and out["updates"] == 4
+    ckpt = load_checkpoint(latest_checkpoint(run), expect_kind="sequence-model")
+    assert ckpt.counters["sequences"] == 16 and ckpt.meta["model_options"] == {"hidden_size": 8}
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["sequences"] == 16
+    out2 = main(Config(resume=run, total_sequences=24, progress=False))
+    assert out2["sequences"] == 24 and out2["updates"] == 6
+    assert load_checkpoint(latest_checkpoint(run)).counters["sequences"] == 24
+    # resuming continues the same data stream as an uninterrupted run
+    straight = main(Config(task="copy", core="lstm", seed=3, run_dir=tmp_path / "straight", total_sequences=24,
+                           hidden_size=8, checkpoint_every=100, image_every=0, **TINY))
+    a = load_checkpoint(latest_checkpoint(run)).tensors
+    b = load_checkpoint(latest_checkpoint(tmp_path / "straight")).tensors
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    assert straight["sequences"] == 24
+
+
+def test_ntm_run_logs_images_and_rmsprop(tmp_path):
+    cfg = Config(task="repeat-copy", core="ntm", run_dir=tmp_path / "ntm", total_sequences=8, hidden_size=8,
+                 memory_size=8, memory_width=4, optimizer="rmsprop", learning_rate=1e-4, clip_grad_value=10,
+                 image_every=4, model_options="controller=feedforward", **{**TINY, "task_options": "max_len=2,max_repeats=2"})
+    out = main(cfg)
+    assert out["sequences"] == 8 and np.isfinite(out["bits_per_sequence"])
+    events = list((tmp_path / "ntm").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_evaluate_memory_on_shipped_checkpoint(tmp_path):
+    from scripts.evaluate_memory import Config as EvalConfig
+    from scripts.evaluate_memory import main as evaluate
+
+    assert (PRETRAINED / "weights.safetensors").exists() and (PRETRAINED / "meta.json").exists()
+    rows = evaluate(EvalConfig(checkpoint=PRETRAINED, lengths=(5, 20), sequences=8, batch_size=8,
+                               json_out=tmp_path / "eval.json", export=tmp_path / "fp16"))
+    assert [r["length"] for r in rows] == [5, 20]
+    assert rows[0]["bit_error_rate"] < 0.01 and rows[1]["bit_error_rate"] < 0.01  # the shipped model copies
+    assert json.loads((tmp_path / "eval.json").read_text())[0]["length"] == 5
+    assert load_checkpoint(tmp_path / "fp16").tensors["core.interface.weight"].dtype == torch.float16
+
+
+def test_record_memory_on_shipped_checkpoint(tmp_path):
+    from scripts.record_memory import Config as RecordConfig
+    from scripts.record_memory import main as record
+
+    paths = record(RecordConfig(checkpoint=PRETRAINED, length=6, out_dir=tmp_path, video="gif"))
+    for key in ("weightings", "copy_figure", "video"):
+        assert Path(paths[key]).stat().st_size > 0
+
+
+def test_bench_needs_the_reference_checkout(tmp_path):
+    from scripts.bench_ntm import Config as BenchConfig
+    from scripts.bench_ntm import main as bench
+
+    with pytest.raises(HeedError, match="pytorch-ntm"):
+        bench(BenchConfig(reference=tmp_path / "missing"))

@@ -1,0 +1,132 @@
+"""Transformer and Universal Transformer: attention normalisation, masks, reference attention, ACT."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from agents.sequence import SEQUENCE_MODELS
+from agents.transformer import MultiHeadSelfAttention, UniversalTransformer, attention_mask
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest (and steadiest on a loaded machine) on one thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+MODELS = {
+    "transformer": {"d_model": 16, "heads": 2, "layers": 2},
+    "ut": {"d_model": 16, "heads": 2, "depth": 3},
+    "ut-act": {"d_model": 16, "heads": 2, "depth": 4, "tau": 0.01},
+}
+
+
+def build(name, causal=False):
+    torch.manual_seed(0)
+    return SEQUENCE_MODELS[name](5, 3, causal=causal, **MODELS[name]).eval()
+
+
+def inputs(batch=2, steps=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, steps, 5, generator=g)
+
+
+def test_attention_matches_numpy_reference():
+    torch.manual_seed(0)
+    attn = MultiHeadSelfAttention(8, 2)
+    x = torch.randn(1, 4, 8)
+    out, weights = attn(x, attention_mask(None, 4, False, x.device))
+    w_qkv, b_qkv = attn.qkv.weight.detach().numpy(), attn.qkv.bias.detach().numpy()
+    qkv = x[0].numpy() @ w_qkv.T + b_qkv  # [T, 3d]
+    heads = []
+    for h in range(2):
+        q, k, v = (qkv[:, i * 8 + h * 4 : i * 8 + h * 4 + 4] for i in range(3))
+        s = q @ k.T / math.sqrt(4)
+        a = np.exp(s - s.max(1, keepdims=True))
+        a /= a.sum(1, keepdims=True)
+        np.testing.assert_allclose(weights[0, h].detach().numpy(), a, rtol=1e-5, atol=1e-6)
+        heads.append(a @ v)
+    ref = np.concatenate(heads, 1) @ attn.out.weight.detach().numpy().T + attn.out.bias.detach().numpy()
+    np.testing.assert_allclose(out[0].detach().numpy(), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_rows_sum_to_one(name):
+    _, att, _ = build(name)(inputs())
+    maps = att["attention"]
+    assert maps.dim() == 5 and maps.shape[-1] == maps.shape[-2] == 6
+    ran = maps.sum(dim=(-1, -2, -3, 0)) > 0  # UT+ACT pads the depth steps it did not run with zeros
+    torch.testing.assert_close(maps[:, ran].sum(-1), torch.ones_like(maps[:, ran].sum(-1)))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_causal_mask_blocks_the_future(name):
+    model, x = build(name, causal=True), inputs()
+    out, att, _ = model(x)
+    y = x.clone()
+    y[:, 4:] = torch.randn(2, 2, 5)
+    out2, _, _ = model(y)
+    torch.testing.assert_close(out[:, :4], out2[:, :4])
+    assert not torch.allclose(out[:, 4:], out2[:, 4:])
+    future = torch.ones(6, 6).triu(1).bool()
+    assert att["attention"][..., future].abs().max() == 0
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_padding_is_invisible(name):
+    model, x = build(name), inputs(steps=4)
+    out, _, _ = model(x)
+    padded = torch.cat([x, torch.zeros(2, 3, 5)], dim=1)  # zero vectors = padding
+    out_p, att, _ = model(padded)
+    torch.testing.assert_close(out_p[:, :4], out, atol=1e-5, rtol=1e-5)
+    assert att["attention"][..., 4:].abs().max() == 0
+    # explicit mask: garbage in padded positions changes nothing
+    junk = torch.cat([x, torch.randn(2, 3, 5)], dim=1)
+    pad = torch.zeros(2, 7, dtype=torch.bool)
+    pad[:, 4:] = True
+    out_j, _, _ = model(junk, pad_mask=pad)
+    torch.testing.assert_close(out_j[:, :4], out, atol=1e-5, rtol=1e-5)
+
+
+def test_ut_act_halting_and_ponder():
+    torch.manual_seed(0)
+    model = UniversalTransformer(5, 3, d_model=16, heads=2, depth=5, act=True, tau=0.5, halting_bias=-1.0)
+    x = torch.cat([inputs(steps=4), torch.zeros(2, 2, 5)], dim=1)
+    _, att, aux = model(x)
+    halting, ponder = att["halting"], att["ponder"]
+    torch.testing.assert_close(halting[:, :4].sum(-1), torch.ones(2, 4))
+    assert halting[:, 4:].abs().max() == 0 and ponder[:, 4:].abs().max() == 0
+    assert (ponder[:, :4] > 1).all()
+    assert aux.item() == pytest.approx(0.5 * ponder[:, :4].mean(1).mean().item(), rel=1e-5)
+    aux.backward()
+    assert model.halt.weight.grad.abs().sum() > 0
+
+
+def test_ut_weights_are_tied_over_depth():
+    count = [
+        sum(p.numel() for p in UniversalTransformer(5, 3, d_model=16, heads=2, depth=d).parameters())
+        for d in (1, 6)
+    ]
+    assert count[0] == count[1]
+
+
+def test_tiny_training_step():
+    torch.manual_seed(0)
+    model = SEQUENCE_MODELS["ut-act"](5, 3, d_model=16, heads=2, depth=3)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x = inputs(batch=8, steps=5)
+    y = (x[..., 0] > 0).long() + (x[..., 1] > 0).long()
+    losses = []
+    for _ in range(25):
+        logits, _, aux = model(x)
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 3), y.reshape(-1))
+        opt.zero_grad()
+        (loss + aux).backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.6 * losses[0]
