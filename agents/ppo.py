@@ -69,7 +69,7 @@ class RolloutStorage:
     ) -> None:
         N, T = n_envs, n_steps
         self.n_envs, self.n_steps = N, T
-        z = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype, device=device)  # noqa: E731
+        z = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype, device=device)
         self.obs = z(N, T, obs_dim)
         self.actions = z(N, T, *action_shape, dtype=action_dtype)
         self.log_probs, self.values, self.rewards, self.dones = z(N, T), z(N, T), z(N, T), z(N, T)
@@ -120,7 +120,7 @@ class RolloutStorage:
                 "obs": self.obs[rows, idx], "actions": self.actions[rows, idx], "log_probs": self.log_probs[rows, idx],
                 "values": self.values[rows, idx], "advantages": self.advantages[rows, idx],
                 "returns": self.returns[rows, idx], "episode_starts": self.episode_starts[rows, idx],
-                "state": map_state(lambda buf: buf[env, t0], self.states),
+                "state": self.state_at(t0, env),
             }
 
 
@@ -187,7 +187,7 @@ class RecurrentPPO:
             reward = _to_tensor(reward, self.device)
             for i, info in enumerate(infos):
                 if done[i] and info.get("TimeLimit.truncated", False) and info.get("terminal_observation") is not None:
-                    final = self._normalize_obs(info["terminal_observation"])[None]
+                    final = np.asarray(info["terminal_observation"], dtype=np.float32)[None]  # VecNormalize did it
                     one = map_state(lambda s, i=i: s[i : i + 1], out.state)
                     zero = torch.zeros(1, dtype=torch.bool, device=self.device)
                     reward[i] += self.cfg.gamma * self.policy.step(_to_tensor(final, self.device), one, zero).values[0]
@@ -337,9 +337,18 @@ class RecurrentPPO:
         model.iterations = int(ckpt.counters.get("iterations", 0))
         model.saved_normalizer = {k: v for k, v in ckpt.tensors.items() if k.startswith(("obs_rms.", "ret_rms."))}
         if env is not None:
-            restore_normalizer(env, model.saved_normalizer)
-            model.set_env(env)
+            model.attach_env(env)
         return model
+
+    def attach_env(self, env: Any) -> None:
+        """Restore the loaded normalisation statistics into ``env`` and attach it (without updating them)."""
+        restore_normalizer(env, getattr(self, "saved_normalizer", {}))
+        training = getattr(env, "training", None)
+        if training is not None:
+            env.training = False  # the first reset must not move the restored statistics
+        self.set_env(env)
+        if training is not None:
+            env.training = training
 
 
 def normalizer_tensors(env: Any) -> dict[str, torch.Tensor]:

@@ -140,6 +140,7 @@ def video_frames(
     percentile: float = 99.5,
     action_names: list[str] | None = None,
     indices: list[int] | None = None,
+    zoom: int = 2,
 ) -> Iterator[np.ndarray]:
     """Composed frames (see :func:`analysis.video.compose_frame`) with one colour scale per stream."""
     scales = (percentile_scale(sal_value, percentile), percentile_scale(sal_advantage, percentile))
@@ -147,7 +148,7 @@ def video_frames(
         a = rec.actions[i]
         name = action_names[a] if action_names and a < len(action_names) else str(a)
         info = FrameInfo(step=i, episode_return=rec.returns[i], value=rec.values[i], action=name)
-        yield compose_frame(rec.frames[i], sal_value[i], sal_advantage[i], scales, info, mode=mode)
+        yield compose_frame(rec.frames[i], sal_value[i], sal_advantage[i], scales, info, mode=mode, zoom=zoom)
 
 
 def render_recording(
@@ -161,14 +162,18 @@ def render_recording(
     action_names: list[str] | None = None,
     max_frames: int | None = None,
     progress: bool = True,
+    zoom: int = 2,
 ) -> Path:
-    """Write the saliency video of ``rec`` to ``out`` (``.mp4`` or ``.gif``); ``max_frames`` keeps the first ones."""
+    """Write the saliency video of ``rec`` to ``out`` (``.mp4`` or ``.gif``).
+
+    ``max_frames`` keeps the first ones; ``zoom`` enlarges the 210x160 screen (nearest).
+    """
     from tqdm.auto import tqdm
 
     if len(sal_value) != len(rec) or len(sal_advantage) != len(rec):
         raise AnalysisError(f"{len(rec)} frames but {len(sal_value)}/{len(sal_advantage)} saliency maps")
     n = len(rec) if max_frames is None else min(len(rec), max_frames)
-    frames = video_frames(rec, sal_value, sal_advantage, mode, percentile, action_names, list(range(n)))
+    frames = video_frames(rec, sal_value, sal_advantage, mode, percentile, action_names, list(range(n)), zoom)
     bar = tqdm(frames, total=n, desc=f"write {Path(out).name}", unit="frame", disable=not progress, leave=False)
     return write_video(out, bar, fps=fps)
 

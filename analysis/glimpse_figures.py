@@ -75,7 +75,7 @@ def path_figure(
     titles: Sequence[str] | None = None,
     path: str | os.PathLike | None = None,
 ):
-    """A row of panels, each an image with its whole glimpse path (numbered, boxes in a fading colour).
+    """A row of panels, each an image with its whole glimpse path (numbered; innermost boxes, last retina whole).
 
     Returns the matplotlib ``Figure``; saves it as PNG when ``path`` is given.
     """
@@ -96,7 +96,8 @@ def path_figure(
         ax.plot(c[:, 0], c[:, 1], "-", color="gold", lw=1)
         colours = plt.cm.autumn(np.linspace(0, 1, len(c)))
         for t, (x, y) in enumerate(c):
-            for size in wid[t]:
+            # every glimpse's innermost box; the whole retina only for the last one (keeps it readable)
+            for size in wid[t] if t == len(c) - 1 else wid[t][:1]:
                 ax.add_patch(
                     Rectangle((x - size / 2, y - size / 2), size, size, fill=False, ec=colours[t], lw=0.8)
                 )

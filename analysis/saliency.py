@@ -332,8 +332,8 @@ def perturbation_saliency(
 
 
 __all__ = [
-    "AnalysisError",
     "CAPTUM_METHODS",
+    "AnalysisError",
     "DuelingSaliency",
     "captum_saliency",
     "check_input_shape",

@@ -167,4 +167,4 @@ def sensitivity_matrix(fn: SeqFn, inputs: torch.Tensor, mode: str = "auto", chun
         return _sensitivity_reverse(fn, x, chunk_size)
 
 
-__all__ = ["sequential_jacobian", "sensitivity_matrix"]
+__all__ = ["sensitivity_matrix", "sequential_jacobian"]

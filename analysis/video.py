@@ -71,11 +71,16 @@ def wang_panel(rgb: np.ndarray, sal: np.ndarray) -> np.ndarray:
     return (out * 255).astype(np.uint8)
 
 
-def greydanus_overlay(rgb: np.ndarray, red: np.ndarray, blue: np.ndarray, dim: float = 0.6) -> np.ndarray:
-    """The colour frame at ``dim`` brightness, ``red`` added to R and ``blue`` to B. ``[H, W, 3]`` uint8."""
+def greydanus_overlay(
+    rgb: np.ndarray, red: np.ndarray, blue: np.ndarray, dim: float = 0.6, gamma: float = 2.0
+) -> np.ndarray:
+    """The colour frame at ``dim`` brightness, ``red**gamma`` added to R and ``blue**gamma`` to B.
+
+    Maps in [0, 1]; ``gamma > 1`` keeps weak, diffuse saliency from washing the frame out. ``[H, W, 3]`` uint8.
+    """
     out = rgb.astype(np.float32) / 255.0 * dim
-    out[..., 0] += np.clip(red, 0, 1)
-    out[..., 2] += np.clip(blue, 0, 1)
+    out[..., 0] += np.clip(red, 0, 1) ** gamma
+    out[..., 2] += np.clip(blue, 0, 1) ** gamma
     return (np.clip(out, 0, 1) * 255).astype(np.uint8)
 
 
@@ -132,7 +137,8 @@ def compose_frame(
     if mode == "panels":
         body = np.concatenate([wang_panel(rgb, v), np.zeros((hw[0], gap, 3), np.uint8), wang_panel(rgb, a)], axis=1)
         x2 = (hw[1] + gap) * zoom + 4
-        titles = [(4, 2, head), (4, 17, "value |dV/ds|"), (x2, 17, f"advantage |dA(s,a*)/ds|{act}")]
+        names = ("value |dV/ds|", f"advantage |dA(s,a*)/ds|{act}") if zoom > 1 else ("value", "advantage")
+        titles = [(4, 2, head), (4, 17, names[0]), (x2, 17, names[1])]
     else:
         body = greydanus_overlay(rgb, v, a)
         titles = [(4, 2, head), (4, 17, f"red: value  blue: advantage{act}")]
@@ -207,7 +213,7 @@ def region_mass(
     ``mass / area > 1`` means the stream looks there more than at a random pixel.
     """
     maps = np.asarray(maps, np.float64)
-    n, h, w = maps.shape
+    _, h, w = maps.shape
     totals = maps.sum(axis=(1, 2)) + 1e-30
     out = {}
     for name, (r0, r1, c0, c1) in regions.items():

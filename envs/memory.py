@@ -47,7 +47,7 @@ class MemoryLengthEnv(gym.Env):
     ``memory_length`` (L, default 5): steps between the cue and the query (0 <= L).
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012  (Gymnasium's convention)
 
     def __init__(self, memory_length: int = 5, render_mode: str | None = None) -> None:
         if int(memory_length) != memory_length or memory_length < 0:
@@ -160,3 +160,5 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
         return gym.make(env_id, **kwargs)
     except (TypeError, ValueError) as exc:
         raise HeedError(f"bad options for '{env_id}': {exc}") from None
+    except gym.error.DependencyNotInstalled as exc:
+        raise HeedError(f"'{env_id}' needs a package that is not installed: {exc}") from None

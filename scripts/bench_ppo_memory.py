@@ -84,8 +84,8 @@ def sb3_run(cfg: Config, length: int) -> dict[str, Any]:
         "MlpLstmPolicy", venv, n_steps=cfg.n_steps, batch_size=cfg.n_envs * cfg.n_steps // cfg.n_minibatches,
         n_epochs=cfg.n_epochs, learning_rate=1e-3, gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.01,
         vf_coef=0.5, max_grad_norm=0.5, seed=cfg.seed, device="cpu", verbose=0,
-        policy_kwargs=dict(lstm_hidden_size=cfg.hidden_size, n_lstm_layers=1, shared_lstm=True,
-                           enable_critic_lstm=False, net_arch=[]),
+        policy_kwargs={"lstm_hidden_size": cfg.hidden_size, "n_lstm_layers": 1, "shared_lstm": True,
+                       "enable_critic_lstm": False, "net_arch": []},
     )
     start = time.perf_counter()
     model.learn(cfg.total_steps)

@@ -16,6 +16,7 @@ from envs.registration import heed_ids
 IDS = [MEMORY_LENGTH_ID, CARTPOLE_NOVEL_ID]
 
 
+
 def test_ids_are_registered():
     ids = heed_ids()
     for env_id in IDS:
@@ -56,7 +57,7 @@ def test_memory_length_semantics(length):
         steps, answer = 0, int(cue > 0)
         while True:
             action = answer if steps == length else 1 - answer  # wrong actions before the query are ignored
-            obs, reward, term, trunc, info = env.step(action)
+            obs, reward, term, _, info = env.step(action)
             steps += 1
             if term:
                 break

@@ -221,22 +221,20 @@ def main(cfg: Config) -> dict[str, Any]:
         model = RecurrentPPO.load(str(ckpt), env=None, device=device)
         venv = make_vec_env(cfg.env, cfg.n_envs, cfg.seed + model.iterations, kwargs, cfg.norm_obs, cfg.norm_reward,
                             cfg.gamma)
-        from agents.ppo import restore_normalizer
-
-        restore_normalizer(venv, model.saved_normalizer)
-        model.set_env(venv)
+        model.attach_env(venv)
     else:
         venv = make_vec_env(cfg.env, cfg.n_envs, cfg.seed, kwargs, cfg.norm_obs, cfg.norm_reward, cfg.gamma)
         import gymnasium as gym
 
         space = venv.action_space
         bits = isinstance(space, gym.spaces.MultiBinary)
-        policy_kwargs = dict(
-            obs_dim=int(np.prod(venv.observation_space.shape)), n_actions=int(space.n if not bits else space.shape[0]),
-            core=cfg.core, action_kind="multibinary" if bits else "discrete",
-            hidden_size=cfg.hidden_size, memory_size=cfg.memory_size, memory_width=cfg.memory_width,
-            read_heads=cfg.read_heads, learn_initial_state=cfg.learn_initial_state,
-        )
+        policy_kwargs = {
+            "obs_dim": int(np.prod(venv.observation_space.shape)),
+            "n_actions": int(space.n if not bits else space.shape[0]),
+            "core": cfg.core, "action_kind": "multibinary" if bits else "discrete", "hidden_size": cfg.hidden_size,
+            "memory_size": cfg.memory_size, "memory_width": cfg.memory_width, "read_heads": cfg.read_heads,
+            "learn_initial_state": cfg.learn_initial_state,
+        }
         policy = RecurrentActorCritic(**policy_kwargs)
         model = RecurrentPPO(policy, venv, ppo_cfg, device, seed=cfg.seed, policy_kwargs=policy_kwargs)
 

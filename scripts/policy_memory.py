@@ -1,0 +1,160 @@
+"""What a trained policy remembers: the sequential Jacobian of its action logits over an episode.
+
+    python scripts/policy_memory.py --run runs/bench_ppo_memory/ntm_L8_s1 --out-dir docs/figures --prefix ppo_ntm_L8
+
+For a PPO run (or checkpoint) it plays greedy episodes, computes ``S[t, s] = ||d logits_t / d obs_s||``
+for every action step t and every observation step s (the sequential Jacobian, Graves) and writes
+
+- ``<prefix>_sensitivity.png``: the row-normalised matrix and the decision step's profile
+  (first episode, plus every episode's profile and their mean);
+- ``<prefix>_sensitivity.mp4``: a video aligned with the first episode (``--no-video`` skips it);
+- ``<prefix>_weightings.png``: the read/write weightings over the episode (NTM and DNC policies);
+- ``<prefix>.json``: per episode, the input step where the decision's sensitivity peaks, and the return.
+
+Derivatives are taken with respect to the observations the policy sees (normalised, if the run used
+``--norm-obs``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import tyro
+
+from agents.common.errors import HeedError, cli_main
+from agents.ppo import RecurrentPPO
+from analysis import policy_figures as pf
+
+
+@dataclass(frozen=True)
+class Config:
+    """Sequential-Jacobian analysis of a recurrent PPO policy."""
+
+    run: Path
+    """A ppo run dir (its latest checkpoint) or a checkpoint dir."""
+    env: str | None = None
+    """Env id (default: the run's)."""
+    memory_length: int | None = None
+    """heed/MemoryLength-v0: override the run's L."""
+    episodes: int = 8
+    """Greedy episodes to analyse (the figure and video show the first)."""
+    max_steps: int = 200
+    """Cut episodes longer than this."""
+    seed: int = 0
+    """Env seed of the first episode (episode i uses seed + i)."""
+    out_dir: Path | None = None
+    """Where the outputs go (default: RUN/analysis)."""
+    prefix: str = "policy_memory"
+    """File name prefix."""
+    video: bool = True
+    """Write the mp4."""
+    fps: int = 2
+    """Video frame rate."""
+
+
+def _normaliser(model: RecurrentPPO, trainer_cfg: dict[str, Any]):
+    """SB3 VecNormalize's observation transform from the saved statistics (identity if none)."""
+    saved = model.saved_normalizer
+    if not trainer_cfg.get("norm_obs") or "obs_rms.mean" not in saved:
+        return lambda o: o
+    mean, var = saved["obs_rms.mean"].numpy(), saved["obs_rms.var"].numpy()
+    return lambda o: np.clip((o - mean) / np.sqrt(var + 1e-8), -10.0, 10.0).astype(np.float32)
+
+
+@torch.no_grad()
+def play(model: RecurrentPPO, env, normalise, seed: int, max_steps: int) -> dict[str, Any]:
+    """One greedy episode: observations ``[T, D]`` (as the policy saw them), actions, return, attention."""
+    from agents.recurrent_policy import greedy_actions
+
+    policy = model.policy
+    obs, _ = env.reset(seed=seed)
+    state, start = policy.initial_state(1), torch.ones(1, dtype=torch.bool)
+    seen, actions, renders, records, total = [], [], [], {}, 0.0
+    for _ in range(max_steps):
+        x = torch.as_tensor(normalise(np.asarray(obs, np.float32).reshape(-1)))[None]
+        out = policy.step(x, state, start)
+        action = greedy_actions(out.logits, policy.action_kind)[0]
+        seen.append(x[0])
+        actions.append(action.numpy())
+        for k, v in out.attention.items():
+            records.setdefault(k, []).append(v[0])
+        frame = env.render() if env.render_mode == "rgb_array" else None
+        if frame is not None:
+            renders.append(frame)
+        obs, reward, term, trunc, _ = env.step(action.numpy() if action.dim() else int(action))
+        total += float(reward)
+        state, start = out.state, torch.zeros(1, dtype=torch.bool)
+        if term or trunc:
+            break
+    return {"obs": torch.stack(seen), "actions": np.stack(actions), "return": total,
+            "attention": {k: torch.stack(v) for k, v in records.items()}, "renders": renders or None}
+
+
+def main(cfg: Config) -> dict[str, Any]:
+    from analysis.sequential import sensitivity_matrix
+    from envs.memory import make_env
+
+    torch.set_num_threads(1)
+    model = RecurrentPPO.load(str(cfg.run))
+    from agents.common.checkpoint import load_checkpoint
+
+    trainer_cfg = load_checkpoint(str(cfg.run), expect_kind="ppo").config.get("trainer", {})
+    env_id = cfg.env or trainer_cfg.get("env")
+    if env_id is None:
+        raise HeedError("the checkpoint does not name its env: pass --env")
+    kwargs = {}
+    length = cfg.memory_length if cfg.memory_length is not None else trainer_cfg.get("memory_length")
+    if env_id == "heed/MemoryLength-v0" and length is not None:
+        kwargs["memory_length"] = length
+    env = make_env(env_id, **kwargs)
+    if "rgb_array" in env.metadata.get("render_modes", []):
+        env = make_env(env_id, render_mode="rgb_array", **kwargs)
+    normalise = _normaliser(model, trainer_cfg)
+    model.policy.eval()
+    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else Path(cfg.run) / "analysis"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    episodes, profiles = [], []
+    first: dict[str, Any] = {}
+    for i in range(max(1, cfg.episodes)):
+        ep = play(model, env, normalise, cfg.seed + i, cfg.max_steps)
+        sens = sensitivity_matrix(model.policy.logits_fn(), ep["obs"][None])[0]  # [T, T]
+        decision = sens[-1]
+        profiles.append(decision.numpy())
+        episodes.append({"seed": cfg.seed + i, "length": int(sens.shape[0]), "return": ep["return"],
+                         "peak_step": int(decision.argmax()),
+                         "peak_share": float(decision.max() / decision.sum().clamp_min(1e-30))})
+        if i == 0:
+            first = {"ep": ep, "sens": sens}
+    lengths = {len(p) for p in profiles}
+    prof = np.stack(profiles) if len(lengths) == 1 else None
+    paths = {"figure": str(pf.sensitivity_figure(
+        first["sens"], out_dir / f"{cfg.prefix}_sensitivity.png", profiles=prof,
+        title=f"{model.policy.core_name} policy on {env_id}{f' (L = {length})' if 'memory_length' in kwargs else ''}",
+    ))}
+    ep = first["ep"]
+    heads = pf.split_heads(ep["attention"])
+    if heads:
+        from analysis.memory_figures import weighting_heatmaps
+
+        paths["weightings"] = str(weighting_heatmaps(heads, out_dir / f"{cfg.prefix}_weightings.png",
+                                                     title=f"{model.policy.core_name} weightings over the episode"))
+    if cfg.video:
+        from analysis.memory_figures import write_video
+
+        frames = pf.sensitivity_frames(first["sens"], ep["obs"], ep["renders"], ep["actions"])
+        paths["video"] = str(write_video(frames, out_dir / f"{cfg.prefix}_sensitivity.mp4", fps=cfg.fps))
+    summary = {"run": str(cfg.run), "env": env_id, "env_kwargs": kwargs, "core": model.policy.core_name,
+               "episodes": episodes, "peak_at_step_0": float(np.mean([e["peak_step"] == 0 for e in episodes])),
+               "paths": paths}
+    (out_dir / f"{cfg.prefix}.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+if __name__ == "__main__":
+    cli_main(lambda: main(tyro.cli(Config)))

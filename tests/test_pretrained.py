@@ -1,0 +1,36 @@
+"""The shipped Pong agent: safe loading, its recorded provenance, and a short evaluation."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from agents.dqn import load_q_network
+
+PONG = Path(__file__).resolve().parents[1] / "agents" / "pretrained" / "pong"
+
+
+def test_shipped_files_and_fp16_weights():
+    for name in ("weights.safetensors", "meta.json", "config.json", "learning_curve.csv", "learning_curve.png"):
+        assert (PONG / name).exists(), name
+    with safe_open(str(PONG / "weights.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+    assert dtypes == {torch.float16}
+    meta = json.loads((PONG / "meta.json").read_text())
+    assert meta["command"].startswith("python scripts/train.py dqn --")
+    assert meta["config"]["env_id"] == "ALE/Pong-v5"
+    assert (PONG / "weights.safetensors").stat().st_size < 8 * 2**20
+
+
+def test_load_and_play_one_game_better_than_random():
+    from scripts.evaluate import Config, main
+
+    net, meta = load_q_network(PONG)
+    x = torch.zeros(2, 4, 84, 84, dtype=torch.uint8)
+    assert torch.isfinite(net(x)).all() and net(x).shape == (2, 6)
+    out = main(Config(checkpoint=PONG, episodes=1, seed=0, progress=False, device="cpu"))
+    # a random or untrained Pong agent loses 21-0 or 21-1; the shipped agent scores points
+    assert out["returns"][0] > -15
+    assert out["lengths"][0] > 1000
