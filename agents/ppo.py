@@ -69,7 +69,8 @@ class RolloutStorage:
     ) -> None:
         N, T = n_envs, n_steps
         self.n_envs, self.n_steps = N, T
-        z = lambda *shape, dtype=torch.float32: torch.zeros(*shape, dtype=dtype, device=device)
+        def z(*shape, dtype=torch.float32):
+            return torch.zeros(*shape, dtype=dtype, device=device)
         self.obs = z(N, T, obs_dim)
         self.actions = z(N, T, *action_shape, dtype=action_dtype)
         self.log_probs, self.values, self.rewards, self.dones = z(N, T), z(N, T), z(N, T), z(N, T)

@@ -28,7 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.common.checkpoint import latest_checkpoint, load_checkpoint, restore_optimizer, save_run_checkpoint
+from agents.common.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    restore_optimizer,
+    save_run_checkpoint,
+)
 from agents.common.device import resolve_device
 from agents.common.errors import HeedError, require
 from agents.common.run import config_to_dict, default_run_dir, open_writer, prepare_run_dir, save_config
