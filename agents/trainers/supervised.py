@@ -243,8 +243,10 @@ def main(cfg: Config) -> dict:
             cpu0 = time.process_time()
             batch = task.sample(cfg.batch_size, rng)
             inputs, targets, mask = su.batch_to_tensors(batch, task.loss, device)
-            logits, _, aux = model(inputs)
+            logits, attention, aux = model(inputs)
             loss, metrics = su.sequence_loss(logits, targets, mask, task.loss)
+            if "ponder" in attention:  # ACT models: mean ponder time N + R per position
+                metrics["ponder_time"] = attention["ponder"].detach().float().mean()
             optimizer.zero_grad(set_to_none=True)
             (loss + aux).backward()
             if cfg.clip_grad_value > 0:
