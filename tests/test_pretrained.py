@@ -30,6 +30,7 @@ def test_load_and_play_one_game_better_than_random():
     x = torch.zeros(2, 4, 84, 84, dtype=torch.uint8)
     assert torch.isfinite(net(x)).all() and net(x).shape == (2, 6)
     out = main(Config(checkpoint=PONG, episodes=1, seed=0, progress=False, device="cpu"))
-    # a random or untrained Pong agent loses 21-0 or 21-1; the shipped agent scores points
-    assert out["returns"][0] > -15
+    # a random or untrained Pong agent loses 21-0 or 21-1; the shipped agent wins (it scored 17-21 in
+    # each of 10 evaluation games, RESULTS.md)
+    assert out["returns"][0] > 10
     assert out["lengths"][0] > 1000
