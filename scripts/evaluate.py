@@ -48,14 +48,11 @@ def main(cfg: Config) -> dict:
     if cfg.video is not None and cfg.video.suffix.lower() not in {".mp4", ".gif"}:
         raise HeedError(f"--video must end in .mp4 or .gif, got '{cfg.video.name}'")
     from agents.common.device import resolve_device
-    from agents.dqn import greedy_actions, load_q_network
-    from envs.atari import make_atari_env
+    from agents.dqn import load_q_network, play_atari
 
     device = resolve_device(cfg.device)
     net, meta = load_q_network(cfg.checkpoint, device)
     env_id = meta["config"]["env_id"]
-    env = make_atari_env(env_id, training=False, render_mode="rgb_array" if cfg.video else None)
-    rng = np.random.default_rng(cfg.seed)
     frames: list[np.ndarray] = []
     returns, lengths = [], []
     games = range(cfg.episodes)
@@ -63,20 +60,12 @@ def main(cfg: Config) -> dict:
         from tqdm import tqdm
 
         games = tqdm(games, unit="game", desc=Path(cfg.checkpoint).name)
-    for ep in games:
-        obs, _ = env.reset(seed=cfg.seed + ep)
-        total, length, done = 0.0, 0, False
-        while not done:
-            if cfg.video is not None and len(frames) < cfg.video_steps:
-                frames.append(env.render())
-            action = greedy_actions(net, obs[None], cfg.epsilon, rng)[0]
-            obs, reward, terminated, truncated, _ = env.step(int(action))
-            total += float(reward)
-            length += 1
-            done = terminated or truncated
-        returns.append(total)
-        lengths.append(length)
-    env.close()
+    for ep in games:  # one game per call, so the bar moves; game ep is seeded with seed + ep
+        keep = max(0, cfg.video_steps - len(frames)) if cfg.video is not None else 0
+        game = play_atari(net, env_id, 1, cfg.epsilon, cfg.seed + ep, record_frames=keep)[0]
+        returns.append(game.total)
+        lengths.append(game.length)
+        frames.extend(game.frames)
     mean, std = float(np.mean(returns)), float(np.std(returns))
     print(f"{env_id}: return {mean:.2f} ± {std:.2f} over {cfg.episodes} games "
           f"(min {min(returns):.0f}, max {max(returns):.0f}, mean length {np.mean(lengths):.0f} steps, epsilon {cfg.epsilon})")
