@@ -30,7 +30,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from stable_baselines3 import DQN
-from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.dqn.policies import DQNPolicy
 
 from agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
@@ -263,6 +262,4 @@ __all__ = [
     "load_q_network",
     "greedy_actions",
     "play_atari",
-    "ReplayBuffer",
-    "NStepReplayBuffer",
 ]

@@ -19,7 +19,6 @@ evaluation, rendering and SB3's ``learn``) and :func:`make_vector_env` (ale-py's
 from __future__ import annotations
 
 import gymnasium as gym
-import numpy as np
 
 from agents.common.errors import HeedError, suggest
 
@@ -174,4 +173,4 @@ def observation_is_atari(obs_shape: tuple[int, ...]) -> bool:
     return tuple(obs_shape) == (FRAME_STACK, SCREEN, SCREEN)
 
 
-__all__ = ["make_atari_env", "make_vector_env", "check_atari_id", "atari_ids", "register", "np"]
+__all__ = ["atari_ids", "check_atari_id", "make_atari_env", "make_vector_env", "register"]

@@ -16,7 +16,7 @@ state of every row with ``resets[b, t]`` is replaced by the initial state,
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import nn
@@ -112,10 +112,3 @@ def unroll(
             records.setdefault(key, []).append(value)
     stacked = {k: torch.stack(v, dim=1) for k, v in records.items()}
     return torch.stack(outputs, dim=1), state, stacked
-
-
-class StateTuple(NamedTuple):
-    """Convenience state for simple cores: hidden and cell."""
-
-    h: torch.Tensor
-    c: torch.Tensor

@@ -31,6 +31,7 @@ import torch
 from agents.common.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    load_module_state,
     restore_optimizer,
     save_run_checkpoint,
 )
@@ -261,8 +262,6 @@ class AtariDQNTrainer:
             self.bar = tqdm(total=cfg.total_steps, initial=step, unit="step", dynamic_ncols=True, smoothing=0.05)
 
     def _restore(self) -> None:
-        from agents.common.checkpoint import load_module_state
-
         ckpt_dir = latest_checkpoint(self.run_dir)
         if ckpt_dir is None:
             raise HeedError(f"cannot resume '{self.run_dir}': no checkpoint in {self.run_dir / 'checkpoints'}")
