@@ -201,6 +201,11 @@ class DynamicNGramsTask:
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         return self.batch_from_bits(self.sample_bits(batch_size, rng))
 
+    def optimal_bits(self, batch: Batch) -> np.ndarray:
+        """``[B]`` cost of the Bayes-optimal predictor on ``batch`` (bits per sequence, same steps)."""
+        bits = np.concatenate([batch.inputs[:, :1, 0], batch.targets[:, :, 0]], axis=1).astype(np.int64)
+        return ngram_bayes_optimal_bits(bits, self.order)
+
 
 def ngram_bayes_optimal_bits(bits: np.ndarray, order: int = 6) -> np.ndarray:
     """Cost in bits per sequence of the Bayes-optimal predictor (N_1 + 1/2) / (N_0 + N_1 + 1).

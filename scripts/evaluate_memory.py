@@ -55,17 +55,23 @@ def main(cfg: Config) -> list[dict]:
     memory = getattr(getattr(model, "core", None), "memory_size", None)
     rows = []
     key = su.headline(task.loss)
-    print(f"{'length':>6}  {'cost (bits/seq)':>15}  {'bit errors/seq':>14}  {'error rate':>10}")
+    has_optimum = hasattr(task, "optimal_bits")
+    print(f"{'length':>6}  {'cost (bits/seq)':>15}  {'bit errors/seq':>14}  {'error rate':>10}"
+          + (f"  {'optimum (bits/seq)':>18}" if has_optimum else ""))
     for length in cfg.lengths:
         fixed = task.fixed_length(length)
-        result = su.evaluate(model, fixed, su.fixed_batches(fixed, cfg.sequences, cfg.batch_size, cfg.seed + length))
+        batches = su.fixed_batches(fixed, cfg.sequences, cfg.batch_size, cfg.seed + length)
+        result = su.evaluate(model, fixed, batches)
         if task.loss == "bits":
             row = {
                 "length": length, "bits_per_sequence": result["bits_per_sequence"],
                 "bit_errors_per_sequence": result["bit_errors_per_sequence"], "bit_error_rate": result["bit_error_rate"],
             }
+            optimum = su.optimal_cost(fixed, batches)
+            if optimum is not None:
+                row["optimal_bits_per_sequence"] = optimum
             print(f"{length:>6}  {row['bits_per_sequence']:>15.3f}  {row['bit_errors_per_sequence']:>14.3f}  "
-                  f"{row['bit_error_rate']:>10.4%}")
+                  f"{row['bit_error_rate']:>10.4%}" + (f"  {optimum:>18.3f}" if optimum is not None else ""))
         else:
             row = {"length": length, "cost_per_sequence": result["cost_per_sequence"], "error_rate": result[key]}
             print(f"{length:>6}  {row['cost_per_sequence']:>15.3f}  {'':>14}  {row['error_rate']:>10.4%}")

@@ -111,6 +111,8 @@ def test_dynamic_ngrams_targets_and_bayes_optimum():
     np.testing.assert_allclose(ngram_bayes_optimal_bits(bits), want)
     long = DynamicNGramsTask().sample_bits(64, np.random.default_rng(0))
     assert ngram_bayes_optimal_bits(long).mean() < 195  # it learns: fewer bits than guessing
+    # the task's own optimum reads the bits back out of a Batch (inputs x_0.., targets x_1..)
+    np.testing.assert_allclose(task.optimal_bits(b), want)
 
 
 @pytest.mark.parametrize("name", ["copy", "repeat-copy", "associative-recall", "priority-sort", "dynamic-ngrams"])

@@ -132,3 +132,26 @@ def test_bench_needs_the_reference_checkout(tmp_path):
 
     with pytest.raises(HeedError, match="pytorch-ntm"):
         bench(BenchConfig(reference=tmp_path / "missing"))
+
+
+def test_ngram_run_logs_the_bayes_optimum_and_summarize_reads_it(tmp_path, capsys):
+    """metrics.jsonl carries the Bayes-optimal cost of the held-out set; summarize_runs turns it into a row."""
+    from envs.algorithmic import DynamicNGramsTask
+    from scripts import summarize_runs
+
+    run = tmp_path / "ng"
+    tiny = dict(TINY, task_options="length=30")
+    main(Config(task="dynamic-ngrams", core="lstm", seed=2, run_dir=run, total_sequences=8, hidden_size=8,
+                checkpoint_every=8, image_every=0, **tiny))
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    eval_set = su.fixed_batches(DynamicNGramsTask(length=30), 4, 4, seed=2 + 1_000_003)  # the trainer's held-out set
+    want = float(np.mean(DynamicNGramsTask(length=30).optimal_bits(eval_set[0])))
+    assert all(r["eval_optimal_bits_per_sequence"] == pytest.approx(want) for r in rows)
+    row = summarize_runs.supervised_row(run)
+    assert row["task"] == "dynamic-ngrams (length=30)" and row["sequences"] == 8
+    assert row["best"] == min(r["eval_bits_per_sequence"] for r in rows)
+    assert row["last"] == rows[-1]["eval_bits_per_sequence"]
+    summarize_runs.main([run, tmp_path / "not-a-run"])
+    assert "| ng | dynamic-ngrams (length=30) | lstm |" in capsys.readouterr().out
+    with pytest.raises(HeedError, match="none of the paths"):
+        summarize_runs.main([tmp_path / "not-a-run"])

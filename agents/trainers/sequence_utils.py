@@ -223,6 +223,19 @@ def evaluate(model: nn.Module, task, batches: list[Batch], device: torch.device 
     return {k: v / max(count, 1) for k, v in totals.items()}
 
 
+def optimal_cost(task, batches: list[Batch]) -> float | None:
+    """Mean cost per sequence of the task's known optimal predictor on ``batches``, when it has one.
+
+    Tasks with a closed-form optimum (dynamic n-grams: the Bayes estimator) define
+    ``optimal_bits(batch) -> [B]``; others return ``None``.
+    """
+    fn = getattr(task, "optimal_bits", None)
+    if fn is None:
+        return None
+    costs = np.concatenate([np.asarray(fn(b), dtype=np.float64) for b in batches])
+    return float(costs.mean())
+
+
 def fixed_batches(task, count: int, batch_size: int, seed: int) -> list[Batch]:
     """``count`` sequences in batches of ``batch_size`` from ``numpy.random.default_rng(seed)``."""
     rng = np.random.default_rng(seed)

@@ -210,6 +210,7 @@ def main(cfg: Config) -> dict:
     writer = open_writer(run_dir, cfg, purge_step=counters["sequences"] if resuming else None)
     eval_set = su.fixed_batches(task, cfg.eval_sequences, min(cfg.batch_size, 16), seed=cfg.seed + 1_000_003)
     key = su.headline(task.loss)
+    optimum = su.optimal_cost(task, eval_set)  # e.g. the Bayes-optimal n-gram cost on the same set
     meta_base = {
         "kind": su.KIND, "config": config_to_dict(cfg), "task": cfg.task, "task_options": task_options,
         "core": cfg.core, "model_options": model_options, "loss": task.loss,
@@ -227,6 +228,9 @@ def main(cfg: Config) -> dict:
         for name, value in result.items():
             writer.add_scalar(f"eval/{name}", value, counters["sequences"])
         record = {**counters, **{f"eval_{k}": v for k, v in result.items()}}
+        if optimum is not None:
+            record["eval_optimal_bits_per_sequence"] = optimum
+            writer.add_scalar("eval/optimal_bits_per_sequence", optimum, counters["sequences"])
         with open(run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
         return result
