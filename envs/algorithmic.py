@@ -30,8 +30,31 @@ import numpy as np
 from envs.tasks import TASKS, Batch, register_task
 
 
-class _Fixed:
-    """Mixin: ``fixed_length(L)`` for tasks whose length range is ``min_len..max_len``."""
+class _BitTask:
+    """What the bit tasks share: ``loss == "bits"``, the input range, and sizes as ``bits`` + extras.
+
+    ``input_size = bits + extra_inputs`` (delimiter / count / priority channels) and
+    ``output_size = bits + extra_outputs`` (repeat copy's end marker).
+    """
+
+    loss: ClassVar[str] = "bits"
+    input_low: ClassVar[float] = 0.0
+    input_high: ClassVar[float] = 1.0
+    extra_inputs: ClassVar[int] = 2
+    extra_outputs: ClassVar[int] = 0
+    bits: int
+
+    @property
+    def input_size(self) -> int:
+        return self.bits + self.extra_inputs
+
+    @property
+    def output_size(self) -> int:
+        return self.bits + self.extra_outputs
+
+
+class _Fixed(_BitTask):
+    """``fixed_length(L)`` for bit tasks whose length range is ``min_len..max_len``."""
 
     def fixed_length(self, length: int):
         return dataclasses.replace(self, min_len=length, max_len=length)
@@ -48,18 +71,8 @@ class CopyTask(_Fixed):
     bits: int = 8
     min_len: int = 1
     max_len: int = 20
-    name: str = "copy"
-    loss: str = "bits"
-    input_low: float = 0.0
-    input_high: float = 1.0
-
-    @property
-    def input_size(self) -> int:
-        return self.bits + 1
-
-    @property
-    def output_size(self) -> int:
-        return self.bits
+    name: ClassVar[str] = "copy"
+    extra_inputs: ClassVar[int] = 1
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         L = self._length(rng)
@@ -85,18 +98,8 @@ class RepeatCopyTask(_Fixed):
     max_len: int = 10
     min_repeats: int = 1
     max_repeats: int = 10
-    name: str = "repeat-copy"
-    loss: str = "bits"
-    input_low: float = 0.0
-    input_high: float = 1.0
-
-    @property
-    def input_size(self) -> int:
-        return self.bits + 2
-
-    @property
-    def output_size(self) -> int:
-        return self.bits + 1
+    name: ClassVar[str] = "repeat-copy"
+    extra_outputs: ClassVar[int] = 1
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         L = self._length(rng)
@@ -124,18 +127,7 @@ class AssociativeRecallTask(_Fixed):
     item_len: int = 3
     min_len: int = 2
     max_len: int = 6
-    name: str = "associative-recall"
-    loss: str = "bits"
-    input_low: float = 0.0
-    input_high: float = 1.0
-
-    @property
-    def input_size(self) -> int:
-        return self.bits + 2
-
-    @property
-    def output_size(self) -> int:
-        return self.bits
+    name: ClassVar[str] = "associative-recall"
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         items = self._length(rng)
@@ -162,17 +154,14 @@ class AssociativeRecallTask(_Fixed):
 
 @register_task("dynamic-ngrams")
 @dataclass(frozen=True)
-class DynamicNGramsTask:
+class DynamicNGramsTask(_BitTask):
     """Dynamic n-grams: input bit x_t, target x_{t+1}, scored once the (order-1)-bit context is known."""
 
     order: int = 6
     length: int = 200
-    name: str = "dynamic-ngrams"
-    loss: str = "bits"
-    input_low: float = 0.0
-    input_high: float = 1.0
-    input_size: int = 1
-    output_size: int = 1
+    bits: int = 1  # one bit in, one bit out
+    name: ClassVar[str] = "dynamic-ngrams"
+    extra_inputs: ClassVar[int] = 0
 
     def fixed_length(self, length: int) -> DynamicNGramsTask:
         return dataclasses.replace(self, length=length)
@@ -237,24 +226,14 @@ def ngram_bayes_optimal_bits(bits: np.ndarray, order: int = 6) -> np.ndarray:
 
 @register_task("priority-sort")
 @dataclass(frozen=True)
-class PrioritySortTask:
+class PrioritySortTask(_BitTask):
     """Priority sort: ``num_inputs`` vectors with priorities, then the ``num_outputs`` highest, highest first."""
 
     bits: int = 8
     num_inputs: int = 20
     num_outputs: int = 16
-    name: str = "priority-sort"
-    loss: str = "bits"
-    input_low: float = -1.0
-    input_high: float = 1.0
-
-    @property
-    def input_size(self) -> int:
-        return self.bits + 2
-
-    @property
-    def output_size(self) -> int:
-        return self.bits
+    name: ClassVar[str] = "priority-sort"
+    input_low: ClassVar[float] = -1.0
 
     def fixed_length(self, length: int) -> PrioritySortTask:
         return dataclasses.replace(self, num_inputs=length, num_outputs=min(self.num_outputs, length))
