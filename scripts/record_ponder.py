@@ -101,7 +101,9 @@ def _parity(model, task, cfg: Config, out: Path) -> dict:
         second_label="error rate",
         title="parity",
     )
-    bins = [(1, 16), (17, 32), (33, 48), (49, 64)]
+    size = task.input_size  # quarters of the input size (1-16, ..., 49-64 for the paper's 64 inputs)
+    edges = np.linspace(0, size, 5).round().astype(int)
+    bins = [(int(a) + 1, int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
     by_bin = {
         f"{a}-{b}": {
             "ponder": float(p[(g >= a) & (g <= b)].mean()),
@@ -114,7 +116,8 @@ def _parity(model, task, cfg: Config, out: Path) -> dict:
         "error": float(w.mean()),
         "ponder": float(p.mean()),
         "by_nonzero": by_bin,
-        "by_count": {str(k): v for k, v in pf.group_stats(g, p).items()},
+        "by_count": {str(k): v for k, v in pf.group_stats(g, p).items()},  # (mean ponder, std, sequences)
+        "error_by_count": {str(k): v[0] for k, v in pf.group_stats(g, w).items()},
     }
 
 
