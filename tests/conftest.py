@@ -10,6 +10,18 @@ import torch
 torch.set_num_threads(2)
 
 
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """One torch thread for a module (no OpenMP spinning on a shared machine), restored afterwards.
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread_module")``.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

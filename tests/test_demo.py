@@ -12,14 +12,7 @@ import torch
 
 from agents.common.errors import HeedError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: no OpenMP spinning on the shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

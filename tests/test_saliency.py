@@ -14,14 +14,7 @@ from analysis import (
 )
 from analysis.saliency import gaussian_blur
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: no OpenMP spinning on the shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _linear(d: int = 7, k: int = 3) -> nn.Linear:

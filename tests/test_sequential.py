@@ -7,14 +7,7 @@ from torch import nn
 
 from analysis import AnalysisError, sensitivity_matrix, sequential_jacobian
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: no OpenMP spinning on the shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _reference(fn, x):

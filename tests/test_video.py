@@ -3,7 +3,6 @@
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 
 from analysis import AnalysisError
 from analysis.figures import figure_to_array, log_image, plot_sensitivity
@@ -18,14 +17,7 @@ from analysis.video import (
     write_video,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: no OpenMP spinning on the shared machine (restored afterwards)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 def _frames(n: int, h: int, w: int) -> list[np.ndarray]:
