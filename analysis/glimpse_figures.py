@@ -19,6 +19,8 @@ import cv2
 import imageio.v2 as imageio
 import numpy as np
 
+from analysis.figures import save_figure
+
 PATH_COLOUR = (255, 200, 0)
 BOX_COLOUR = (0, 200, 255)
 CURRENT_COLOUR = (255, 40, 40)
@@ -110,8 +112,7 @@ def path_figure(
             ax.set_title(titles[k], fontsize=8)
     fig.tight_layout()
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path)
     return fig
 
 

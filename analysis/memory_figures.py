@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from analysis.figures import save_figure
+
 
 def _np(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
@@ -43,11 +45,7 @@ def weighting_heatmaps(weightings: dict[str, Any], path: str | os.PathLike, titl
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, close=True)
 
 
 def copy_figure(
@@ -93,11 +91,7 @@ def copy_figure(
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, close=True)
 
 
 def memory_frames(memory: Any, read: Any | None = None, write: Any | None = None, scale: int = 4) -> np.ndarray:

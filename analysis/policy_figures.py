@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from analysis.figures import save_figure
+
 
 def _np(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
@@ -83,11 +85,7 @@ def sensitivity_figure(
     bottom.set_xlim(-0.5, T - 0.5)
     bottom.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, close=True)
 
 
 def sensitivity_frames(

@@ -21,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from analysis.figures import save_figure
+
 
 def _np(x: Any) -> np.ndarray:
     if hasattr(x, "detach"):
@@ -63,10 +65,7 @@ def ponder_per_step(
         twin.set_ylabel("target", color="tab:red")
     ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, close=True)
 
 
 def ponder_by_group(
@@ -100,10 +99,7 @@ def ponder_by_group(
         twin.set_ylabel(second_label, color="tab:red")
     ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, close=True)
 
 
 def attention_grid(
@@ -134,7 +130,4 @@ def attention_grid(
             ax.set_title(f"layer/step {i + 1}, head {h + 1}", fontsize=7)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, close=True)

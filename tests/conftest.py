@@ -10,11 +10,12 @@ import torch
 torch.set_num_threads(2)
 
 
-@pytest.fixture(scope="module")
-def one_thread_module():
-    """One torch thread for a module (no OpenMP spinning on a shared machine), restored afterwards.
+@pytest.fixture
+def one_thread():
+    """One torch thread for a test (tiny models run fastest and steadiest so, with no OpenMP spinning
+    on a shared machine); the suite's setting is restored afterwards.
 
-    Use with ``pytestmark = pytest.mark.usefixtures("one_thread_module")``.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
     """
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -7,14 +7,7 @@ import torch
 from agents.cores.act import ACTCore, TanhRNNCore, halting_distribution
 from agents.sequence import SEQUENCE_MODELS
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and steadiest on a loaded machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def numpy_halting(h: np.ndarray, eps: float) -> tuple[np.ndarray, float, int]:

@@ -7,7 +7,6 @@ import pickle
 import gymnasium as gym
 import numpy as np
 import pytest
-import torch
 from gymnasium.utils.env_checker import check_env
 
 import envs  # noqa: F401  (registers the heed/ ids)
@@ -17,13 +16,7 @@ from envs.tasks import TASKS
 RNG = np.random.default_rng(123)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and deterministically) on one thread; restore the suite's setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -15,13 +15,7 @@ from agents.cores.ntm import NTMCore
 EPS = A.EPS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and deterministically) on one thread; restore the suite's setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -12,7 +12,7 @@ import torch
 
 from agents.common.errors import HeedError
 
-pytestmark = pytest.mark.usefixtures("one_thread_module")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"

@@ -21,13 +21,7 @@ CORES = ["mlp", "lstm", "gru", "ntm", "dnc"]
 SMALL = {"memory_size": 6, "memory_width": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small recurrent nets run fastest (and burn least CPU on a shared machine) on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _policy(core: str, obs_dim: int = 3, n_actions: int = 2, **kw) -> RecurrentActorCritic:

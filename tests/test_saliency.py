@@ -14,7 +14,7 @@ from analysis import (
 )
 from analysis.saliency import gaussian_blur
 
-pytestmark = pytest.mark.usefixtures("one_thread_module")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _linear(d: int = 7, k: int = 3) -> nn.Linear:

@@ -7,7 +7,7 @@ from torch import nn
 
 from analysis import AnalysisError, sensitivity_matrix, sequential_jacobian
 
-pytestmark = pytest.mark.usefixtures("one_thread_module")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reference(fn, x):

@@ -20,13 +20,7 @@ PRETRAINED = ROOT / "agents" / "pretrained" / "ntm-copy"
 TINY = {"batch_size": 4, "eval_sequences": 4, "eval_every": 8, "log_every": 4, "progress": False, "task_options": "max_len=3"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest (and deterministically) on one thread; restore the suite's setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

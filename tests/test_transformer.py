@@ -9,14 +9,7 @@ import torch
 from agents.sequence import SEQUENCE_MODELS
 from agents.transformer import MultiHeadSelfAttention, UniversalTransformer, attention_mask
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and steadiest on a loaded machine) on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 MODELS = {

@@ -17,7 +17,7 @@ from analysis.video import (
     write_video,
 )
 
-pytestmark = pytest.mark.usefixtures("one_thread_module")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _frames(n: int, h: int, w: int) -> list[np.ndarray]:
