@@ -159,7 +159,7 @@ class DynamicNGramsTask(_BitTask):
 
     order: int = 6
     length: int = 200
-    bits: int = 1  # one bit in, one bit out
+    bits: ClassVar[int] = 1  # one bit in, one bit out (not an option)
     name: ClassVar[str] = "dynamic-ngrams"
     extra_inputs: ClassVar[int] = 0
 
