@@ -20,6 +20,12 @@ Padding: rows of all-zero input vectors are treated as padding (``pad_zero_input
 of ragged sequences right-padded with zeros needs no extra argument; ``forward`` also accepts an
 explicit ``pad_mask [B, T]`` (True = padding).
 
+Positions: absolute, ``P_pos = sinusoid(t)``, unless ``reset_unit = u >= 0``: then the position
+counter restarts at 0 on the step after every step whose input unit ``u`` is non-zero (a segment
+delimiter). For copy (symbols, delimiter, queries) query i then has the position of input i, the
+positional structure an encoder-decoder gives its decoder (the Universal Transformer paper's models
+were encoder-decoders).
+
 Registered sequence models: ``"transformer"``, ``"ut"`` (fixed depth) and ``"ut-act"``.
 """
 
@@ -46,6 +52,19 @@ def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
     emb[..., 0::2] = torch.sin(angle)
     emb[..., 1::2] = torch.cos(angle)[..., : dim // 2]
     return emb
+
+
+def segment_positions(inputs: torch.Tensor, reset_unit: int) -> torch.Tensor:
+    """Integer positions ``[B, T]`` that restart at 0 after each step where ``inputs[..., reset_unit] != 0``.
+
+    ``pos_t = t - s_t`` with ``s_t`` the index following the last marker before t (0 if none).
+    """
+    batch, steps, _ = inputs.shape
+    t = torch.arange(steps, device=inputs.device).expand(batch, steps)
+    marker = inputs[..., reset_unit] != 0  # [B, T]
+    start = torch.where(marker, t + 1, torch.zeros_like(t))  # a marker at t starts a segment at t + 1
+    start = torch.cat([torch.zeros_like(start[:, :1]), start[:, :-1]], dim=1)  # only affects later steps
+    return t - torch.cummax(start, dim=1).values
 
 
 def attention_mask(pad: torch.Tensor | None, steps: int, causal: bool, device: torch.device) -> torch.Tensor:
@@ -105,20 +124,33 @@ class Block(nn.Module):
 class _Base(nn.Module):
     """Shared input embedding, masks and readout."""
 
-    def __init__(self, input_size: int, output_size: int, d_model: int, causal: bool, pad_zero_inputs: bool):
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        d_model: int,
+        causal: bool,
+        pad_zero_inputs: bool,
+        reset_unit: int = -1,
+    ):
         super().__init__()
+        require(-1 <= reset_unit < input_size, f"reset_unit must be -1 (off) or an input unit < {input_size}")
         self.d_model, self.causal, self.pad_zero_inputs = d_model, causal, pad_zero_inputs
+        self.reset_unit = reset_unit
         self.embed = nn.Linear(input_size, d_model)
         self.norm = nn.LayerNorm(d_model)
         self.readout = nn.Linear(d_model, output_size)
 
     def prepare(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None):
-        """Return ``(x [B, T, d], pad [B, T] or None, allowed mask, positional embedding [T, d])``."""
+        """Return ``(x [B, T, d], pad [B, T] or None, allowed mask, positional embedding [T, d] or [B, T, d])``."""
         require(inputs.dim() == 3, f"inputs must be [B, T, D], got {tuple(inputs.shape)}")
         steps = inputs.shape[1]
         if pad_mask is None and self.pad_zero_inputs:
             pad_mask = inputs.abs().sum(-1) == 0
-        pos = sinusoid(torch.arange(steps, device=inputs.device), self.d_model)  # [T, d]
+        if self.reset_unit >= 0:
+            pos = sinusoid(segment_positions(inputs, self.reset_unit), self.d_model)  # [B, T, d]
+        else:
+            pos = sinusoid(torch.arange(steps, device=inputs.device), self.d_model)  # [T, d]
         allowed = attention_mask(pad_mask, steps, self.causal, inputs.device)
         return self.embed(inputs) * math.sqrt(self.d_model), pad_mask, allowed, pos
 
@@ -136,8 +168,9 @@ class TransformerModel(_Base):
         causal: bool = False,
         pad_zero_inputs: bool = True,
         dropout: float = 0.0,
+        reset_unit: int = -1,
     ) -> None:
-        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs)
+        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs, reset_unit)
         self.blocks = nn.ModuleList(Block(d_model, heads, dropout=dropout) for _ in range(layers))
 
     def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
@@ -171,8 +204,9 @@ class UniversalTransformer(_Base):
         causal: bool = False,
         pad_zero_inputs: bool = True,
         dropout: float = 0.0,
+        reset_unit: int = -1,
     ) -> None:
-        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs)
+        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs, reset_unit)
         require(depth >= 1, f"depth must be >= 1, got {depth}")
         require(tau >= 0.0, f"tau must be >= 0, got {tau}")
         self.block = Block(d_model, heads, dropout=dropout)
@@ -228,20 +262,28 @@ def build_transformer(
     heads: int = 4,
     layers: int = 2,
     causal: bool = False,
+    reset_unit: int = -1,
 ) -> nn.Module:
-    """Transformer encoder with ``layers`` blocks (bidirectional unless ``causal``)."""
+    """Transformer encoder with ``layers`` blocks (bidirectional unless ``causal``; positions restart
+    after input unit ``reset_unit`` if >= 0)."""
     return TransformerModel(
-        input_size, output_size, d_model=d_model, heads=heads, layers=layers, causal=causal
+        input_size, output_size, d_model=d_model, heads=heads, layers=layers, causal=causal, reset_unit=reset_unit
     )
 
 
 @register_model("ut")
 def build_ut(
-    input_size: int, output_size: int, d_model: int = 64, heads: int = 4, depth: int = 6, causal: bool = False
+    input_size: int,
+    output_size: int,
+    d_model: int = 64,
+    heads: int = 4,
+    depth: int = 6,
+    causal: bool = False,
+    reset_unit: int = -1,
 ) -> nn.Module:
     """Universal Transformer with a fixed number of ``depth`` steps."""
     return UniversalTransformer(
-        input_size, output_size, d_model=d_model, heads=heads, depth=depth, causal=causal
+        input_size, output_size, d_model=d_model, heads=heads, depth=depth, causal=causal, reset_unit=reset_unit
     )
 
 
@@ -254,8 +296,17 @@ def build_ut_act(
     depth: int = 8,
     tau: float = 0.01,
     causal: bool = False,
+    reset_unit: int = -1,
 ) -> nn.Module:
     """Universal Transformer with per-position ACT (at most ``depth`` steps, ponder cost ``tau``)."""
     return UniversalTransformer(
-        input_size, output_size, d_model=d_model, heads=heads, depth=depth, act=True, tau=tau, causal=causal
+        input_size,
+        output_size,
+        d_model=d_model,
+        heads=heads,
+        depth=depth,
+        act=True,
+        tau=tau,
+        causal=causal,
+        reset_unit=reset_unit,
     )

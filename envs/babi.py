@@ -16,9 +16,18 @@ office; objects apple, football, milk; actors Mary, John, Sandra, Daniel.
 - Task 3, three supporting facts: "Where was the OBJECT before the LOCATION?" -> the location the
   object was in before it entered LOCATION (which it entered exactly once).
 
-The ``babi`` :class:`envs.tasks.SequenceTask` turns one story + its final question into a token
-sequence (one-hot, ``input_size`` = vocabulary size) ending with an ``<answer>`` token whose target is
-the answer location (``output_size`` = 6 classes); batches are right-padded with zero vectors.
+The ``babi`` :class:`envs.tasks.SequenceTask` turns one story + its final question into a sequence
+whose last step carries the target, the answer location (``output_size`` = 6 classes); batches are
+right-padded with zero vectors. Two encodings:
+
+- ``encoding="facts"`` (default, as in the papers' models: MemN2N, the Universal Transformer): one step
+  per sentence. Step vector = the one-hot words of the sentence in word slots,
+  ``x[j * V + w_j] = 1`` for word j (``input_size = MAX_WORDS * V``), so a linear embedding of it is
+  ``sum_j E_j[w_j]``: position-specific word embeddings, a learned generalisation of MemN2N's
+  position encoding ``l_j * A w_j``. The question is the last step.
+- ``encoding="words"``: one one-hot word per step (``input_size = V``), then an ``<answer>`` token.
+  Harder for a self-attention model: "the LAST sentence about Mary" becomes a comparison over word
+  positions tens of steps apart.
 """
 
 from __future__ import annotations
@@ -183,6 +192,14 @@ VOCAB: list[str] = _build_vocab()
 WORD_INDEX: dict[str, int] = {w: i for i, w in enumerate(VOCAB)}
 
 
+MAX_WORDS = 8  # longest sentence: "where was the football before the bathroom ?"
+
+
+def sentences(qa: QA) -> list[str]:
+    """The story's facts in line order, then the question."""
+    return [s for _, s in sorted(qa.facts.items())] + [qa.question]
+
+
 def encode(qa: QA) -> list[int]:
     """Token ids of the facts (in line order), the question and the final ``<answer>`` token."""
     words = [w for _, s in sorted(qa.facts.items()) for w in tokenize(s)] + tokenize(qa.question)
@@ -200,26 +217,55 @@ class BabiTask:
 
     name, loss = "babi", "classes"
 
-    def __init__(self, task: int = 1, min_statements: int = 2, max_statements: int = 10) -> None:
+    def __init__(
+        self, task: int = 1, min_statements: int = 2, max_statements: int = 10, encoding: str = "facts"
+    ) -> None:
         require(task in (0, 1, 2, 3), f"bAbI task must be 1, 2, 3 (or 0 for joint 1-3), got {task}")
         require(1 <= min_statements <= max_statements, "need 1 <= min_statements <= max_statements")
+        require(encoding in ("facts", "words"), f"bAbI encoding must be 'facts' or 'words', got '{encoding}'")
         self.task, self.min_statements, self.max_statements = task, min_statements, max_statements
-        self.input_size, self.output_size = len(VOCAB), len(LOCATIONS)
+        self.encoding = encoding
+        width = MAX_WORDS * len(VOCAB) if encoding == "facts" else len(VOCAB)
+        self.input_size, self.output_size = width, len(LOCATIONS)
 
     def sample_qa(self, rng: np.random.Generator) -> QA:
         task = self.task or int(rng.integers(1, 4))
         count = int(rng.integers(self.min_statements, self.max_statements + 1))
         return parse_babi(generate_story(task, rng, count))[0]
 
+    def _active(self, qa: QA) -> list[tuple[int, int]]:
+        """``(step, input unit)`` pairs set to 1 for one story."""
+        if self.encoding == "words":
+            return list(enumerate(encode(qa)))
+        width, out = len(VOCAB), []
+        for t, sentence in enumerate(sentences(qa)):
+            words = tokenize(sentence)
+            require(len(words) <= MAX_WORDS, f"sentence longer than {MAX_WORDS} words: '{sentence}'")
+            out += [(t, j * width + WORD_INDEX[w]) for j, w in enumerate(words)]
+        return out
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         seqs = [self.sample_qa(rng) for _ in range(batch_size)]
-        ids = [encode(q) for q in seqs]
-        steps = max(len(i) for i in ids)
+        active = [self._active(q) for q in seqs]
+        lengths = [max(t for t, _ in a) + 1 for a in active]
+        steps = max(lengths)
         x = np.zeros((batch_size, steps, self.input_size), dtype=np.float32)
         y = np.zeros((batch_size, steps), dtype=np.int64)
         mask = np.zeros((batch_size, steps), dtype=np.float32)
-        for b, (q, tokens) in enumerate(zip(seqs, ids)):
-            x[b, np.arange(len(tokens)), tokens] = 1.0
-            y[b, len(tokens) - 1] = LOCATIONS.index(q.answer)
-            mask[b, len(tokens) - 1] = 1.0
+        for b, (q, pairs, length) in enumerate(zip(seqs, active, lengths)):
+            t, unit = zip(*pairs)
+            x[b, list(t), list(unit)] = 1.0
+            y[b, length - 1] = LOCATIONS.index(q.answer)
+            mask[b, length - 1] = 1.0
         return Batch(x, y, mask)
+
+    def labels(self, inputs: np.ndarray) -> list[str]:
+        """Decode one sequence's inputs ``[T, D]`` (padding dropped) into a label per step: the word,
+        or for ``encoding="facts"`` the sentence."""
+        width, out = len(VOCAB), []
+        for row in np.asarray(inputs):
+            units = np.flatnonzero(row)
+            if units.size == 0:
+                break
+            out.append(" ".join(VOCAB[u % width] for u in sorted(units)))
+        return out

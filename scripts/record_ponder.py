@@ -26,7 +26,7 @@ import tyro
 from agents.common.errors import cli_main, require
 from agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model
 from analysis import ponder_figures as pf
-from envs.babi import VOCAB, BabiTask
+from envs.babi import BabiTask
 from envs.ponder import addition_digits
 from envs.tasks import TASKS
 
@@ -153,7 +153,9 @@ def _babi(model, task, cfg: Config, out: Path) -> dict:
     tasks = (1, 2, 3) if task.task == 0 else (task.task,)
     result, groups, ponders, wrongs = {}, [], [], []
     for k in tasks:
-        sub = BabiTask(task=k, min_statements=task.min_statements, max_statements=task.max_statements)
+        sub = BabiTask(
+            task=k, min_statements=task.min_statements, max_statements=task.max_statements, encoding=task.encoding
+        )
         rng = np.random.default_rng(cfg.seed + k)
         p_all, w_all = [], []
         for _ in range(max(1, cfg.sequences // cfg.batch_size)):
@@ -180,12 +182,12 @@ def _babi(model, task, cfg: Config, out: Path) -> dict:
             second_label="error rate",
             title="bAbI",
         )
-    one = BabiTask(task=tasks[-1], max_statements=4).sample(1, np.random.default_rng(cfg.seed))
+    one = BabiTask(task=tasks[-1], max_statements=4, encoding=task.encoding).sample(1, np.random.default_rng(cfg.seed))
     _, att, _, _, inputs = _run(model, task, one)
-    labels = [VOCAB[i] for i in inputs[0].argmax(-1)]
+    labels = task.labels(inputs[0])
     if "ponder" in att:
         pf.ponder_per_step(
-            att["ponder"][0], out / "ponder_per_token.png", labels=labels, title="bAbI: ponder per token"
+            att["ponder"][0], out / "ponder_per_token.png", labels=labels, title="bAbI: ponder per step (word or sentence)"
         )
     result["attention_figure"] = _attention_figure(att, inputs, out, labels)
     return result

@@ -5,7 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from envs.babi import LOCATIONS, VOCAB, BabiTask, generate_story, parse_babi, tokenize
+from agents.common.errors import HeedError
+from envs.babi import LOCATIONS, MAX_WORDS, VOCAB, BabiTask, generate_story, parse_babi, tokenize
 
 MOVE = re.compile(r"^(\w+) (?:moved|went|journeyed|travelled|went back) to the (\w+)\.$")
 PICK = re.compile(r"^(\w+) (?:picked up|got|grabbed|took) the (\w+) there\.$")
@@ -98,7 +99,7 @@ def test_parse_roundtrip_and_tokens():
 
 @pytest.mark.parametrize("task", [1, 2, 3])
 def test_qa_batches_decode_to_the_story(task):
-    gen = BabiTask(task=task, max_statements=6)
+    gen = BabiTask(task=task, max_statements=6, encoding="words")
     batch = gen.sample(8, np.random.default_rng(7))
     assert batch.mask.sum() == 8 and (batch.mask.sum(1) == 1).all()
     qas = [gen.sample_qa(r) for r in [np.random.default_rng(7)]]  # the first story of the same stream
@@ -107,3 +108,27 @@ def test_qa_batches_decode_to_the_story(task):
     assert words == facts + tokenize(qas[0].question) + ["<answer>"]
     assert LOCATIONS[batch.targets[0, batch.mask[0].argmax()]] == qas[0].answer
     assert (batch.inputs.sum(-1) <= 1).all()
+
+
+@pytest.mark.parametrize("task", [1, 2, 3])
+def test_fact_encoding_puts_one_sentence_per_step_in_word_slots(task):
+    gen = BabiTask(task=task, max_statements=6)  # encoding="facts" is the default
+    batch = gen.sample(8, np.random.default_rng(3))
+    first = gen.sample_qa(np.random.default_rng(3))  # the first story of the same stream
+    lines = [s for _, s in sorted(first.facts.items())] + [first.question]
+    last = int(batch.mask[0].argmax())
+    assert last == len(lines) - 1 and (batch.mask.sum(1) == 1).all()
+    assert not batch.inputs[0, last + 1 :].any()  # right padding is all zeros
+    width = len(VOCAB)
+    for t, sentence in enumerate(lines):  # slot j of step t holds word j of sentence t, one-hot
+        slots = batch.inputs[0, t].reshape(MAX_WORDS, width)
+        words = tokenize(sentence)
+        assert [VOCAB[i] for i in slots[: len(words)].argmax(-1)] == words
+        assert (slots[: len(words)].sum(-1) == 1).all() and not slots[len(words) :].any()
+    assert gen.labels(batch.inputs[0]) == [" ".join(tokenize(s)) for s in lines]
+    assert LOCATIONS[batch.targets[0, last]] == first.answer
+
+
+def test_unknown_encoding_is_a_clear_error():
+    with pytest.raises(HeedError, match="encoding must be 'facts' or 'words'"):
+        BabiTask(encoding="chars")

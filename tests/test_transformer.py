@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from agents.sequence import SEQUENCE_MODELS
-from agents.transformer import MultiHeadSelfAttention, UniversalTransformer, attention_mask
+from agents.transformer import (
+    MultiHeadSelfAttention,
+    UniversalTransformer,
+    attention_mask,
+    segment_positions,
+    sinusoid,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -123,3 +129,29 @@ def test_tiny_training_step():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.6 * losses[0]
+
+
+def test_segment_positions_restart_after_the_marker():
+    x = torch.zeros(2, 7, 3)
+    x[0, 2, 1] = 1.0  # marker (unit 1) at step 2 -> steps 3.. restart at 0
+    x[1, 0, 1] = x[1, 4, 1] = 1.0  # two markers
+    pos = segment_positions(x, 1)
+    assert pos.tolist() == [[0, 1, 2, 0, 1, 2, 3], [0, 0, 1, 2, 3, 0, 1]]
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_reset_unit_gives_queries_the_positions_of_the_inputs(name):
+    """Copy layout (3 symbols, delimiter on unit 3, 3 queries): with ``reset_unit=3`` query i gets the
+    positional embedding of input i; the model without it keeps absolute positions 4-6; outputs differ."""
+    torch.manual_seed(0)
+    model = SEQUENCE_MODELS[name](5, 3, reset_unit=3, **MODELS[name]).eval()
+    plain = SEQUENCE_MODELS[name](5, 3, **MODELS[name]).eval()
+    plain.load_state_dict(model.state_dict())
+    x = torch.zeros(1, 7, 5)
+    x[0, torch.arange(3), torch.tensor([0, 2, 1])] = 1.0
+    x[0, 3, 3] = 1.0
+    x[0, 4:, 4] = 1.0
+    expected = sinusoid(torch.tensor([[0, 1, 2, 3, 0, 1, 2]]), 16)
+    torch.testing.assert_close(model.prepare(x, None)[3], expected)
+    torch.testing.assert_close(plain.prepare(x, None)[3], sinusoid(torch.arange(7), 16))
+    assert not torch.allclose(model(x)[0][:, 4:], plain(x)[0][:, 4:])
