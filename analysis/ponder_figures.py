@@ -90,6 +90,7 @@ def ponder_by_group(
     stds = np.array([stats[k][1] for k in keys])
     fig, ax = plt.subplots(figsize=(6.0, 3.2))
     ax.errorbar(keys, means, yerr=stds, fmt="o-", color="tab:blue", capsize=2, ms=3)
+    ax.set_xticks(keys)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel, color="tab:blue")
     if second is not None:

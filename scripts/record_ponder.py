@@ -8,7 +8,8 @@ What it records depends on the run's task:
 - ``logic``/``addition``: ponder time per input step of one sequence (``ponder_per_step.png``) and
   the mean per step index; addition also reports the sequence error (any digit wrong);
 - ``babi``: error and mean ponder per task 1-3 (all three when trained jointly, ``task=0``), ponder by
-  number of supporting facts (``ponder_vs_facts.png``), ponder per token of one story;
+  number of supporting facts (``ponder_vs_facts.png``: mean over all steps; ``ponder_question_vs_facts.png``:
+  at the question step), ponder per step of one story;
 - ``seqcopy``/``reverse``: sequence and symbol accuracy at each ``--eval-lengths`` length;
 - always, for self-attention models: attention maps per head and layer of one sequence (``attention.png``).
 """
@@ -151,23 +152,27 @@ def _stepwise(model, task, cfg: Config, out: Path) -> dict:
 
 def _babi(model, task, cfg: Config, out: Path) -> dict:
     tasks = (1, 2, 3) if task.task == 0 else (task.task,)
-    result, groups, ponders, wrongs = {}, [], [], []
+    result, groups, ponders, wrongs, asked = {}, [], [], [], []
     for k in tasks:
         sub = BabiTask(
             task=k, min_statements=task.min_statements, max_statements=task.max_statements, encoding=task.encoding
         )
         rng = np.random.default_rng(cfg.seed + k)
-        p_all, w_all = [], []
+        p_all, w_all, q_all = [], [], []
         for _ in range(max(1, cfg.sequences // cfg.batch_size)):
             batch = sub.sample(cfg.batch_size, rng)
             logits, att, targets, mask, inputs = _run(model, sub, batch)
             w_all.append(((logits.argmax(-1) != targets) & (mask > 0)).any(1).astype(float))
             p_all.append(_ponder_per_sequence(att, inputs))
+            if "ponder" in att:  # ponder at the scored step: the question (one per story)
+                q_all.append((att["ponder"] * (mask > 0)).sum(1))
         p, w = np.concatenate(p_all), np.concatenate(w_all)
         result[f"task{k}"] = {
             "error": float(w.mean()),
             "ponder": None if np.isnan(p).all() else float(np.nanmean(p)),
+            "ponder_question": float(np.concatenate(q_all).mean()) if q_all else None,
         }
+        asked.append(np.concatenate(q_all) if q_all else np.full(len(p), np.nan))
         groups.append(np.full(len(p), k))
         ponders.append(p)
         wrongs.append(w)
@@ -180,7 +185,15 @@ def _babi(model, task, cfg: Config, out: Path) -> dict:
             "supporting facts (bAbI task)",
             second=np.concatenate(wrongs),
             second_label="error rate",
-            title="bAbI",
+            title="bAbI: mean ponder over all steps",
+        )
+        pf.ponder_by_group(
+            np.concatenate(groups),
+            np.concatenate(asked),
+            out / "ponder_question_vs_facts.png",
+            "supporting facts (bAbI task)",
+            ylabel="ponder time at the question",
+            title="bAbI: ponder at the question step",
         )
     one = BabiTask(task=tasks[-1], max_statements=4, encoding=task.encoding).sample(1, np.random.default_rng(cfg.seed))
     _, att, _, _, inputs = _run(model, task, one)
