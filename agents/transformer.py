@@ -24,7 +24,9 @@ Positions: absolute, ``P_pos = sinusoid(t)``, unless ``reset_unit = u >= 0``: th
 counter restarts at 0 on the step after every step whose input unit ``u`` is non-zero (a segment
 delimiter). For copy (symbols, delimiter, queries) query i then has the position of input i, the
 positional structure an encoder-decoder gives its decoder (the Universal Transformer paper's models
-were encoder-decoders).
+were encoder-decoders). With ``max_offset = K > 0`` every training sequence adds one random offset
+``o ~ U{0..K}`` to all its positions (randomised positions, Ruoss et al. 2023), so positions far
+beyond the training lengths are seen in training; evaluation (``model.eval()``) uses ``o = 0``.
 
 Registered sequence models: ``"transformer"``, ``"ut"`` (fixed depth) and ``"ut-act"``.
 """
@@ -132,11 +134,13 @@ class _Base(nn.Module):
         causal: bool,
         pad_zero_inputs: bool,
         reset_unit: int = -1,
+        max_offset: int = 0,
     ):
         super().__init__()
         require(-1 <= reset_unit < input_size, f"reset_unit must be -1 (off) or an input unit < {input_size}")
+        require(max_offset >= 0, f"max_offset must be >= 0, got {max_offset}")
         self.d_model, self.causal, self.pad_zero_inputs = d_model, causal, pad_zero_inputs
-        self.reset_unit = reset_unit
+        self.reset_unit, self.max_offset = reset_unit, max_offset
         self.embed = nn.Linear(input_size, d_model)
         self.norm = nn.LayerNorm(d_model)
         self.readout = nn.Linear(d_model, output_size)
@@ -148,9 +152,13 @@ class _Base(nn.Module):
         if pad_mask is None and self.pad_zero_inputs:
             pad_mask = inputs.abs().sum(-1) == 0
         if self.reset_unit >= 0:
-            pos = sinusoid(segment_positions(inputs, self.reset_unit), self.d_model)  # [B, T, d]
+            positions = segment_positions(inputs, self.reset_unit)  # [B, T]
         else:
-            pos = sinusoid(torch.arange(steps, device=inputs.device), self.d_model)  # [T, d]
+            positions = torch.arange(steps, device=inputs.device)  # [T]
+        if self.training and self.max_offset > 0:
+            offset = torch.randint(0, self.max_offset + 1, (inputs.shape[0], 1), device=inputs.device)
+            positions = positions + offset  # [B, T]
+        pos = sinusoid(positions, self.d_model)  # [T, d] or [B, T, d]
         allowed = attention_mask(pad_mask, steps, self.causal, inputs.device)
         return self.embed(inputs) * math.sqrt(self.d_model), pad_mask, allowed, pos
 
@@ -169,8 +177,9 @@ class TransformerModel(_Base):
         pad_zero_inputs: bool = True,
         dropout: float = 0.0,
         reset_unit: int = -1,
+        max_offset: int = 0,
     ) -> None:
-        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs, reset_unit)
+        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs, reset_unit, max_offset)
         self.blocks = nn.ModuleList(Block(d_model, heads, dropout=dropout) for _ in range(layers))
 
     def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
@@ -205,8 +214,9 @@ class UniversalTransformer(_Base):
         pad_zero_inputs: bool = True,
         dropout: float = 0.0,
         reset_unit: int = -1,
+        max_offset: int = 0,
     ) -> None:
-        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs, reset_unit)
+        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs, reset_unit, max_offset)
         require(depth >= 1, f"depth must be >= 1, got {depth}")
         require(tau >= 0.0, f"tau must be >= 0, got {tau}")
         self.block = Block(d_model, heads, dropout=dropout)
@@ -263,11 +273,19 @@ def build_transformer(
     layers: int = 2,
     causal: bool = False,
     reset_unit: int = -1,
+    max_offset: int = 0,
 ) -> nn.Module:
     """Transformer encoder with ``layers`` blocks (bidirectional unless ``causal``; positions restart
-    after input unit ``reset_unit`` if >= 0)."""
+    after input unit ``reset_unit`` if >= 0; random training offsets up to ``max_offset``)."""
     return TransformerModel(
-        input_size, output_size, d_model=d_model, heads=heads, layers=layers, causal=causal, reset_unit=reset_unit
+        input_size,
+        output_size,
+        d_model=d_model,
+        heads=heads,
+        layers=layers,
+        causal=causal,
+        reset_unit=reset_unit,
+        max_offset=max_offset,
     )
 
 
@@ -280,10 +298,18 @@ def build_ut(
     depth: int = 6,
     causal: bool = False,
     reset_unit: int = -1,
+    max_offset: int = 0,
 ) -> nn.Module:
     """Universal Transformer with a fixed number of ``depth`` steps."""
     return UniversalTransformer(
-        input_size, output_size, d_model=d_model, heads=heads, depth=depth, causal=causal, reset_unit=reset_unit
+        input_size,
+        output_size,
+        d_model=d_model,
+        heads=heads,
+        depth=depth,
+        causal=causal,
+        reset_unit=reset_unit,
+        max_offset=max_offset,
     )
 
 
@@ -297,6 +323,7 @@ def build_ut_act(
     tau: float = 0.01,
     causal: bool = False,
     reset_unit: int = -1,
+    max_offset: int = 0,
 ) -> nn.Module:
     """Universal Transformer with per-position ACT (at most ``depth`` steps, ponder cost ``tau``)."""
     return UniversalTransformer(
@@ -309,4 +336,5 @@ def build_ut_act(
         tau=tau,
         causal=causal,
         reset_unit=reset_unit,
+        max_offset=max_offset,
     )

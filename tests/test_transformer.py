@@ -155,3 +155,18 @@ def test_reset_unit_gives_queries_the_positions_of_the_inputs(name):
     torch.testing.assert_close(model.prepare(x, None)[3], expected)
     torch.testing.assert_close(plain.prepare(x, None)[3], sinusoid(torch.arange(7), 16))
     assert not torch.allclose(model(x)[0][:, 4:], plain(x)[0][:, 4:])
+
+
+def test_random_offsets_shift_training_positions_only():
+    """Training mode: each sequence's positions are 0..T-1 plus one offset in [0, K]; eval mode: no offset."""
+    torch.manual_seed(0)
+    model = SEQUENCE_MODELS["transformer"](5, 3, max_offset=50, **MODELS["transformer"])
+    x = inputs(batch=16, steps=6)
+    torch.testing.assert_close(model.eval().prepare(x, None)[3], sinusoid(torch.arange(6), 16))
+    pos = model.train().prepare(x, None)[3]  # [B, T, d]
+    offsets = []
+    for b in range(16):
+        match = [o for o in range(51) if torch.allclose(pos[b], sinusoid(torch.arange(6) + o, 16), atol=1e-5)]
+        assert len(match) == 1
+        offsets += match
+    assert len(set(offsets)) > 1  # offsets differ between sequences
