@@ -212,16 +212,22 @@ def _copy(model, task, cfg: Config, out: Path) -> dict:
         sub = TASKS[task.name](min_len=length, max_len=length, symbols=task.symbols)
         rng = np.random.default_rng(cfg.seed + length)
         size = cfg.batch_size if length <= 100 else cfg.long_batch_size
-        seq_ok, sym_ok = [], []
+        seq_ok, sym_ok, by_index = [], [], []
         count = cfg.sequences if length <= 100 else max(size, cfg.sequences // 16)
         for _ in range(max(1, count // size)):
             logits, _, targets, mask, _ = _run(model, sub, sub.sample(size, rng))
             right = (logits.argmax(-1) == targets) | (mask == 0)
             seq_ok.append(right.all(1))
             sym_ok.append(((logits.argmax(-1) == targets) & (mask > 0)).sum() / mask.sum())
+            by_index.append(right[:, length + 1 : 2 * length + 1].mean(0))  # [length]: per output index
+        per_index = np.mean(by_index, axis=0)
+        edges = [e for e in (0, 40, 100, 200, 400) if e < length] + [length]
         result[f"length{length}"] = {
             "sequence_accuracy": float(np.concatenate(seq_ok).mean()),
             "symbol_accuracy": float(np.mean(sym_ok)),
+            "symbol_accuracy_by_output_index": {
+                f"{a}-{b - 1}": float(per_index[a:b].mean()) for a, b in zip(edges[:-1], edges[1:])
+            },
         }
     one = TASKS[task.name](min_len=12, max_len=12, symbols=task.symbols).sample(
         1, np.random.default_rng(cfg.seed)

@@ -154,3 +154,33 @@ def test_train_then_record_in_process(tmp_path, task, core, task_options, model_
         assert 1.0 < saved["task2"]["ponder_question"] <= 3.0 + 1e-6  # depth=3 bounds N + R
         for name in ("attention.png", "ponder_vs_facts.png", "ponder_question_vs_facts.png"):
             assert (tmp_path / "rec" / name).stat().st_size > 0
+
+
+def test_copy_record_reports_accuracy_by_output_index(tmp_path):
+    import json
+
+    from agents.trainers import supervised
+    from scripts.record_ponder import Config as RecordConfig
+    from scripts.record_ponder import main as record
+
+    cfg = supervised.Config(
+        task="seqcopy",
+        core="transformer",
+        task_options="max_len=4",
+        model_options="d_model=16,heads=2,layers=1,reset_unit=8,max_offset=60",
+        total_sequences=32,
+        batch_size=16,
+        eval_sequences=16,
+        run_dir=tmp_path / "run",
+        progress=False,
+        image_every=0,
+    )
+    supervised.main(cfg)
+    record(RecordConfig(checkpoint=tmp_path / "run", out_dir=tmp_path / "rec", sequences=8, eval_lengths=(3, 50)))
+    saved = json.loads((tmp_path / "rec" / "summary.json").read_text())
+    assert list(saved["length3"]["symbol_accuracy_by_output_index"]) == ["0-2"]
+    buckets = saved["length50"]["symbol_accuracy_by_output_index"]
+    assert list(buckets) == ["0-39", "40-49"]
+    # equal-length sequences: the index-weighted mean of the buckets is the overall symbol accuracy
+    weighted = (40 * buckets["0-39"] + 10 * buckets["40-49"]) / 50
+    assert weighted == pytest.approx(saved["length50"]["symbol_accuracy"], abs=1e-6)
