@@ -184,3 +184,27 @@ def test_copy_record_reports_accuracy_by_output_index(tmp_path):
     # equal-length sequences: the index-weighted mean of the buckets is the overall symbol accuracy
     weighted = (40 * buckets["0-39"] + 10 * buckets["40-49"]) / 50
     assert weighted == pytest.approx(saved["length50"]["symbol_accuracy"], abs=1e-6)
+
+
+def test_checkpoint_stores_resolved_task_options(tmp_path):
+    """A run started without options records the task defaults, so changing a default later
+    cannot change what the checkpoint is rebuilt with."""
+    from agents.trainers import supervised
+    from agents.trainers.sequence_utils import load_sequence_model
+
+    cfg = supervised.Config(
+        task="babi",
+        core="lstm",
+        hidden_size=8,
+        task_options="max_statements=3",
+        total_sequences=16,
+        batch_size=8,
+        eval_sequences=8,
+        run_dir=tmp_path / "run",
+        progress=False,
+        image_every=0,
+    )
+    supervised.main(cfg)
+    _, task, ckpt = load_sequence_model(str(tmp_path / "run"))
+    assert ckpt.meta["task_options"] == {"task": 1, "min_statements": 2, "max_statements": 3, "encoding": "facts"}
+    assert task.encoding == "facts" and task.max_statements == 3

@@ -179,8 +179,11 @@ def main(cfg: Config) -> dict:
     _validate(cfg)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    task = su.build_task(cfg.task, su.parse_options(cfg.task_options, "task-options"))
     task_options = su.parse_options(cfg.task_options, "task-options")
+    task = su.build_task(cfg.task, task_options)
+    # store the resolved options (defaults included), so a later change of a task default cannot
+    # change what a saved checkpoint is rebuilt with
+    task_options = {**su.accepted_options(su.TASKS[cfg.task])[2], **task_options}
     torch.manual_seed(cfg.seed)
     model, model_options = su.build_model(
         cfg.core, task.input_size, task.output_size, su.parse_options(cfg.model_options, "model-options"),
