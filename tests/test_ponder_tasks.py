@@ -122,24 +122,10 @@ def test_babi_env_task_option():
 def test_train_then_record_in_process(tmp_path, task, core, task_options, model_options):
     import json
 
-    from agents.trainers import supervised
     from scripts.record_ponder import Config as RecordConfig
     from scripts.record_ponder import main as record
 
-    cfg = supervised.Config(
-        task=task,
-        core=core,
-        tau=0.01,
-        task_options=task_options,
-        model_options=model_options,
-        total_sequences=32,
-        batch_size=16,
-        eval_sequences=16,
-        run_dir=tmp_path / "run",
-        progress=False,
-        image_every=0,
-    )
-    result = supervised.main(cfg)
+    result = _train_tiny(tmp_path, task=task, core=core, tau=0.01, task_options=task_options, model_options=model_options)
     assert result["sequences"] == 32
     summary = record(
         RecordConfig(checkpoint=tmp_path / "run", out_dir=tmp_path / "rec", sequences=16, batch_size=8)
@@ -159,23 +145,16 @@ def test_train_then_record_in_process(tmp_path, task, core, task_options, model_
 def test_copy_record_reports_accuracy_by_output_index(tmp_path):
     import json
 
-    from agents.trainers import supervised
     from scripts.record_ponder import Config as RecordConfig
     from scripts.record_ponder import main as record
 
-    cfg = supervised.Config(
+    _train_tiny(
+        tmp_path,
         task="seqcopy",
         core="transformer",
         task_options="max_len=4",
         model_options="d_model=16,heads=2,layers=1,reset_unit=8,max_offset=60",
-        total_sequences=32,
-        batch_size=16,
-        eval_sequences=16,
-        run_dir=tmp_path / "run",
-        progress=False,
-        image_every=0,
     )
-    supervised.main(cfg)
     record(RecordConfig(checkpoint=tmp_path / "run", out_dir=tmp_path / "rec", sequences=8, eval_lengths=(3, 50)))
     saved = json.loads((tmp_path / "rec" / "summary.json").read_text())
     assert list(saved["length3"]["symbol_accuracy_by_output_index"]) == ["0-2"]
@@ -189,22 +168,19 @@ def test_copy_record_reports_accuracy_by_output_index(tmp_path):
 def test_checkpoint_stores_resolved_task_options(tmp_path):
     """A run started without options records the task defaults, so changing a default later
     cannot change what the checkpoint is rebuilt with."""
-    from agents.trainers import supervised
     from agents.trainers.sequence_utils import load_sequence_model
 
-    cfg = supervised.Config(
-        task="babi",
-        core="lstm",
-        hidden_size=8,
-        task_options="max_statements=3",
-        total_sequences=16,
-        batch_size=8,
-        eval_sequences=8,
-        run_dir=tmp_path / "run",
-        progress=False,
-        image_every=0,
-    )
-    supervised.main(cfg)
+    _train_tiny(tmp_path, task="babi", core="lstm", hidden_size=8, task_options="max_statements=3", total_sequences=16)
     _, task, ckpt = load_sequence_model(str(tmp_path / "run"))
     assert ckpt.meta["task_options"] == {"task": 1, "min_statements": 2, "max_statements": 3, "encoding": "facts"}
     assert task.encoding == "facts" and task.max_statements == 3
+
+
+def _train_tiny(tmp_path, **fields):
+    """A few updates of the supervised trainer into ``tmp_path/run``; returns its result."""
+    from agents.trainers import supervised
+
+    base = dict(
+        total_sequences=32, batch_size=16, eval_sequences=16, run_dir=tmp_path / "run", progress=False, image_every=0
+    )
+    return supervised.main(supervised.Config(**{**base, **fields}))
