@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agents.common.errors import require
+from agents.common.errors import HeedError, require
 from envs.tasks import Batch, register_task
 
 LOCATIONS = ("bedroom", "kitchen", "garden", "hallway", "bathroom", "office")
@@ -202,8 +202,7 @@ def sentences(qa: QA) -> list[str]:
 
 def encode(qa: QA) -> list[int]:
     """Token ids of the facts (in line order), the question and the final ``<answer>`` token."""
-    words = [w for _, s in sorted(qa.facts.items()) for w in tokenize(s)] + tokenize(qa.question)
-    return [WORD_INDEX[w] for w in words] + [WORD_INDEX[ANSWER_TOKEN]]
+    return [WORD_INDEX[w] for s in sentences(qa) for w in tokenize(s)] + [WORD_INDEX[ANSWER_TOKEN]]
 
 
 @register_task("babi")
@@ -240,7 +239,8 @@ class BabiTask:
         width, out = len(VOCAB), []
         for t, sentence in enumerate(sentences(qa)):
             words = tokenize(sentence)
-            require(len(words) <= MAX_WORDS, f"sentence longer than {MAX_WORDS} words: '{sentence}'")
+            if len(words) > MAX_WORDS:  # (no eager f-string per sentence: this runs for every sample)
+                raise HeedError(f"sentence longer than {MAX_WORDS} words: '{sentence}'")
             out += [(t, j * width + WORD_INDEX[w]) for j, w in enumerate(words)]
         return out
 

@@ -132,3 +132,13 @@ def test_fact_encoding_puts_one_sentence_per_step_in_word_slots(task):
 def test_unknown_encoding_is_a_clear_error():
     with pytest.raises(HeedError, match="encoding must be 'facts' or 'words'"):
         BabiTask(encoding="chars")
+
+
+def test_every_sentence_form_fits_the_fact_slots():
+    from envs.babi import ACTORS, DROPS, MOVES, OBJECTS, PICKS
+
+    longest_place, longest_object = max(LOCATIONS, key=len), max(OBJECTS, key=len)
+    forms = [f"{a} {m} {longest_place}." for a in ACTORS for m in MOVES]
+    forms += [f"{a} {p.format(longest_object)}." for a in ACTORS for p in PICKS + DROPS]
+    forms += [f"Where was the {longest_object} before the {longest_place}?", "Where is Sandra?"]
+    assert max(len(tokenize(f)) for f in forms) == MAX_WORDS
