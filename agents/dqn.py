@@ -2,7 +2,7 @@
 
 Use it the SB3 way::
 
-    from agents.dqn import DuelingDQN
+    from heed.agents.dqn import DuelingDQN
     model = DuelingDQN("CnnPolicy", env, prioritized=True, n_steps=3)
     model.learn(1_000_000, callback=...)
     model.save("pong.zip"); DuelingDQN.load("pong.zip")   # SB3's own format (pickles: trusted files only)
@@ -29,13 +29,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from heed.agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
+from heed.agents.common.errors import HeedError
+from heed.agents.networks import DuelingQNetwork, NatureConv, build_q_network
+from heed.agents.replay import PrioritizedNStepReplayBuffer, PrioritizedReplayBuffer
 from stable_baselines3 import DQN
 from stable_baselines3.dqn.policies import DQNPolicy
-
-from agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
-from agents.common.errors import HeedError
-from agents.networks import DuelingQNetwork, NatureConv, build_q_network
-from agents.replay import PrioritizedNStepReplayBuffer, PrioritizedReplayBuffer
 
 KIND = "dueling-dqn"
 
@@ -231,7 +230,7 @@ def play_atari(
 
     Game i is seeded with ``seed + i``; the first ``record_frames`` colour frames (210x160x3) are kept.
     """
-    from envs.atari import make_atari_env
+    from heed.envs.atari import make_atari_env
 
     env = make_atari_env(env_id, training=False, sticky_actions=sticky_actions,
                          render_mode="rgb_array" if record_frames else None)

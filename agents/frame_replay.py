@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from agents.replay import PrioritizedSamples, SumTree
+from heed.agents.replay import PrioritizedSamples, SumTree
 
 STACK = 4
 

@@ -29,11 +29,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from heed.agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
+from heed.agents.cores.base import State, detach_state, map_state
+from heed.agents.recurrent_policy import (
+    RecurrentActorCritic,
+    greedy_actions,
+    log_prob_entropy,
+    sample_actions,
+)
 from torch import nn
-
-from agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
-from agents.cores.base import State, detach_state, map_state
-from agents.recurrent_policy import RecurrentActorCritic, greedy_actions, log_prob_entropy, sample_actions
 
 
 @dataclass(frozen=True)
@@ -321,7 +325,7 @@ class RecurrentPPO:
     @classmethod
     def load(cls, path: str, env: Any = None, device: str | torch.device = "cpu") -> RecurrentPPO:
         """Rebuild a model from :meth:`save` (or a run dir: its latest checkpoint); ``env`` is optional."""
-        from agents.common.checkpoint import restore_optimizer
+        from heed.agents.common.checkpoint import restore_optimizer
 
         ckpt = load_checkpoint(path, expect_kind="ppo")
         cfg = PPOConfig(**ckpt.config["ppo"])

@@ -18,10 +18,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
+from heed.agents.common.errors import HeedError, suggest
+from heed.agents.cores.base import RecurrentCore, State, reset_state
 from torch import nn
-
-from agents.common.errors import HeedError, suggest
-from agents.cores.base import RecurrentCore, State, reset_state
 
 
 class EmptyState(NamedTuple):
@@ -48,13 +47,13 @@ class FeedforwardCore(RecurrentCore):
 
 
 def _lstm(input_size: int, hidden_size: int, learn_initial_state: bool = False) -> RecurrentCore:
-    from agents.cores.lstm import LSTMCore
+    from heed.agents.cores.lstm import LSTMCore
 
     return LSTMCore(input_size, hidden_size, learn_initial_state)
 
 
 def _gru(input_size: int, hidden_size: int, learn_initial_state: bool = False) -> RecurrentCore:
-    from agents.cores.gru import GRUCore
+    from heed.agents.cores.gru import GRUCore
 
     return GRUCore(input_size, hidden_size, learn_initial_state)
 
@@ -63,7 +62,7 @@ def _ntm(
     input_size: int, hidden_size: int, memory_size: int = 16, memory_width: int = 8, read_heads: int = 1,
     write_heads: int = 1, controller: str = "lstm", shift_range: int = 1,
 ) -> RecurrentCore:
-    from agents.cores.ntm import NTMCore
+    from heed.agents.cores.ntm import NTMCore
 
     return NTMCore(
         input_size, hidden_size, memory_size=memory_size, memory_width=memory_width, read_heads=read_heads,
@@ -75,7 +74,7 @@ def _dnc(
     input_size: int, hidden_size: int, memory_size: int = 16, memory_width: int = 8, read_heads: int = 1,
     write_heads: int = 1,
 ) -> RecurrentCore:
-    from agents.cores.dnc import DNCCore
+    from heed.agents.cores.dnc import DNCCore
 
     return DNCCore(
         input_size, hidden_size, memory_size=memory_size, memory_width=memory_width, read_heads=read_heads,

@@ -36,11 +36,10 @@ from __future__ import annotations
 import math
 
 import torch
+from heed.agents.common.errors import require
+from heed.agents.cores.act import halting_step
+from heed.agents.sequence import SequenceOutput, register_model
 from torch import nn
-
-from agents.common.errors import require
-from agents.cores.act import halting_step
-from agents.sequence import SequenceOutput, register_model
 
 NEG = -1e9  # masked logits: exp underflows to 0, yet a fully masked row stays finite
 

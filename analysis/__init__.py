@@ -3,7 +3,7 @@
 Takes any callable or ``nn.Module``; imports nothing from ``agents``.
 """
 
-from analysis.saliency import (
+from heed.analysis.saliency import (
     CAPTUM_METHODS,
     AnalysisError,
     DuelingSaliency,
@@ -13,7 +13,7 @@ from analysis.saliency import (
     multi_target_saliency,
     perturbation_saliency,
 )
-from analysis.sequential import sensitivity_matrix, sequential_jacobian
+from heed.analysis.sequential import sensitivity_matrix, sequential_jacobian
 
 __all__ = [
     "CAPTUM_METHODS",

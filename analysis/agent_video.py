@@ -20,9 +20,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from analysis.saliency import AnalysisError, dueling_saliency
-from analysis.video import (
+from heed.analysis.saliency import AnalysisError, dueling_saliency
+from heed.analysis.video import (
     FrameInfo,
     compose_frame,
     percentile_scale,

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from analysis.saliency import AnalysisError
+from heed.analysis.saliency import AnalysisError
 
 
 def _numpy(x) -> np.ndarray:
@@ -93,7 +92,7 @@ def sequential_jacobian_figure(
     :func:`analysis.sensitivity_matrix` and ``J_t[s, d] = ||dy_t / dx_{s, d}||`` over outputs
     (from :func:`analysis.sequential_jacobian`).
     """
-    from analysis.sequential import sensitivity_matrix, sequential_jacobian
+    from heed.analysis.sequential import sensitivity_matrix, sequential_jacobian
 
     if inputs.dim() != 3 or inputs.shape[0] != 1:
         raise AnalysisError(f"give one sequence shaped [1, T, D], got {tuple(inputs.shape)}")

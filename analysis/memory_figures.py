@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from analysis.figures import save_figure
+from heed.analysis.figures import save_figure
 
 
 def _np(x: Any) -> np.ndarray:

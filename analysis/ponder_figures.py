@@ -20,8 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-
-from analysis.figures import save_figure
+from heed.analysis.figures import save_figure
 
 
 def _np(x: Any) -> np.ndarray:

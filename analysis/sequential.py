@@ -29,8 +29,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-
-from analysis.saliency import AnalysisError
+from heed.analysis.saliency import AnalysisError
 
 SeqFn = Callable[[torch.Tensor], object]
 

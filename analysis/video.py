@@ -24,8 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from analysis.saliency import AnalysisError
+from heed.analysis.saliency import AnalysisError
 
 SCREEN_HW = (210, 160)
 VIDEO_SUFFIXES = (".mp4", ".gif")

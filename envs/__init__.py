@@ -3,6 +3,6 @@
 Importing ``envs`` registers every ``heed/...`` id with Gymnasium (and ale-py's ``ALE/...`` ids).
 """
 
-from envs import registration as _registration
+from heed.envs import registration as _registration
 
 _registration.register_all()

@@ -26,8 +26,7 @@ from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
-
-from envs.tasks import TASKS, Batch, register_task
+from heed.envs.tasks import TASKS, Batch, register_task
 
 
 class _BitTask:
@@ -336,4 +335,4 @@ def register() -> None:
     ``heed/DynamicNGrams-v0`` and ``heed/PrioritySort-v0``."""
     for env_id, task in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point="envs.algorithmic:AlgorithmicEnv", kwargs={"task": task})
+            gym.register(env_id, entry_point="heed.envs.algorithmic:AlgorithmicEnv", kwargs={"task": task})

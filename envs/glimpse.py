@@ -20,9 +20,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-
-from agents.common.errors import HeedError
-from envs.mnist import NUM_CLASSES, dataset_spec, load_digits, make_canvases
+from heed.agents.common.errors import HeedError
+from heed.envs.mnist import NUM_CLASSES, dataset_spec, load_digits, make_canvases
 
 # dataset -> (patch, scales) of the default foveal retina
 RETINA: dict[str, tuple[int, int]] = {
@@ -215,4 +214,4 @@ def register() -> None:
     """Register every ``heed/Glimpse...-v0`` id (idempotent)."""
     for env_id, kwargs in IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point="envs.glimpse:GlimpseEnv", kwargs=kwargs)
+            gym.register(env_id, entry_point="heed.envs.glimpse:GlimpseEnv", kwargs=kwargs)

@@ -29,8 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-
-from agents.common.errors import HeedError, suggest
+from heed.agents.common.errors import HeedError, suggest
 
 NUM_CLASSES = 10
 

@@ -32,9 +32,8 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-
-from agents.common.errors import require
-from envs.tasks import TASKS, Batch, SequenceTask, register_task
+from heed.agents.common.errors import require
+from heed.envs.tasks import TASKS, Batch, SequenceTask, register_task
 
 # the 10 two-input gates whose output depends on both inputs; truth table over (a, b) = 00, 01, 10, 11
 GATES = np.array(
@@ -279,8 +278,8 @@ ENV_IDS = {
 
 def register() -> None:
     """Register the pondering ids (and import :mod:`envs.babi` so ``babi`` is in ``TASKS``)."""
-    import envs.babi  # noqa: F401  (registers the babi task)
+    import heed.envs.babi  # noqa: F401  (registers the babi task)
 
     for env_id, task in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(env_id, entry_point="envs.ponder:SequenceTaskEnv", kwargs={"task_name": task})
+            gym.register(env_id, entry_point="heed.envs.ponder:SequenceTaskEnv", kwargs={"task_name": task})

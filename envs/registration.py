@@ -11,11 +11,11 @@ import gymnasium as gym
 
 # modules with a ``register()`` function; each registers its own ids
 AREAS: list[str] = [
-    "envs.atari",
-    "envs.algorithmic",
-    "envs.glimpse",
-    "envs.memory",  # ppo issue
-    "envs.ponder",
+    "heed.envs.atari",
+    "heed.envs.algorithmic",
+    "heed.envs.glimpse",
+    "heed.envs.memory",  # ppo issue
+    "heed.envs.ponder",
 ]
 
 _done = False

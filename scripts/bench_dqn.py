@@ -48,8 +48,8 @@ class Config:
 
 
 def heed_contender(cfg: Config, num_envs: int, workdir: Path):
-    from agents.trainers.dqn import AtariDQNTrainer
-    from agents.trainers.dqn import Config as TrainConfig
+    from heed.agents.trainers.dqn import AtariDQNTrainer
+    from heed.agents.trainers.dqn import Config as TrainConfig
 
     trainer = AtariDQNTrainer(TrainConfig(
         env=cfg.env, total_steps=10**9, seed=0, device="cpu", run_dir=workdir / f"heed{num_envs}",
@@ -67,11 +67,10 @@ def heed_contender(cfg: Config, num_envs: int, workdir: Path):
 
 
 def sb3_contender(cfg: Config):
+    from heed.envs.atari import check_atari_id
     from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
-
-    from envs.atari import check_atari_id
 
     env = VecFrameStack(make_atari_env(check_atari_id(cfg.env), n_envs=1, seed=0,
                                        env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), 4)
@@ -149,6 +148,6 @@ def main(cfg: Config) -> str:
 
 
 if __name__ == "__main__":
-    from agents.common.errors import cli_main
+    from heed.agents.common.errors import cli_main
 
     cli_main(lambda: main(tyro.cli(Config)))

@@ -28,9 +28,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
-
-from agents.common.errors import HeedError, cli_main, require
-from agents.trainers import sequence_utils as su
+from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.trainers import sequence_utils as su
 
 
 @dataclass(frozen=True)

@@ -21,9 +21,8 @@ from typing import Any
 
 import torch
 import tyro
-
-from agents.common.errors import cli_main
-from agents.trainers import ppo as trainer
+from heed.agents.common.errors import cli_main
+from heed.agents.trainers import ppo as trainer
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,8 @@ def _stats(values: list[float]) -> str:
 
 def bench_saliency(cfg: Config) -> list[dict]:
     from captum.attr import Saliency
-
-    from agents.networks import build_q_network
-    from analysis import dueling_saliency, perturbation_saliency
+    from heed.agents.networks import build_q_network
+    from heed.analysis import dueling_saliency, perturbation_saliency
 
     torch.manual_seed(cfg.seed)
     net = build_q_network((4, 84, 84), 6).eval()
@@ -107,7 +106,7 @@ def bench_saliency(cfg: Config) -> list[dict]:
 
 
 def bench_sensitivity(cfg: Config) -> list[dict]:
-    from analysis import sensitivity_matrix
+    from heed.analysis import sensitivity_matrix
 
     torch.manual_seed(cfg.seed)
     lstm = torch.nn.LSTM(cfg.inputs, cfg.hidden, batch_first=True).eval()
@@ -163,8 +162,7 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     import tyro
-
-    from agents.common.errors import cli_main
+    from heed.agents.common.errors import cli_main
 
     config = tyro.cli(Config, description=__doc__)
     cli_main(lambda: main(config))

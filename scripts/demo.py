@@ -48,16 +48,16 @@ class Config:
 
 def bundled_agent() -> Path:
     """``agents/pretrained/pong`` inside the installed package."""
-    import agents
+    import heed.agents
 
-    return Path(agents.__file__).resolve().parent / "pretrained" / "pong"
+    return Path(heed.agents.__file__).resolve().parent / "pretrained" / "pong"
 
 
 def load_agent(cfg: Config, device: torch.device):
     """``(net, env_id, description)``: the given or bundled agent, else a seeded untrained network."""
-    from agents.common.checkpoint import WEIGHTS
-    from agents.dqn import load_q_network, save_q_network
-    from agents.networks import build_q_network
+    from heed.agents.common.checkpoint import WEIGHTS
+    from heed.agents.dqn import load_q_network, save_q_network
+    from heed.agents.networks import build_q_network
 
     path = cfg.checkpoint if cfg.checkpoint is not None else bundled_agent()
     if cfg.checkpoint is not None or (path / WEIGHTS).exists():
@@ -75,7 +75,7 @@ def load_agent(cfg: Config, device: torch.device):
 
 def agent_part(cfg: Config, device: torch.device, writer, files: dict) -> dict:
     """Play, compute saliency, write the videos, stills and summary."""
-    from analysis.agent_video import (
+    from heed.analysis.agent_video import (
         format_summary,
         greedy_policy,
         play,
@@ -84,8 +84,8 @@ def agent_part(cfg: Config, device: torch.device, writer, files: dict) -> dict:
         summarize,
         video_frames,
     )
-    from analysis.figures import log_image
-    from envs.atari import make_atari_env
+    from heed.analysis.figures import log_image
+    from heed.envs.atari import make_atari_env
 
     net, env_id, description = load_agent(cfg, device)
     print(description)
@@ -125,8 +125,8 @@ def agent_part(cfg: Config, device: torch.device, writer, files: dict) -> dict:
 
 def jacobian_part(cfg: Config, writer, files: dict) -> dict:
     """Train the cue-recall LSTM and draw its sequential Jacobian."""
-    from analysis.cue_demo import cue_batch, cue_sensitivity_ratio, input_labels, train_cue_lstm
-    from analysis.figures import figure_to_array, log_image, save_figure, sequential_jacobian_figure
+    from heed.analysis.cue_demo import cue_batch, cue_sensitivity_ratio, input_labels, train_cue_lstm
+    from heed.analysis.figures import figure_to_array, log_image, save_figure, sequential_jacobian_figure
 
     steps = 24
     model, metrics = train_cue_lstm(steps=steps, updates=cfg.jacobian_updates, seed=cfg.seed, progress=cfg.progress)
@@ -142,10 +142,10 @@ def jacobian_part(cfg: Config, writer, files: dict) -> dict:
 
 def main(cfg: Config) -> dict:
     """Run the whole demo; returns ``{"files": {...}, "saliency": summary, "jacobian": {...}, "seconds": s}``."""
-    from agents.common.device import resolve_device
-    from agents.common.errors import HeedError, require
-    from agents.common.run import open_writer, prepare_run_dir
-    from analysis.saliency import AnalysisError
+    from heed.agents.common.device import resolve_device
+    from heed.agents.common.errors import HeedError, require
+    from heed.agents.common.run import open_writer, prepare_run_dir
+    from heed.analysis.saliency import AnalysisError
 
     require(cfg.steps >= 1 and cfg.gif_frames >= 1, "--steps and --gif-frames must be positive")
     require(cfg.jacobian_updates >= 0, "--jacobian-updates must not be negative")
@@ -176,8 +176,7 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     import tyro
-
-    from agents.common.errors import cli_main
+    from heed.agents.common.errors import cli_main
 
     config = tyro.cli(Config, description=__doc__)
     cli_main(lambda: main(config))

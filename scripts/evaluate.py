@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import tyro
-
-from agents.common.errors import HeedError, cli_main, require
+from heed.agents.common.errors import HeedError, cli_main, require
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,8 @@ def main(cfg: Config) -> dict:
     require(0.0 <= cfg.epsilon <= 1.0, "--epsilon must be in [0, 1]")
     if cfg.video is not None and cfg.video.suffix.lower() not in {".mp4", ".gif"}:
         raise HeedError(f"--video must end in .mp4 or .gif, got '{cfg.video.name}'")
-    from agents.common.device import resolve_device
-    from agents.dqn import load_q_network, play_atari
+    from heed.agents.common.device import resolve_device
+    from heed.agents.dqn import load_q_network, play_atari
 
     device = resolve_device(cfg.device)
     net, meta = load_q_network(cfg.checkpoint, device)

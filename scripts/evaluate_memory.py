@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 import tyro
-
-from agents.common.checkpoint import save_checkpoint
-from agents.common.errors import HeedError, cli_main, require
-from agents.trainers import sequence_utils as su
+from heed.agents.common.checkpoint import save_checkpoint
+from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.trainers import sequence_utils as su
 
 
 @dataclass(frozen=True)

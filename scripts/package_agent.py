@@ -16,8 +16,7 @@ from typing import Literal
 
 import torch
 import tyro
-
-from agents.common.errors import HeedError, cli_main
+from heed.agents.common.errors import HeedError, cli_main
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,8 @@ def command_from_config(cfg: dict) -> str:
 
 
 def main(cfg: Config) -> Path:
-    from agents.common.checkpoint import latest_checkpoint, write_json_atomic
-    from agents.dqn import load_q_network, save_q_network
+    from heed.agents.common.checkpoint import latest_checkpoint, write_json_atomic
+    from heed.agents.dqn import load_q_network, save_q_network
 
     source = cfg.run / "best" if cfg.which == "best" else latest_checkpoint(cfg.run)
     if source is None or not (source / "weights.safetensors").exists():

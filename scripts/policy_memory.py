@@ -25,10 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 import tyro
-
-from agents.common.errors import HeedError, cli_main
-from agents.ppo import RecurrentPPO
-from analysis import policy_figures as pf
+from heed.agents.common.errors import HeedError, cli_main
+from heed.agents.ppo import RecurrentPPO
+from heed.analysis import policy_figures as pf
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def _normaliser(model: RecurrentPPO, trainer_cfg: dict[str, Any]):
 @torch.no_grad()
 def play(model: RecurrentPPO, env, normalise, seed: int, max_steps: int) -> dict[str, Any]:
     """One greedy episode: observations ``[T, D]`` (as the policy saw them), actions, return, attention."""
-    from agents.recurrent_policy import greedy_actions
+    from heed.agents.recurrent_policy import greedy_actions
 
     policy = model.policy
     obs, _ = env.reset(seed=seed)
@@ -96,12 +95,12 @@ def play(model: RecurrentPPO, env, normalise, seed: int, max_steps: int) -> dict
 
 
 def main(cfg: Config) -> dict[str, Any]:
-    from analysis.sequential import sensitivity_matrix
-    from envs.memory import make_env
+    from heed.analysis.sequential import sensitivity_matrix
+    from heed.envs.memory import make_env
 
     torch.set_num_threads(1)
     model = RecurrentPPO.load(str(cfg.run))
-    from agents.common.checkpoint import load_checkpoint
+    from heed.agents.common.checkpoint import load_checkpoint
 
     trainer_cfg = load_checkpoint(str(cfg.run), expect_kind="ppo").config.get("trainer", {})
     env_id = cfg.env or trainer_cfg.get("env")
@@ -140,12 +139,12 @@ def main(cfg: Config) -> dict[str, Any]:
     ep = first["ep"]
     heads = pf.split_heads(ep["attention"])
     if heads:
-        from analysis.memory_figures import weighting_heatmaps
+        from heed.analysis.memory_figures import weighting_heatmaps
 
         paths["weightings"] = str(weighting_heatmaps(heads, out_dir / f"{cfg.prefix}_weightings.png",
                                                      title=f"{model.policy.core_name} weightings over the episode"))
     if cfg.video:
-        from analysis.memory_figures import write_video
+        from heed.analysis.memory_figures import write_video
 
         frames = pf.sensitivity_frames(first["sens"], ep["obs"], ep["renders"], ep["actions"])
         paths["video"] = str(write_video(frames, out_dir / f"{cfg.prefix}_sensitivity.mp4", fps=cfg.fps))

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
-
-from agents.common.checkpoint import load_checkpoint, load_module_state
-from agents.common.errors import HeedError, cli_main, require
-from analysis.glimpse_figures import glimpse_frames, path_figure, write_video
+from heed.agents.common.checkpoint import load_checkpoint, load_module_state
+from heed.agents.common.errors import HeedError, cli_main, require
+from heed.analysis.glimpse_figures import glimpse_frames, path_figure, write_video
 
 
 @dataclass(frozen=True)
@@ -41,9 +40,9 @@ class Config:
 
 def main(cfg: Config) -> dict[str, Path]:
     """Write the still and the video; returns their paths."""
-    from agents.trainers.glimpse import Config as TrainConfig
-    from agents.trainers.glimpse import make_model, retina
-    from envs.mnist import dataset_spec, fixed_test_set, load_digits
+    from heed.agents.trainers.glimpse import Config as TrainConfig
+    from heed.agents.trainers.glimpse import make_model, retina
+    from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits
 
     require(cfg.video in ("gif", "mp4"), f"unknown --video '{cfg.video}': use gif or mp4")
     require(cfg.count >= 1, "--count must be at least 1")

@@ -20,10 +20,9 @@ from typing import Literal
 import numpy as np
 import torch
 import tyro
-
-from agents.common.errors import cli_main, require
-from agents.trainers import sequence_utils as su
-from analysis import memory_figures as mf
+from heed.agents.common.errors import cli_main, require
+from heed.agents.trainers import sequence_utils as su
+from heed.analysis import memory_figures as mf
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
-
-from agents.common.errors import cli_main, require
-from agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model
-from analysis import ponder_figures as pf
-from envs.babi import BabiTask
-from envs.ponder import addition_digits
-from envs.tasks import TASKS
+from heed.agents.common.errors import cli_main, require
+from heed.agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model
+from heed.analysis import ponder_figures as pf
+from heed.envs.babi import BabiTask
+from heed.envs.ponder import addition_digits
+from heed.envs.tasks import TASKS
 
 
 @dataclass(frozen=True)

@@ -58,14 +58,14 @@ class Config:
 
 def record_agent(net, env_id: str, cfg, device: torch.device, rng: np.random.Generator):
     """Play ``net`` in ``env_id`` and return ``(recording, value maps, advantage maps, action names)``."""
-    from analysis.agent_video import greedy_policy, play, stream_saliency
-    from envs.atari import make_atari_env
+    from heed.analysis.agent_video import greedy_policy, play, stream_saliency
+    from heed.envs.atari import make_atari_env
 
     env = make_atari_env(env_id, training=False, render_mode="rgb_array")
     try:
         expected = tuple(net.observation_space.shape)
         if tuple(env.observation_space.shape) != expected:
-            from agents.common.errors import HeedError
+            from heed.agents.common.errors import HeedError
 
             raise HeedError(
                 f"the checkpoint's network takes observations {expected}, '{env_id}' gives {env.observation_space.shape}"
@@ -80,8 +80,8 @@ def record_agent(net, env_id: str, cfg, device: torch.device, rng: np.random.Gen
 
 def log_stills(writer, rec, sal_v, sal_a, mode: str, names: list[str], count: int, percentile: float) -> None:
     """``count`` evenly spaced composed frames as TensorBoard images ``saliency/<mode>`` (step = frame)."""
-    from analysis.agent_video import video_frames
-    from analysis.figures import log_image
+    from heed.analysis.agent_video import video_frames
+    from heed.analysis.figures import log_image
 
     idx = sorted({int(i) for i in np.linspace(0, len(rec) - 1, max(1, count))})
     for i, frame in zip(idx, video_frames(rec, sal_v, sal_a, mode, percentile, names, idx)):
@@ -90,11 +90,11 @@ def log_stills(writer, rec, sal_v, sal_a, mode: str, names: list[str], count: in
 
 def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
     """Load (or take) the network, play, write video + summary; returns the summary dict."""
-    from agents.common.device import resolve_device
-    from agents.common.errors import HeedError, require
-    from agents.dqn import load_q_network
-    from analysis.agent_video import format_summary, render_recording, summarize
-    from analysis.saliency import AnalysisError
+    from heed.agents.common.device import resolve_device
+    from heed.agents.common.errors import HeedError, require
+    from heed.agents.dqn import load_q_network
+    from heed.analysis.agent_video import format_summary, render_recording, summarize
+    from heed.analysis.saliency import AnalysisError
 
     require(cfg.steps >= 0 and cfg.episodes >= 0, "--steps and --episodes must not be negative")
     require(cfg.steps > 0 or cfg.episodes > 0, "give --steps N or --episodes N (at least one positive)")
@@ -115,7 +115,7 @@ def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
         video = render_recording(rec, sal_v, sal_a, cfg.out, cfg.mode, cfg.fps, cfg.percentile, names, progress=cfg.progress)
         summary = summarize(rec, sal_v, sal_a, env_id)
         if cfg.tensorboard is not None:
-            from agents.common.run import open_writer
+            from heed.agents.common.run import open_writer
 
             writer = open_writer(cfg.tensorboard)
             log_stills(writer, rec, sal_v, sal_a, cfg.mode, names, cfg.stills, cfg.percentile)
@@ -133,7 +133,7 @@ def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
 
 def main(cfg: Config) -> dict:
     """Entry point: run and print the summary."""
-    from analysis.agent_video import format_summary
+    from heed.analysis.agent_video import format_summary
 
     summary = run(cfg)
     print(format_summary(summary))
@@ -145,8 +145,7 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     import tyro
-
-    from agents.common.errors import cli_main
+    from heed.agents.common.errors import cli_main
 
     config = tyro.cli(Config, description=__doc__)
     cli_main(lambda: main(config))

@@ -48,7 +48,7 @@ class Config:
 
 
 def _demo_model(cfg: Config, device: torch.device):
-    from analysis.cue_demo import cue_batch, input_labels, train_cue_lstm
+    from heed.analysis.cue_demo import cue_batch, input_labels, train_cue_lstm
 
     model, metrics = train_cue_lstm(
         steps=cfg.steps, hidden=cfg.hidden, updates=cfg.updates, seed=cfg.seed, progress=cfg.progress
@@ -60,7 +60,7 @@ def _demo_model(cfg: Config, device: torch.device):
 
 
 def _checkpoint_model(cfg: Config, device: torch.device):
-    from agents.trainers.sequence_utils import batch_to_tensors, import_registries, load_sequence_model
+    from heed.agents.trainers.sequence_utils import batch_to_tensors, import_registries, load_sequence_model
 
     import_registries()
     model, task, ckpt = load_sequence_model(str(cfg.checkpoint), device)
@@ -76,11 +76,11 @@ def _checkpoint_model(cfg: Config, device: torch.device):
 
 def run(cfg: Config) -> dict:
     """Build or load the model, compute the Jacobians, write the figure; returns a summary dict."""
-    from agents.common.device import resolve_device
-    from agents.common.errors import HeedError, require
-    from analysis.cue_demo import cue_sensitivity_ratio
-    from analysis.figures import figure_to_array, log_image, save_figure, sequential_jacobian_figure
-    from analysis.saliency import AnalysisError
+    from heed.agents.common.device import resolve_device
+    from heed.agents.common.errors import HeedError, require
+    from heed.analysis.cue_demo import cue_sensitivity_ratio
+    from heed.analysis.figures import figure_to_array, log_image, save_figure, sequential_jacobian_figure
+    from heed.analysis.saliency import AnalysisError
 
     require(cfg.out.suffix.lower() == ".png", f"--out must end in .png, got '{cfg.out}'")
     require(cfg.steps >= 2 and cfg.hidden >= 1 and cfg.updates >= 0, "--steps >= 2, --hidden >= 1, --updates >= 0")
@@ -105,7 +105,7 @@ def run(cfg: Config) -> dict:
         "cue_ratio": cue_sensitivity_ratio(matrix.cpu(), t),
     }
     if cfg.tensorboard is not None:
-        from agents.common.run import open_writer
+        from heed.agents.common.run import open_writer
 
         writer = open_writer(cfg.tensorboard)
         log_image(writer, "sequential_jacobian/figure", image)
@@ -131,8 +131,7 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     import tyro
-
-    from agents.common.errors import cli_main
+    from heed.agents.common.errors import cli_main
 
     config = tyro.cli(Config, description=__doc__)
     cli_main(lambda: main(config))

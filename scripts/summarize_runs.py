@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 import tyro
-
-from agents.common.errors import cli_main, require
+from heed.agents.common.errors import cli_main, require
 
 
 def _metric_key(row: dict) -> str:

@@ -17,10 +17,10 @@ import importlib
 import sys
 
 TRAINERS = {
-    "dqn": ("agents.trainers.dqn", "Dueling / Double DQN on Atari (or any discrete Gymnasium env)"),
-    "supervised": ("agents.trainers.supervised", "a recurrent core on an algorithmic or QA task"),
-    "ppo": ("agents.trainers.ppo", "recurrent PPO over any core on a memory environment"),
-    "glimpse": ("agents.trainers.glimpse", "hard (RAM) or soft (DRAW) attention on glimpse MNIST"),
+    "dqn": ("heed.agents.trainers.dqn", "Dueling / Double DQN on Atari (or any discrete Gymnasium env)"),
+    "supervised": ("heed.agents.trainers.supervised", "a recurrent core on an algorithmic or QA task"),
+    "ppo": ("heed.agents.trainers.ppo", "recurrent PPO over any core on a memory environment"),
+    "glimpse": ("heed.agents.trainers.glimpse", "hard (RAM) or soft (DRAW) attention on glimpse MNIST"),
 }
 
 
@@ -33,8 +33,7 @@ def usage() -> str:
 
 def run(argv: list[str]) -> None:
     import tyro
-
-    from agents.common.errors import cli_main, suggest
+    from heed.agents.common.errors import cli_main, suggest
 
     if not argv or argv[0] in {"-h", "--help"}:
         print(usage())

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
-from agents.cores.act import ACTCore, TanhRNNCore, halting_distribution
-from agents.sequence import SEQUENCE_MODELS
+from heed.agents.cores.act import ACTCore, TanhRNNCore, halting_distribution
+from heed.agents.sequence import SEQUENCE_MODELS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
+from heed.agents.trainers import dqn as dqn_trainer
+from heed.envs.atari import make_atari_env, make_vector_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from agents.common.checkpoint import latest_checkpoint, load_checkpoint
-from agents.trainers import dqn as dqn_trainer
-from envs.atari import make_atari_env, make_vector_env
 
 TAGS = {"charts/episodic_return", "charts/sps", "charts/epsilon", "charts/q_values", "losses/td_loss", "eval/return"}
 
@@ -99,7 +98,7 @@ def test_same_seed_same_weights(tmp_path):
 
 
 def test_evaluate_script_plays_full_games(smoke_run, tmp_path):
-    from scripts.evaluate import Config, main
+    from heed.scripts.evaluate import Config, main
 
     out = main(Config(checkpoint=smoke_run, episodes=1, epsilon=1.0, seed=0, progress=False,
                       video=tmp_path / "play.gif", video_steps=40))
@@ -110,7 +109,7 @@ def test_evaluate_script_plays_full_games(smoke_run, tmp_path):
 
 
 def test_validate_rejects_nonsense():
-    from agents.common.errors import HeedError
+    from heed.agents.common.errors import HeedError
 
     with pytest.raises(HeedError, match="total-steps"):
         dqn_trainer.validate(dataclasses.replace(tiny_cfg("x"), total_steps=-5))

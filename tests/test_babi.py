@@ -4,9 +4,8 @@ import re
 
 import numpy as np
 import pytest
-
-from agents.common.errors import HeedError
-from envs.babi import LOCATIONS, MAX_WORDS, VOCAB, BabiTask, generate_story, parse_babi, tokenize
+from heed.agents.common.errors import HeedError
+from heed.envs.babi import LOCATIONS, MAX_WORDS, VOCAB, BabiTask, generate_story, parse_babi, tokenize
 
 MOVE = re.compile(r"^(\w+) (?:moved|went|journeyed|travelled|went back) to the (\w+)\.$")
 PICK = re.compile(r"^(\w+) (?:picked up|got|grabbed|took) the (\w+) there\.$")
@@ -135,7 +134,7 @@ def test_unknown_encoding_is_a_clear_error():
 
 
 def test_every_sentence_form_fits_the_fact_slots():
-    from envs.babi import ACTORS, DROPS, MOVES, OBJECTS, PICKS
+    from heed.envs.babi import ACTORS, DROPS, MOVES, OBJECTS, PICKS
 
     longest_place, longest_object = max(LOCATIONS, key=len), max(OBJECTS, key=len)
     forms = [f"{a} {m} {longest_place}." for a in ACTORS for m in MOVES]

@@ -6,9 +6,8 @@ import sys
 
 import pytest
 import torch
-
-from agents.common.checkpoint import save_checkpoint
-from scripts.train import run
+from heed.agents.common.checkpoint import save_checkpoint
+from heed.scripts.train import run
 
 
 def fails_with(capsys, argv, *fragments):
@@ -54,8 +53,8 @@ def test_resume_without_run(capsys, tmp_path):
 
 
 def evaluate_fails(capsys, path, *fragments):
-    from agents.common.errors import cli_main
-    from scripts.evaluate import Config, main
+    from heed.agents.common.errors import cli_main
+    from heed.scripts.evaluate import Config, main
 
     with pytest.raises(SystemExit) as exc:
         cli_main(lambda: main(Config(checkpoint=path, episodes=1, progress=False)))

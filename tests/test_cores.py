@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
-from agents.cores import addressing as A
-from agents.cores.base import reset_state, unroll
-from agents.cores.dnc import DNCCore
-from agents.cores.lstm import LSTMCore
-from agents.cores.ntm import NTMCore
+from heed.agents.cores import addressing as A
+from heed.agents.cores.base import reset_state, unroll
+from heed.agents.cores.dnc import DNCCore
+from heed.agents.cores.lstm import LSTMCore
+from heed.agents.cores.ntm import NTMCore
 
 EPS = A.EPS
 

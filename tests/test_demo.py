@@ -9,8 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-
-from agents.common.errors import HeedError
+from heed.agents.common.errors import HeedError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,8 +27,8 @@ def load_script(name: str):
 
 @pytest.fixture(scope="module")
 def random_agent(tmp_path_factory):
-    from agents.dqn import save_q_network
-    from agents.networks import build_q_network
+    from heed.agents.dqn import save_q_network
+    from heed.agents.networks import build_q_network
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("agent") / "pong_random"

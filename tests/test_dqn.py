@@ -4,10 +4,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-
-from agents.dqn import DuelingDQN, load_q_network, save_q_network
-from agents.networks import build_q_network
-from agents.replay import PrioritizedReplayBuffer, SumTree
+from heed.agents.dqn import DuelingDQN, load_q_network, save_q_network
+from heed.agents.networks import build_q_network
+from heed.agents.replay import PrioritizedReplayBuffer, SumTree
 
 
 class Corridor(gym.Env):

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pytest
-
-from agents.frame_replay import FrameReplayBuffer
+from heed.agents.frame_replay import FrameReplayBuffer
 
 
 def fake_episode_stream(n_envs, steps, rng, p_end=0.05, p_life=0.05):

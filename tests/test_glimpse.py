@@ -8,17 +8,16 @@ import shutil
 import sys
 
 import gymnasium as gym
+import heed.envs  # noqa: F401  (registers the heed/ ids)
 import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
-
-import envs  # noqa: F401  (registers the heed/ ids)
-from agents.common.errors import HeedError
-from agents.glimpse import RAM, build_model, count_params, hybrid_loss, mc_predict
-from agents.glimpse.ram import GlimpseOutput, gaussian_log_prob
-from agents.glimpse.sensors import draw_params, draw_read, filterbank, foveal_glimpse
-from envs.glimpse import IDS, foveal_glimpse_np
+from heed.agents.common.errors import HeedError
+from heed.agents.glimpse import RAM, build_model, count_params, hybrid_loss, mc_predict
+from heed.agents.glimpse.ram import GlimpseOutput, gaussian_log_prob
+from heed.agents.glimpse.sensors import draw_params, draw_read, filterbank, foveal_glimpse
+from heed.envs.glimpse import IDS, foveal_glimpse_np
 
 IMG = torch.arange(1, 65, dtype=torch.float32).view(1, 8, 8)  # pixel (r, c) holds 8 r + c + 1
 
@@ -190,7 +189,7 @@ def test_env_rewards_the_right_answer_and_shows_the_right_tile():
 
 
 def _tiny(tmp_path, **kw):
-    from agents.trainers.glimpse import Config
+    from heed.agents.trainers.glimpse import Config
 
     base = {"dataset": "mnist", "model": "ram", "glimpses": 2, "steps": 4, "batch_size": 8, "hidden": 16}
     base.update(eval_size=20, mc_samples=2, eval_every=2, checkpoint_every=2, log_every=1, progress=False)
@@ -199,13 +198,13 @@ def _tiny(tmp_path, **kw):
 
 
 def _weights(run_dir):
-    from agents.common.checkpoint import latest_checkpoint, load_checkpoint
+    from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
 
     return load_checkpoint(latest_checkpoint(run_dir)).tensors
 
 
 def test_trainer_runs_and_resumes_exactly(tmp_path):
-    from agents.trainers.glimpse import main
+    from heed.agents.trainers.glimpse import main
 
     cfg = _tiny(tmp_path)
     res = main(cfg)
@@ -216,7 +215,7 @@ def test_trainer_runs_and_resumes_exactly(tmp_path):
     ckpts = tmp_path / "run" / "checkpoints"
     shutil.rmtree(ckpts / "step_0000000004")
     (ckpts / "latest").write_text("step_0000000002")
-    from agents.trainers.glimpse import Config
+    from heed.agents.trainers.glimpse import Config
 
     res2 = main(Config(resume=str(tmp_path / "run"), steps=4, progress=False))
     assert res2["step"] == 4
@@ -229,14 +228,14 @@ def test_trainer_runs_and_resumes_exactly(tmp_path):
 
 @pytest.mark.parametrize("model", ["soft", "cnn", "random"])
 def test_trainer_other_models(tmp_path, model):
-    from agents.trainers.glimpse import main
+    from heed.agents.trainers.glimpse import main
 
     res = main(_tiny(tmp_path, model=model, dataset="translated60", read_size=4, steps=2))
     assert res["model"] == model and res["step"] == 2
 
 
 def test_trainer_bad_input(tmp_path):
-    from agents.trainers.glimpse import Config, main
+    from heed.agents.trainers.glimpse import Config, main
 
     with pytest.raises(HeedError, match="Did you mean"):
         main(_tiny(tmp_path, dataset="cluttered6"))
@@ -259,7 +258,7 @@ def _load_script(name: str):
 
 
 def test_draw_frame_puts_the_current_box_where_the_glimpse_was():
-    from analysis.glimpse_figures import CURRENT_COLOUR, draw_frame
+    from heed.analysis.glimpse_figures import CURRENT_COLOUR, draw_frame
 
     frame = draw_frame(np.zeros((10, 10)), np.array([[0.0, 0.0]]), np.array([[4.0]]), upto=0, scale=1)
     assert frame.shape == (10, 10, 3) and frame.dtype == np.uint8
@@ -270,7 +269,7 @@ def test_draw_frame_puts_the_current_box_where_the_glimpse_was():
 
 @pytest.mark.parametrize("model,video", [("soft", "gif"), ("ram", "mp4")])
 def test_record_glimpses_writes_still_and_video(tmp_path, model, video):
-    from agents.trainers.glimpse import main as train
+    from heed.agents.trainers.glimpse import main as train
 
     train(_tiny(tmp_path, model=model, steps=2, read_size=4))
     record = _load_script("record_glimpses")
@@ -282,7 +281,7 @@ def test_record_glimpses_writes_still_and_video(tmp_path, model, video):
 
 
 def test_record_glimpses_refuses_a_cnn(tmp_path):
-    from agents.trainers.glimpse import main as train
+    from heed.agents.trainers.glimpse import main as train
 
     train(_tiny(tmp_path, model="cnn", steps=1))
     record = _load_script("record_glimpses")

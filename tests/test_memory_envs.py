@@ -8,10 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-
-from agents.common.errors import HeedError
-from envs.memory import CARTPOLE_NOVEL_ID, MEMORY_LENGTH_ID, MemoryLengthEnv, make_env, popgym_available
-from envs.registration import heed_ids
+from heed.agents.common.errors import HeedError
+from heed.envs.memory import CARTPOLE_NOVEL_ID, MEMORY_LENGTH_ID, MemoryLengthEnv, make_env, popgym_available
+from heed.envs.registration import heed_ids
 
 IDS = [MEMORY_LENGTH_ID, CARTPOLE_NOVEL_ID]
 

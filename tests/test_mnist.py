@@ -7,9 +7,8 @@ import struct
 
 import numpy as np
 import pytest
-
-from agents.common.errors import HeedError
-from envs.mnist import (
+from heed.agents.common.errors import HeedError
+from heed.envs.mnist import (
     DATASETS,
     CanvasSpec,
     Digits,

@@ -3,13 +3,12 @@
 import pickle
 
 import gymnasium as gym
+import heed.envs  # noqa: F401  (registers the ids)
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
-
-import envs  # noqa: F401  (registers the ids)
-from envs.ponder import ENV_IDS, addition_digits
-from envs.tasks import TASKS
+from heed.envs.ponder import ENV_IDS, addition_digits
+from heed.envs.tasks import TASKS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -122,8 +121,8 @@ def test_babi_env_task_option():
 def test_train_then_record_in_process(tmp_path, task, core, task_options, model_options):
     import json
 
-    from scripts.record_ponder import Config as RecordConfig
-    from scripts.record_ponder import main as record
+    from heed.scripts.record_ponder import Config as RecordConfig
+    from heed.scripts.record_ponder import main as record
 
     result = _train_tiny(tmp_path, task=task, core=core, tau=0.01, task_options=task_options, model_options=model_options)
     assert result["sequences"] == 32
@@ -145,8 +144,8 @@ def test_train_then_record_in_process(tmp_path, task, core, task_options, model_
 def test_copy_record_reports_accuracy_by_output_index(tmp_path):
     import json
 
-    from scripts.record_ponder import Config as RecordConfig
-    from scripts.record_ponder import main as record
+    from heed.scripts.record_ponder import Config as RecordConfig
+    from heed.scripts.record_ponder import main as record
 
     _train_tiny(
         tmp_path,
@@ -168,7 +167,7 @@ def test_copy_record_reports_accuracy_by_output_index(tmp_path):
 def test_checkpoint_stores_resolved_task_options(tmp_path):
     """A run started without options records the task defaults, so changing a default later
     cannot change what the checkpoint is rebuilt with."""
-    from agents.trainers.sequence_utils import load_sequence_model
+    from heed.agents.trainers.sequence_utils import load_sequence_model
 
     _train_tiny(tmp_path, task="babi", core="lstm", hidden_size=8, task_options="max_statements=3", total_sequences=16)
     _, task, ckpt = load_sequence_model(str(tmp_path / "run"))
@@ -178,7 +177,7 @@ def test_checkpoint_stores_resolved_task_options(tmp_path):
 
 def _train_tiny(tmp_path, **fields):
     """A few updates of the supervised trainer into ``tmp_path/run``; returns its result."""
-    from agents.trainers import supervised
+    from heed.agents.trainers import supervised
 
     base = dict(
         total_sequences=32, batch_size=16, eval_sequences=16, run_dir=tmp_path / "run", progress=False, image_every=0

@@ -8,14 +8,13 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
-
-from agents.common.checkpoint import save_checkpoint
-from agents.common.errors import HeedError
-from agents.cores.base import map_state
-from agents.cores.gru import GRUCore
-from agents.ppo import PPOConfig, RecurrentPPO, RolloutStorage
-from agents.recurrent_policy import RecurrentActorCritic, log_prob_entropy
-from agents.trainers import ppo as trainer
+from heed.agents.common.checkpoint import save_checkpoint
+from heed.agents.common.errors import HeedError
+from heed.agents.cores.base import map_state
+from heed.agents.cores.gru import GRUCore
+from heed.agents.ppo import PPOConfig, RecurrentPPO, RolloutStorage
+from heed.agents.recurrent_policy import RecurrentActorCritic, log_prob_entropy
+from heed.agents.trainers import ppo as trainer
 
 CORES = ["mlp", "lstm", "gru", "ntm", "dnc"]
 SMALL = {"memory_size": 6, "memory_width": 4}
@@ -219,8 +218,8 @@ def test_trainer_main_and_resume(tmp_path):
     saved = json.loads((run / "config.json").read_text())
     assert saved["total_steps"] == 128 and saved["core"] == "gru" and saved["memory_length"] == 2
 
-    from scripts.policy_memory import Config as MemoryConfig
-    from scripts.policy_memory import main as memory_main
+    from heed.scripts.policy_memory import Config as MemoryConfig
+    from heed.scripts.policy_memory import main as memory_main
 
     summary = memory_main(MemoryConfig(run=run, episodes=2, out_dir=tmp_path / "fig", prefix="p", video=False))
     assert [e["length"] for e in summary["episodes"]] == [3, 3]
@@ -228,10 +227,10 @@ def test_trainer_main_and_resume(tmp_path):
 
 
 def test_policy_memory_shows_ntm_weightings_and_bench_runs(tmp_path):
-    from scripts.bench_ppo_memory import Config as BenchConfig
-    from scripts.bench_ppo_memory import main as bench_main
-    from scripts.policy_memory import Config as MemoryConfig
-    from scripts.policy_memory import main as memory_main
+    from heed.scripts.bench_ppo_memory import Config as BenchConfig
+    from heed.scripts.bench_ppo_memory import main as bench_main
+    from heed.scripts.policy_memory import Config as MemoryConfig
+    from heed.scripts.policy_memory import main as memory_main
 
     out = bench_main(BenchConfig(cores=("ntm",), lengths=(1,), total_steps=32, n_envs=2, n_steps=16, hidden_size=8,
                                  eval_episodes=2, sb3_length=-1, runs_root=tmp_path / "runs", out=tmp_path / "b.json"))

@@ -4,9 +4,8 @@ import json
 from pathlib import Path
 
 import torch
+from heed.agents.dqn import load_q_network
 from safetensors import safe_open
-
-from agents.dqn import load_q_network
 
 PONG = Path(__file__).resolve().parents[1] / "agents" / "pretrained" / "pong"
 
@@ -24,7 +23,7 @@ def test_shipped_files_and_fp16_weights():
 
 
 def test_load_and_play_one_game_better_than_random():
-    from scripts.evaluate import Config, main
+    from heed.scripts.evaluate import Config, main
 
     net, meta = load_q_network(PONG)
     x = torch.zeros(2, 4, 84, 84, dtype=torch.uint8)

@@ -2,9 +2,7 @@
 
 import pytest
 import torch
-from torch import nn
-
-from analysis import (
+from heed.analysis import (
     AnalysisError,
     captum_saliency,
     dueling_saliency,
@@ -12,7 +10,8 @@ from analysis import (
     multi_target_saliency,
     perturbation_saliency,
 )
-from analysis.saliency import gaussian_blur
+from heed.analysis.saliency import gaussian_blur
+from torch import nn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -24,7 +23,7 @@ def _linear(d: int = 7, k: int = 3) -> nn.Linear:
 
 @pytest.fixture(scope="module")
 def qnet():
-    from agents.networks import build_q_network
+    from heed.agents.networks import build_q_network
 
     torch.manual_seed(1)
     return build_q_network((4, 84, 84), 5).eval()

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
+from heed.analysis import AnalysisError, sensitivity_matrix, sequential_jacobian
 from torch import nn
-
-from analysis import AnalysisError, sensitivity_matrix, sequential_jacobian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -62,7 +61,7 @@ def test_analytic_cumulative_model():
 
 
 def test_heed_core_through_a_wrapper():
-    from agents.cores.lstm import LSTMCore
+    from heed.agents.cores.lstm import LSTMCore
 
     torch.manual_seed(2)
     core = LSTMCore(3, 4).eval()
@@ -99,7 +98,7 @@ def test_bad_inputs_get_clear_errors(rnn):
 
 
 def test_trained_cue_lstm_lights_up_at_the_cue():
-    from analysis.cue_demo import cue_batch, cue_sensitivity_ratio, train_cue_lstm
+    from heed.analysis.cue_demo import cue_batch, cue_sensitivity_ratio, train_cue_lstm
 
     model, metrics = train_cue_lstm(steps=8, hidden=16, updates=200, batch_size=32, seed=0)
     assert metrics["mse"] < 0.05 < metrics["baseline_mse"]

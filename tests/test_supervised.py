@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from agents.common.checkpoint import latest_checkpoint, load_checkpoint
-from agents.common.errors import HeedError
-from agents.trainers import sequence_utils as su
-from agents.trainers.supervised import Config, main
+from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
+from heed.agents.common.errors import HeedError
+from heed.agents.trainers import sequence_utils as su
+from heed.agents.trainers.supervised import Config, main
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "agents" / "pretrained" / "ntm-copy"
@@ -99,8 +98,8 @@ def test_ntm_run_logs_images_and_rmsprop(tmp_path):
 
 
 def test_evaluate_memory_on_shipped_checkpoint(tmp_path):
-    from scripts.evaluate_memory import Config as EvalConfig
-    from scripts.evaluate_memory import main as evaluate
+    from heed.scripts.evaluate_memory import Config as EvalConfig
+    from heed.scripts.evaluate_memory import main as evaluate
 
     assert (PRETRAINED / "weights.safetensors").exists() and (PRETRAINED / "meta.json").exists()
     rows = evaluate(EvalConfig(checkpoint=PRETRAINED, lengths=(5, 20), sequences=8, batch_size=8,
@@ -112,8 +111,8 @@ def test_evaluate_memory_on_shipped_checkpoint(tmp_path):
 
 
 def test_record_memory_on_shipped_checkpoint(tmp_path):
-    from scripts.record_memory import Config as RecordConfig
-    from scripts.record_memory import main as record
+    from heed.scripts.record_memory import Config as RecordConfig
+    from heed.scripts.record_memory import main as record
 
     paths = record(RecordConfig(checkpoint=PRETRAINED, length=6, out_dir=tmp_path, video="gif"))
     for key in ("weightings", "copy_figure", "video"):
@@ -121,8 +120,8 @@ def test_record_memory_on_shipped_checkpoint(tmp_path):
 
 
 def test_bench_needs_the_reference_checkout(tmp_path):
-    from scripts.bench_ntm import Config as BenchConfig
-    from scripts.bench_ntm import main as bench
+    from heed.scripts.bench_ntm import Config as BenchConfig
+    from heed.scripts.bench_ntm import main as bench
 
     with pytest.raises(HeedError, match="pytorch-ntm"):
         bench(BenchConfig(reference=tmp_path / "missing"))
@@ -130,8 +129,8 @@ def test_bench_needs_the_reference_checkout(tmp_path):
 
 def test_ngram_run_logs_the_bayes_optimum_and_summarize_reads_it(tmp_path, capsys):
     """metrics.jsonl carries the Bayes-optimal cost of the held-out set; summarize_runs turns it into a row."""
-    from envs.algorithmic import DynamicNGramsTask
-    from scripts import summarize_runs
+    from heed.envs.algorithmic import DynamicNGramsTask
+    from heed.scripts import summarize_runs
 
     run = tmp_path / "ng"
     tiny = dict(TINY, task_options="length=30")

@@ -5,9 +5,8 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from agents.sequence import SEQUENCE_MODELS
-from agents.transformer import (
+from heed.agents.sequence import SEQUENCE_MODELS
+from heed.agents.transformer import (
     MultiHeadSelfAttention,
     UniversalTransformer,
     attention_mask,

@@ -3,10 +3,9 @@
 import imageio.v3 as iio
 import numpy as np
 import pytest
-
-from analysis import AnalysisError
-from analysis.figures import figure_to_array, log_image, plot_sensitivity
-from analysis.video import (
+from heed.analysis import AnalysisError
+from heed.analysis.figures import figure_to_array, log_image, plot_sensitivity
+from heed.analysis.video import (
     FrameInfo,
     compose_frame,
     percentile_scale,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-
-from agents.common.errors import HeedError
+from heed.agents.common.errors import HeedError
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:

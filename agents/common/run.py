@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agents.common.checkpoint import write_json_atomic
-from agents.common.errors import HeedError
+from heed.agents.common.checkpoint import write_json_atomic
+from heed.agents.common.errors import HeedError
 
 
 def default_run_dir(kind: str, name: str, seed: int) -> Path:

@@ -23,11 +23,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from heed.agents.common.errors import require
+from heed.agents.cores.base import RecurrentCore, State, map_state
+from heed.agents.sequence import SequenceOutput, register_model
 from torch import nn
-
-from agents.common.errors import require
-from agents.cores.base import RecurrentCore, State, map_state
-from agents.sequence import SequenceOutput, register_model
 
 
 class HaltStep(NamedTuple):

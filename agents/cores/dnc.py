@@ -19,10 +19,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from heed.agents.cores import addressing as A
+from heed.agents.cores.base import RecurrentCore
 from torch import nn
-
-from agents.cores import addressing as A
-from agents.cores.base import RecurrentCore
 
 
 class DNCState(NamedTuple):

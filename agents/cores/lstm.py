@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from heed.agents.cores.base import RecurrentCore, State
+from heed.agents.cores.base import unroll as step_unroll
 from torch import nn
-
-from agents.cores.base import RecurrentCore, State
-from agents.cores.base import unroll as step_unroll
 
 
 class LSTMState(NamedTuple):

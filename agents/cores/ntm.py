@@ -21,9 +21,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from agents.cores.addressing import (
+from heed.agents.cores.addressing import (
     circular_shift,
     content_weights,
     erase_add_write,
@@ -31,7 +29,8 @@ from agents.cores.addressing import (
     read_memory,
     sharpen,
 )
-from agents.cores.base import RecurrentCore
+from heed.agents.cores.base import RecurrentCore
+from torch import nn
 
 
 class NTMState(NamedTuple):

@@ -6,10 +6,10 @@ the core's constructor arguments (the trainer passes only those a builder accept
 
 from __future__ import annotations
 
-from agents.cores.dnc import DNCCore
-from agents.cores.lstm import LSTMCore
-from agents.cores.ntm import NTMCore
-from agents.sequence import RecurrentSequenceModel, register_model
+from heed.agents.cores.dnc import DNCCore
+from heed.agents.cores.lstm import LSTMCore
+from heed.agents.cores.ntm import NTMCore
+from heed.agents.sequence import RecurrentSequenceModel, register_model
 
 
 @register_model("lstm")

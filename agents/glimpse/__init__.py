@@ -5,12 +5,11 @@
 
 from __future__ import annotations
 
+from heed.agents.common.errors import HeedError, suggest
+from heed.agents.glimpse.cnn import CNN, hidden_for_budget
+from heed.agents.glimpse.ram import RAM, GlimpseOutput, hybrid_loss, mc_predict
+from heed.agents.glimpse.soft import SoftAttention
 from torch import nn
-
-from agents.common.errors import HeedError, suggest
-from agents.glimpse.cnn import CNN, hidden_for_budget
-from agents.glimpse.ram import RAM, GlimpseOutput, hybrid_loss, mc_predict
-from agents.glimpse.soft import SoftAttention
 
 MODELS = ("ram", "random", "soft", "cnn")
 

@@ -31,9 +31,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from heed.agents.glimpse.sensors import foveal_glimpse
 from torch import nn
-
-from agents.glimpse.sensors import foveal_glimpse
 
 
 class GlimpseOutput(NamedTuple):

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from heed.agents.glimpse.ram import GlimpseOutput
+from heed.agents.glimpse.sensors import draw_params, draw_read
 from torch import nn
-
-from agents.glimpse.ram import GlimpseOutput
-from agents.glimpse.sensors import draw_params, draw_read
 
 
 class SoftAttention(nn.Module):

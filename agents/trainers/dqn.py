@@ -27,19 +27,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from agents.common.checkpoint import (
+from heed.agents.common.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     load_module_state,
     restore_optimizer,
     save_run_checkpoint,
 )
-from agents.common.device import resolve_device
-from agents.common.errors import HeedError, require
-from agents.common.run import config_to_dict, default_run_dir, open_writer, prepare_run_dir, save_config
-from agents.dqn import KIND, DuelingDQN, greedy_actions, play_atari, q_network_meta, save_q_network
-from agents.frame_replay import FrameReplayBuffer
+from heed.agents.common.device import resolve_device
+from heed.agents.common.errors import HeedError, require
+from heed.agents.common.run import config_to_dict, default_run_dir, open_writer, prepare_run_dir, save_config
+from heed.agents.dqn import KIND, DuelingDQN, greedy_actions, play_atari, q_network_meta, save_q_network
+from heed.agents.frame_replay import FrameReplayBuffer
 
 DEFAULT_TOTAL_STEPS = 2_000_000
 
@@ -163,9 +162,8 @@ def resolve_config(cfg: Config) -> tuple[Config, Path]:
 
 def build_model(cfg: Config, device: torch.device) -> DuelingDQN:
     """The SB3 algorithm object (policy, target net, optimizer); its own replay buffer is a stub."""
+    from heed.envs.atari import make_atari_env
     from stable_baselines3.common.logger import configure
-
-    from envs.atari import make_atari_env
 
     spaces_env = make_atari_env(cfg.env, training=True, sticky_actions=cfg.sticky_actions)
     model = DuelingDQN(
@@ -212,7 +210,7 @@ class AtariDQNTrainer:
     def __init__(self, cfg: Config) -> None:
         validate(cfg)
         cfg, run_dir = resolve_config(cfg)
-        from envs.atari import check_atari_id, make_vector_env
+        from heed.envs.atari import check_atari_id, make_vector_env
 
         check_atari_id(cfg.env)
         self.device = resolve_device(cfg.device)

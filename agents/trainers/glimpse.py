@@ -23,9 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
-from agents.common.checkpoint import (
+from heed.agents.common.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     load_module_state,
@@ -33,12 +31,13 @@ from agents.common.checkpoint import (
     save_run_checkpoint,
     write_json_atomic,
 )
-from agents.common.device import resolve_device
-from agents.common.errors import HeedError, require
-from agents.common.run import default_run_dir, open_writer, prepare_run_dir, save_config
-from agents.glimpse import MODELS, build_model, count_params, hybrid_loss, mc_predict
-from envs.glimpse import RETINA
-from envs.mnist import dataset_spec, fixed_test_set, load_digits, make_canvases
+from heed.agents.common.device import resolve_device
+from heed.agents.common.errors import HeedError, require
+from heed.agents.common.run import default_run_dir, open_writer, prepare_run_dir, save_config
+from heed.agents.glimpse import MODELS, build_model, count_params, hybrid_loss, mc_predict
+from heed.envs.glimpse import RETINA
+from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits, make_canvases
+from tqdm import tqdm
 
 KIND = "glimpse"
 # fields a resumed run takes from the command line; everything else comes from the run's config.json

@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 import torch
-
-from agents.common.checkpoint import latest_checkpoint, save_run_checkpoint, write_json_atomic
-from agents.common.device import resolve_device
-from agents.common.errors import HeedError, require, suggest
-from agents.common.run import default_run_dir, open_writer, prepare_run_dir, save_config
-from agents.ppo import PPOConfig, RecurrentPPO
-from agents.recurrent_policy import CORES, RecurrentActorCritic
+from heed.agents.common.checkpoint import latest_checkpoint, save_run_checkpoint, write_json_atomic
+from heed.agents.common.device import resolve_device
+from heed.agents.common.errors import HeedError, require, suggest
+from heed.agents.common.run import default_run_dir, open_writer, prepare_run_dir, save_config
+from heed.agents.ppo import PPOConfig, RecurrentPPO
+from heed.agents.recurrent_policy import CORES, RecurrentActorCritic
 
 
 @dataclass(frozen=True)
@@ -125,9 +124,8 @@ def make_vec_env(
 ):
     """SB3 ``DummyVecEnv`` of flattened-observation envs + ``VecMonitor`` (+ ``VecNormalize``)."""
     import gymnasium as gym
+    from heed.envs.memory import make_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
-
-    from envs.memory import make_env
 
     kwargs = dict(kwargs or {})
     probe = make_env(env_id, **kwargs)

@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from heed.agents.common.checkpoint import load_checkpoint, load_module_state
+from heed.agents.common.errors import HeedError, suggest
+from heed.agents.sequence import SEQUENCE_MODELS
+from heed.envs.tasks import TASKS, Batch
 from torch import nn
-
-from agents.common.checkpoint import load_checkpoint, load_module_state
-from agents.common.errors import HeedError, suggest
-from agents.sequence import SEQUENCE_MODELS
-from envs.tasks import TASKS, Batch
 
 KIND = "sequence-model"
 
@@ -35,9 +34,9 @@ KIND = "sequence-model"
 def import_registries(extra: tuple[str, ...] = ()) -> None:
     """Import the modules that register tasks and models: ``agents.cores.registry``, ``envs.algorithmic``
     and those in :data:`agents.trainers.supervised.REGISTRY_MODULES`; modules that do not exist are skipped."""
-    from agents.trainers.supervised import REGISTRY_MODULES
+    from heed.agents.trainers.supervised import REGISTRY_MODULES
 
-    for name in ("envs.algorithmic", "agents.cores.registry") + tuple(REGISTRY_MODULES) + tuple(extra):
+    for name in ("heed.envs.algorithmic", "heed.agents.cores.registry") + tuple(REGISTRY_MODULES) + tuple(extra):
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -20,22 +20,21 @@ from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
-
-from agents.common.checkpoint import (
+from heed.agents.common.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     load_module_state,
     restore_optimizer,
     save_run_checkpoint,
 )
-from agents.common.device import resolve_device
-from agents.common.errors import HeedError, require
-from agents.common.run import config_to_dict, default_run_dir, open_writer, prepare_run_dir, save_config
-from agents.trainers import sequence_utils as su
+from heed.agents.common.device import resolve_device
+from heed.agents.common.errors import HeedError, require
+from heed.agents.common.run import config_to_dict, default_run_dir, open_writer, prepare_run_dir, save_config
+from heed.agents.trainers import sequence_utils as su
+from tqdm import tqdm
 
 #: modules imported for their task/model registrations besides the memory ones (absent ones are skipped)
-REGISTRY_MODULES: tuple[str, ...] = ("agents.cores.act", "agents.transformer", "envs.ponder", "envs.babi")
+REGISTRY_MODULES: tuple[str, ...] = ("heed.agents.cores.act", "heed.agents.transformer", "heed.envs.ponder", "heed.envs.babi")
 
 DEFAULT_SEQUENCES = 200_000
 
@@ -156,7 +155,7 @@ def _make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
 
 
 def _log_images(writer, model: torch.nn.Module, batch, task, step: int, device: torch.device) -> None:
-    from analysis.memory_figures import weighting_image
+    from heed.analysis.memory_figures import weighting_image
 
     inputs, _, _ = su.batch_to_tensors(batch, task.loss, device)
     with torch.no_grad():
