@@ -29,12 +29,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 import torch.nn.functional as F
+from stable_baselines3 import DQN
+from stable_baselines3.dqn.policies import DQNPolicy
+
 from heed.agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
 from heed.agents.common.errors import HeedError
 from heed.agents.networks import DuelingQNetwork, NatureConv, build_q_network
 from heed.agents.replay import PrioritizedNStepReplayBuffer, PrioritizedReplayBuffer
-from stable_baselines3 import DQN
-from stable_baselines3.dqn.policies import DQNPolicy
 
 KIND = "dueling-dqn"
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
 from heed.agents.replay import PrioritizedSamples, SumTree
 
 STACK = 4

@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+
 from heed.agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
 from heed.agents.cores.base import State, detach_state, map_state
 from heed.agents.recurrent_policy import (
@@ -37,7 +39,6 @@ from heed.agents.recurrent_policy import (
     log_prob_entropy,
     sample_actions,
 )
-from torch import nn
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
+from torch import nn
+
 from heed.agents.common.errors import HeedError, suggest
 from heed.agents.cores.base import RecurrentCore, State, reset_state
-from torch import nn
 
 
 class EmptyState(NamedTuple):

@@ -36,10 +36,11 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import nn
+
 from heed.agents.common.errors import require
 from heed.agents.cores.act import halting_step
 from heed.agents.sequence import SequenceOutput, register_model
-from torch import nn
 
 NEG = -1e9  # masked logits: exp underflows to 0, yet a fully masked row stays finite
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from heed.analysis.saliency import AnalysisError, dueling_saliency
 from heed.analysis.video import (
     FrameInfo,

@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import imageio.v2 as imageio
 import numpy as np
+
 from heed.analysis.figures import save_figure
 
 PATH_COLOUR = (255, 200, 0)

@@ -21,7 +21,6 @@ mode), so the gradient of ``sum_b y[b, target_b]`` holds every row's own gradien
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -29,18 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from heed.envs.errors import HeedError, suggest
+
 Fn = Callable[[torch.Tensor], torch.Tensor]
 Target = int | Sequence[int] | torch.Tensor | None
 
 
-class AnalysisError(ValueError):
-    """Bad input to an analysis function (scripts turn it into a one-line ``HeedError``)."""
-
-
-def _suggest(name: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
-    close = close or [c for c in choices if c.lower() == name.lower()]
-    return f" Did you mean: {', '.join(close)}?" if close else ""
+class AnalysisError(HeedError, ValueError):
+    """Bad input to an analysis function (a :class:`HeedError`: the CLIs print it as one line)."""
 
 
 def _owner(fn: Fn) -> object:
@@ -230,7 +225,7 @@ def captum_saliency(
     import captum.attr as ca
 
     if method not in CAPTUM_METHODS:
-        raise AnalysisError(f"unknown Captum method '{method}'.{_suggest(method, CAPTUM_METHODS)}")
+        raise AnalysisError(f"unknown Captum method '{method}'.{suggest(method, CAPTUM_METHODS)}")
     check_input_shape(fn, inputs)
     x = _float_leaf(inputs)
     with torch.no_grad():

@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+
 from heed.analysis.saliency import AnalysisError
 
 SeqFn = Callable[[torch.Tensor], object]

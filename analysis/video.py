@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from heed.analysis.saliency import AnalysisError
 
 SCREEN_HW = (210, 160)

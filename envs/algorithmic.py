@@ -26,6 +26,7 @@ from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
+
 from heed.envs.tasks import TASKS, Batch, register_task
 
 

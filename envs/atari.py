@@ -19,7 +19,8 @@ evaluation, rendering and SB3's ``learn``) and :func:`make_vector_env` (ale-py's
 from __future__ import annotations
 
 import gymnasium as gym
-from heed.agents.common.errors import HeedError, suggest
+
+from heed.envs.errors import HeedError, suggest
 
 FRAME_STACK = 4
 SCREEN = 84

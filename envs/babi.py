@@ -35,7 +35,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from heed.agents.common.errors import HeedError, require
+
+from heed.envs.errors import HeedError, require
 from heed.envs.tasks import Batch, register_task
 
 LOCATIONS = ("bedroom", "kitchen", "garden", "hallway", "bathroom", "office")

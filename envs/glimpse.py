@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from heed.agents.common.errors import HeedError
+
+from heed.envs.errors import HeedError
 from heed.envs.mnist import NUM_CLASSES, dataset_spec, load_digits, make_canvases
 
 # dataset -> (patch, scales) of the default foveal retina

@@ -125,7 +125,7 @@ def popgym_available() -> bool:
 
 def require_popgym(env_id: str) -> None:
     """Raise a one-line error when a POPGym id is asked for without the extra installed."""
-    from heed.agents.common.errors import HeedError
+    from heed.envs.errors import HeedError
 
     if not popgym_available():
         raise HeedError(
@@ -146,7 +146,7 @@ def register() -> None:
 
 def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     """``gym.make(env_id, **kwargs)`` with one-line errors for unknown ids and a missing POPGym."""
-    from heed.agents.common.errors import HeedError, suggest
+    from heed.envs.errors import HeedError, suggest
     from heed.envs.registration import register_all
 
     register_all()

@@ -29,7 +29,8 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from heed.agents.common.errors import HeedError, suggest
+
+from heed.envs.errors import HeedError, suggest
 
 NUM_CLASSES = 10
 

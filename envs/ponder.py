@@ -32,7 +32,8 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from heed.agents.common.errors import require
+
+from heed.envs.errors import require
 from heed.envs.tasks import TASKS, Batch, SequenceTask, register_task
 
 # the 10 two-input gates whose output depends on both inputs; truth table over (a, b) = 00, 01, 10, 11

@@ -67,10 +67,11 @@ def heed_contender(cfg: Config, num_envs: int, workdir: Path):
 
 
 def sb3_contender(cfg: Config):
-    from heed.envs.atari import check_atari_id
     from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
+
+    from heed.envs.atari import check_atari_id
 
     env = VecFrameStack(make_atari_env(check_atari_id(cfg.env), n_envs=1, seed=0,
                                        env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), 4)

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
+
 from heed.agents.common.errors import HeedError, cli_main, require
 from heed.agents.trainers import sequence_utils as su
 

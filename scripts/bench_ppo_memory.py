@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import tyro
+
 from heed.agents.common.errors import cli_main
 from heed.agents.trainers import ppo as trainer
 

@@ -65,6 +65,7 @@ def _stats(values: list[float]) -> str:
 
 def bench_saliency(cfg: Config) -> list[dict]:
     from captum.attr import Saliency
+
     from heed.agents.networks import build_q_network
     from heed.analysis import dueling_saliency, perturbation_saliency
 
@@ -162,6 +163,7 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     import tyro
+
     from heed.agents.common.errors import cli_main
 
     config = tyro.cli(Config, description=__doc__)

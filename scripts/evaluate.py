@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import tyro
+
 from heed.agents.common.errors import HeedError, cli_main, require
 
 

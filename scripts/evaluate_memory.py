@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 import tyro
+
 from heed.agents.common.checkpoint import save_checkpoint
 from heed.agents.common.errors import HeedError, cli_main, require
 from heed.agents.trainers import sequence_utils as su

@@ -16,6 +16,7 @@ from typing import Literal
 
 import torch
 import tyro
+
 from heed.agents.common.errors import HeedError, cli_main
 
 

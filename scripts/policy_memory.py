@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 import tyro
+
 from heed.agents.common.errors import HeedError, cli_main
 from heed.agents.ppo import RecurrentPPO
 from heed.analysis import policy_figures as pf

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
+
 from heed.agents.common.checkpoint import load_checkpoint, load_module_state
 from heed.agents.common.errors import HeedError, cli_main, require
 from heed.analysis.glimpse_figures import glimpse_frames, path_figure, write_video

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 import tyro
+
 from heed.agents.common.errors import cli_main, require
 from heed.agents.trainers import sequence_utils as su
 from heed.analysis import memory_figures as mf

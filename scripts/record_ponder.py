@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import tyro
+
 from heed.agents.common.errors import cli_main, require
 from heed.agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model
 from heed.analysis import ponder_figures as pf

@@ -145,6 +145,7 @@ def main(cfg: Config) -> dict:
 
 if __name__ == "__main__":
     import tyro
+
     from heed.agents.common.errors import cli_main
 
     config = tyro.cli(Config, description=__doc__)

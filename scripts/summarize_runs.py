@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import tyro
+
 from heed.agents.common.errors import cli_main, require
 
 

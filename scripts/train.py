@@ -33,6 +33,7 @@ def usage() -> str:
 
 def run(argv: list[str]) -> None:
     import tyro
+
     from heed.agents.common.errors import cli_main, suggest
 
     if not argv or argv[0] in {"-h", "--help"}:

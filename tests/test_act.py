@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+
 from heed.agents.cores.act import ACTCore, TanhRNNCore, halting_distribution
 from heed.agents.sequence import SEQUENCE_MODELS
 

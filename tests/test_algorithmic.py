@@ -5,10 +5,11 @@ from __future__ import annotations
 import pickle
 
 import gymnasium as gym
-import heed.envs  # noqa: F401  (registers the heed/ ids)
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+
+import heed.envs  # noqa: F401  (registers the heed/ ids)
 from heed.envs.algorithmic import ENV_IDS, DynamicNGramsTask, ngram_bayes_optimal_bits
 from heed.envs.tasks import TASKS
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
 from heed.agents.trainers import dqn as dqn_trainer
 from heed.envs.atari import make_atari_env, make_vector_env
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 TAGS = {"charts/episodic_return", "charts/sps", "charts/epsilon", "charts/q_values", "losses/td_loss", "eval/return"}
 

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+
 from heed.agents.common.errors import HeedError
 from heed.envs.babi import LOCATIONS, MAX_WORDS, VOCAB, BabiTask, generate_story, parse_babi, tokenize
 

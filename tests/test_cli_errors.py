@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+
 from heed.agents.common.checkpoint import save_checkpoint
 from heed.scripts.train import run
 

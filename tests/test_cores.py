@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from heed.agents.cores import addressing as A
 from heed.agents.cores.base import reset_state, unroll
 from heed.agents.cores.dnc import DNCCore

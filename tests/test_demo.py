@@ -9,6 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+
 from heed.agents.common.errors import HeedError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

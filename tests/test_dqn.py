@@ -4,6 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+
 from heed.agents.dqn import DuelingDQN, load_q_network, save_q_network
 from heed.agents.networks import build_q_network
 from heed.agents.replay import PrioritizedReplayBuffer, SumTree

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 from heed.agents.frame_replay import FrameReplayBuffer
 
 

@@ -8,11 +8,12 @@ import shutil
 import sys
 
 import gymnasium as gym
-import heed.envs  # noqa: F401  (registers the heed/ ids)
 import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+
+import heed.envs  # noqa: F401  (registers the heed/ ids)
 from heed.agents.common.errors import HeedError
 from heed.agents.glimpse import RAM, build_model, count_params, hybrid_loss, mc_predict
 from heed.agents.glimpse.ram import GlimpseOutput, gaussian_log_prob

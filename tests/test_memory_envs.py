@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+
 from heed.agents.common.errors import HeedError
 from heed.envs.memory import CARTPOLE_NOVEL_ID, MEMORY_LENGTH_ID, MemoryLengthEnv, make_env, popgym_available
 from heed.envs.registration import heed_ids

@@ -3,10 +3,11 @@
 import pickle
 
 import gymnasium as gym
-import heed.envs  # noqa: F401  (registers the ids)
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+
+import heed.envs  # noqa: F401  (registers the ids)
 from heed.envs.ponder import ENV_IDS, addition_digits
 from heed.envs.tasks import TASKS
 

@@ -8,6 +8,7 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
+
 from heed.agents.common.checkpoint import save_checkpoint
 from heed.agents.common.errors import HeedError
 from heed.agents.cores.base import map_state

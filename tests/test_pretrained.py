@@ -4,8 +4,9 @@ import json
 from pathlib import Path
 
 import torch
-from heed.agents.dqn import load_q_network
 from safetensors import safe_open
+
+from heed.agents.dqn import load_q_network
 
 PONG = Path(__file__).resolve().parents[1] / "agents" / "pretrained" / "pong"
 

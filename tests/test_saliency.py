@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from torch import nn
+
 from heed.analysis import (
     AnalysisError,
     captum_saliency,
@@ -11,7 +13,6 @@ from heed.analysis import (
     perturbation_saliency,
 )
 from heed.analysis.saliency import gaussian_blur
-from torch import nn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 import torch
-from heed.analysis import AnalysisError, sensitivity_matrix, sequential_jacobian
 from torch import nn
+
+from heed.analysis import AnalysisError, sensitivity_matrix, sequential_jacobian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
 from heed.agents.common.errors import HeedError
 from heed.agents.trainers import sequence_utils as su

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from heed.agents.sequence import SEQUENCE_MODELS
 from heed.agents.transformer import (
     MultiHeadSelfAttention,

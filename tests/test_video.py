@@ -3,6 +3,7 @@
 import imageio.v3 as iio
 import numpy as np
 import pytest
+
 from heed.analysis import AnalysisError
 from heed.analysis.figures import figure_to_array, log_image, plot_sensitivity
 from heed.analysis.video import (

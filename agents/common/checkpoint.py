@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from heed.agents.common.errors import HeedError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from heed.agents.common.errors import HeedError
 
 WEIGHTS = "weights.safetensors"
 OPTIMIZER = "optimizer.safetensors"

@@ -23,10 +23,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch import nn
+
 from heed.agents.common.errors import require
 from heed.agents.cores.base import RecurrentCore, State, map_state
 from heed.agents.sequence import SequenceOutput, register_model
-from torch import nn
 
 
 class HaltStep(NamedTuple):

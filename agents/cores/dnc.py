@@ -19,9 +19,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch import nn
+
 from heed.agents.cores import addressing as A
 from heed.agents.cores.base import RecurrentCore
-from torch import nn
 
 
 class DNCState(NamedTuple):

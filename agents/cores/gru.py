@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch import nn
+
 from heed.agents.cores.base import RecurrentCore, State
 from heed.agents.cores.base import unroll as step_unroll
-from torch import nn
 
 
 class GRUState(NamedTuple):

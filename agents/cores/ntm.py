@@ -21,6 +21,8 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from heed.agents.cores.addressing import (
     circular_shift,
     content_weights,
@@ -30,7 +32,6 @@ from heed.agents.cores.addressing import (
     sharpen,
 )
 from heed.agents.cores.base import RecurrentCore
-from torch import nn
 
 
 class NTMState(NamedTuple):

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from heed.agents.common.errors import HeedError, suggest
 from heed.agents.glimpse.cnn import CNN, hidden_for_budget
 from heed.agents.glimpse.ram import RAM, GlimpseOutput, hybrid_loss, mc_predict
 from heed.agents.glimpse.soft import SoftAttention
-from torch import nn
 
 MODELS = ("ram", "random", "soft", "cnn")
 

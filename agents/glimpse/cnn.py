@@ -9,8 +9,9 @@ chosen by :func:`hidden_for_budget` so the total parameter count is as close as 
 from __future__ import annotations
 
 import torch
-from heed.agents.glimpse.ram import GlimpseOutput
 from torch import nn
+
+from heed.agents.glimpse.ram import GlimpseOutput
 
 CHANNELS = (16, 32, 32)
 

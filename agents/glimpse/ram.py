@@ -31,8 +31,9 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from heed.agents.glimpse.sensors import foveal_glimpse
 from torch import nn
+
+from heed.agents.glimpse.sensors import foveal_glimpse
 
 
 class GlimpseOutput(NamedTuple):

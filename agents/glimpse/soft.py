@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from heed.agents.glimpse.ram import GlimpseOutput
 from heed.agents.glimpse.sensors import draw_params, draw_read
-from torch import nn
 
 
 class SoftAttention(nn.Module):

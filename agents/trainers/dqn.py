@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from heed.agents.common.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -162,8 +163,9 @@ def resolve_config(cfg: Config) -> tuple[Config, Path]:
 
 def build_model(cfg: Config, device: torch.device) -> DuelingDQN:
     """The SB3 algorithm object (policy, target net, optimizer); its own replay buffer is a stub."""
-    from heed.envs.atari import make_atari_env
     from stable_baselines3.common.logger import configure
+
+    from heed.envs.atari import make_atari_env
 
     spaces_env = make_atari_env(cfg.env, training=True, sticky_actions=cfg.sticky_actions)
     model = DuelingDQN(

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
 from heed.agents.common.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -37,7 +39,6 @@ from heed.agents.common.run import default_run_dir, open_writer, prepare_run_dir
 from heed.agents.glimpse import MODELS, build_model, count_params, hybrid_loss, mc_predict
 from heed.envs.glimpse import RETINA
 from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits, make_canvases
-from tqdm import tqdm
 
 KIND = "glimpse"
 # fields a resumed run takes from the command line; everything else comes from the run's config.json

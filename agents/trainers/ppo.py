@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from heed.agents.common.checkpoint import latest_checkpoint, save_run_checkpoint, write_json_atomic
 from heed.agents.common.device import resolve_device
 from heed.agents.common.errors import HeedError, require, suggest
@@ -124,8 +125,9 @@ def make_vec_env(
 ):
     """SB3 ``DummyVecEnv`` of flattened-observation envs + ``VecMonitor`` (+ ``VecNormalize``)."""
     import gymnasium as gym
-    from heed.envs.memory import make_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
+
+    from heed.envs.memory import make_env
 
     kwargs = dict(kwargs or {})
     probe = make_env(env_id, **kwargs)

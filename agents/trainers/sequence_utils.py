@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from heed.agents.common.checkpoint import load_checkpoint, load_module_state
 from heed.agents.common.errors import HeedError, suggest
 from heed.agents.sequence import SEQUENCE_MODELS
 from heed.envs.tasks import TASKS, Batch
-from torch import nn
 
 KIND = "sequence-model"
 

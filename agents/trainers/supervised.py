@@ -20,6 +20,8 @@ from typing import Literal
 
 import numpy as np
 import torch
+from tqdm import tqdm
+
 from heed.agents.common.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -31,7 +33,6 @@ from heed.agents.common.device import resolve_device
 from heed.agents.common.errors import HeedError, require
 from heed.agents.common.run import config_to_dict, default_run_dir, open_writer, prepare_run_dir, save_config
 from heed.agents.trainers import sequence_utils as su
-from tqdm import tqdm
 
 #: modules imported for their task/model registrations besides the memory ones (absent ones are skipped)
 REGISTRY_MODULES: tuple[str, ...] = ("heed.agents.cores.act", "heed.agents.transformer", "heed.envs.ponder", "heed.envs.babi")
