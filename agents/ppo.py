@@ -12,7 +12,9 @@ so a training sequence starting at step t0 is replayed exactly as it ran:
 
 Losses (per minibatch of sequences, ``r_t = pi(a_t|.) / pi_old(a_t|.)``, advantages by GAE):
 
-    L = -mean(min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)) + c_v mean((V_t - R_t)^2) / 2 - c_e mean(H_t)
+    L = -mean(min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)) + c_v mean((V_t - R_t)^2) / 2 - c_e mean(H_t) + L_aux
+
+``L_aux`` is the core's auxiliary loss on the minibatch's unroll (ACT's ponder cost, 0 for other cores).
 
     A_t = sum_k (gamma lambda)^k delta_{t+k},  delta_t = r_t + gamma V_{t+1} (1 - done_t) - V_t
 
@@ -147,12 +149,11 @@ class RecurrentPPO:
 
     def __init__(
         self, policy: RecurrentActorCritic, env: Any, cfg: PPOConfig = PPOConfig(), device: str | torch.device = "cpu",
-        seed: int = 0, policy_kwargs: dict[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         self.device = torch.device(device)
         self.policy = policy.to(self.device)
         self.cfg = cfg
-        self.policy_kwargs = dict(policy_kwargs or {})
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.learning_rate, eps=1e-5)
         self.generator = torch.Generator().manual_seed(seed)
         self.num_timesteps = 0
@@ -217,7 +218,7 @@ class RecurrentPPO:
         """``n_epochs`` passes of minibatch updates over the stored rollout; returns SB3-style stats."""
         cfg, policy = self.cfg, self.policy
         stats: dict[str, list[float]] = {k: [] for k in ("policy_gradient_loss", "value_loss", "entropy_loss",
-                                                         "approx_kl", "clip_fraction")}
+                                                         "approx_kl", "clip_fraction", "aux_loss")}
         stop = False
         for _ in range(cfg.n_epochs):
             for mb in self.storage.minibatches(cfg.seq_len, cfg.n_minibatches, self.generator):
@@ -231,7 +232,8 @@ class RecurrentPPO:
                 pg_loss = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range) * adv).mean()
                 v_loss = 0.5 * (out.values - mb["returns"]).pow(2).mean()
                 ent = entropy.mean()
-                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent
+                aux = policy.aux_loss(out.attention)
+                loss = pg_loss + cfg.vf_coef * v_loss - cfg.ent_coef * ent + aux
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
@@ -243,6 +245,7 @@ class RecurrentPPO:
                 stats["policy_gradient_loss"].append(pg_loss.item())
                 stats["value_loss"].append(v_loss.item())
                 stats["entropy_loss"].append(-ent.item())
+                stats["aux_loss"].append(aux.item())
                 if cfg.target_kl and approx_kl > 1.5 * cfg.target_kl:
                     stop = True
                     break
@@ -313,7 +316,7 @@ class RecurrentPPO:
         tensors["rng.generator"] = self.generator.get_state()
         meta = {
             "kind": "ppo",
-            "config": {"ppo": asdict(self.cfg), "policy": self.policy_kwargs},
+            "config": {"ppo": asdict(self.cfg), "policy": self.policy.kwargs()},
             "counters": {"num_timesteps": self.num_timesteps, "iterations": self.iterations},
         }
         return tensors, meta
@@ -334,7 +337,7 @@ class RecurrentPPO:
         policy = RecurrentActorCritic(**kwargs)
         policy_tensors = {k[len("policy."):]: v for k, v in ckpt.tensors.items() if k.startswith("policy.")}
         load_module_state(policy, policy_tensors, where=str(ckpt.path))
-        model = cls(policy, None, cfg, device, policy_kwargs=kwargs)
+        model = cls(policy, None, cfg, device)
         if ckpt.optimizer_tensors is not None and "optimizer" in ckpt.meta:
             restore_optimizer(model.optimizer, ckpt.optimizer_tensors, ckpt.meta["optimizer"])
         if "rng.generator" in ckpt.tensors:

@@ -1,4 +1,4 @@
-"""An actor-critic policy over any recurrent core (see :mod:`agents.cores.base`), and the core builders.
+"""An actor-critic policy over any recurrent core (see :mod:`heed.agents.cores.base`).
 
 The policy runs one core shared by the actor and the critic:
 
@@ -7,106 +7,22 @@ The policy runs one core shared by the actor and the critic:
 
 ``x_t`` is the (optionally normalised) observation. ``s_0 = core.initial_state(B)``, learned or not,
 is recomputed from the current parameters at every reset, so a learned initial state gets its
-gradient in training. The ``mlp`` core keeps an empty state: a feedforward baseline that goes
+gradient in training. The core is any entry of the table of parts (:mod:`heed.agents.parts`),
+built from its config; the ``mlp`` core keeps an empty state: a feedforward baseline that goes
 through exactly the same code.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
-from heed.agents.common.errors import HeedError, suggest
-from heed.agents.cores.base import RecurrentCore, State, reset_state
-
-
-class EmptyState(NamedTuple):
-    """A stateless core's state: ``[B, 0]``."""
-
-    empty: torch.Tensor
-
-
-class FeedforwardCore(RecurrentCore):
-    """h_t = tanh(W_2 tanh(W_1 x_t + b_1) + b_2): no memory at all (the baseline policy's "core")."""
-
-    def __init__(self, input_size: int, hidden_size: int = 64) -> None:
-        super().__init__()
-        self.input_size, self.output_size = input_size, hidden_size
-        self.net = nn.Sequential(nn.Linear(input_size, hidden_size), nn.Tanh(), nn.Linear(hidden_size, hidden_size), nn.Tanh())
-        self.register_buffer("_anchor", torch.zeros(0))
-
-    def initial_state(self, batch_size: int) -> EmptyState:
-        return EmptyState(self._anchor.new_zeros(batch_size, 0))
-
-    def forward(self, x: torch.Tensor, state: EmptyState) -> tuple[torch.Tensor, EmptyState, dict[str, torch.Tensor]]:
-        """x ``[B, D]`` -> ``[B, H]``, the unchanged empty state, ``{}``."""
-        return self.net(x), state, {}
-
-
-def _lstm(input_size: int, hidden_size: int, learn_initial_state: bool = False) -> RecurrentCore:
-    from heed.agents.cores.lstm import LSTMCore
-
-    return LSTMCore(input_size, hidden_size, learn_initial_state)
-
-
-def _gru(input_size: int, hidden_size: int, learn_initial_state: bool = False) -> RecurrentCore:
-    from heed.agents.cores.gru import GRUCore
-
-    return GRUCore(input_size, hidden_size, learn_initial_state)
-
-
-def _ntm(
-    input_size: int, hidden_size: int, memory_size: int = 16, memory_width: int = 8, read_heads: int = 1,
-    write_heads: int = 1, controller: str = "lstm", shift_range: int = 1,
-) -> RecurrentCore:
-    from heed.agents.cores.ntm import NTMCore
-
-    return NTMCore(
-        input_size, hidden_size, memory_size=memory_size, memory_width=memory_width, read_heads=read_heads,
-        write_heads=write_heads, controller=controller, shift_range=shift_range,
-    )
-
-
-def _dnc(
-    input_size: int, hidden_size: int, memory_size: int = 16, memory_width: int = 8, read_heads: int = 1,
-    write_heads: int = 1,
-) -> RecurrentCore:
-    from heed.agents.cores.dnc import DNCCore
-
-    return DNCCore(
-        input_size, hidden_size, memory_size=memory_size, memory_width=memory_width, read_heads=read_heads,
-        write_heads=write_heads,
-    )
-
-
-def _mlp(input_size: int, hidden_size: int) -> RecurrentCore:
-    return FeedforwardCore(input_size, hidden_size)
-
-
-CORES: dict[str, Callable[..., RecurrentCore]] = {"mlp": _mlp, "lstm": _lstm, "gru": _gru, "ntm": _ntm, "dnc": _dnc}
-
-
-def register_core(name: str, builder: Callable[..., RecurrentCore]) -> None:
-    """Make a core usable as a policy: ``builder(input_size, hidden_size, **options) -> RecurrentCore``."""
-    CORES[name] = builder
-
-
-def build_core(name: str, input_size: int, hidden_size: int, **options: Any) -> RecurrentCore:
-    """Build core ``name``; options the builder does not take are dropped (one config serves all cores)."""
-    if name not in CORES:
-        raise HeedError(f"unknown core '{name}' (known: {', '.join(CORES)}).{suggest(name, CORES)}")
-    builder = CORES[name]
-    accepted = inspect.signature(builder).parameters
-    kept = {k: v for k, v in options.items() if k in accepted}
-    try:
-        return builder(input_size, hidden_size, **kept)
-    except ImportError as exc:
-        raise HeedError(f"core '{name}' is not available: {exc}") from None
-
+from heed.agents.common.errors import HeedError
+from heed.agents.cores.base import State, reset_state
+from heed.agents.parts import build_core, part_from_dict, part_to_dict
 
 ACTION_KINDS = ("discrete", "multibinary")
 
@@ -154,27 +70,35 @@ class RecurrentActorCritic(nn.Module):
     Args:
         obs_dim: D, the flat observation size.
         n_actions: A (discrete) or K (multibinary: K independent bits).
+        core: the core's config (any entry of :data:`heed.agents.parts.CORES`), or its stored dict.
         action_kind: ``"discrete"`` (Gymnasium ``Discrete(A)``) or ``"multibinary"`` (``MultiBinary(K)``).
-        core: ``mlp``, ``lstm``, ``gru``, ``ntm``, ``dnc`` or any name given to :func:`register_core`.
-        hidden_size: the core's hidden (controller) size.
-        core_options: extra core arguments (memory_size, memory_width, read_heads, learn_initial_state, ...).
+
+    A core with an auxiliary loss (ACT's ponder cost) adds it through :meth:`aux_loss`.
     """
 
-    def __init__(
-        self, obs_dim: int, n_actions: int, core: str = "lstm", hidden_size: int = 64, action_kind: str = "discrete",
-        **core_options: Any,
-    ) -> None:
+    def __init__(self, obs_dim: int, n_actions: int, core: Any, action_kind: str = "discrete") -> None:
         super().__init__()
         if action_kind not in ACTION_KINDS:
             raise HeedError(f"action_kind must be one of {ACTION_KINDS}, got '{action_kind}'")
-        self.obs_dim, self.n_actions, self.core_name, self.action_kind = obs_dim, n_actions, core, action_kind
-        self.core = build_core(core, obs_dim, hidden_size, **core_options)
+        core_cfg = part_from_dict(core) if isinstance(core, dict) else core
+        self.obs_dim, self.n_actions, self.action_kind = obs_dim, n_actions, action_kind
+        self.core_cfg, self.core_name = core_cfg, core_cfg.name
+        self.core = build_core(core_cfg, obs_dim)
         self.actor = nn.Linear(self.core.output_size, n_actions)
         self.critic = nn.Linear(self.core.output_size, 1)
         nn.init.orthogonal_(self.actor.weight, gain=0.01)
         nn.init.zeros_(self.actor.bias)
         nn.init.orthogonal_(self.critic.weight, gain=1.0)
         nn.init.zeros_(self.critic.bias)
+
+    def kwargs(self) -> dict[str, Any]:
+        """JSON-ready constructor arguments: ``RecurrentActorCritic(**policy.kwargs())`` rebuilds it."""
+        return {"obs_dim": self.obs_dim, "n_actions": self.n_actions, "core": part_to_dict(self.core_cfg),
+                "action_kind": self.action_kind}
+
+    def aux_loss(self, attention: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The core's auxiliary loss of an unroll's attention (ACT: the ponder cost; else 0)."""
+        return self.core.aux_loss(attention)
 
     def initial_state(self, batch_size: int) -> State:
         """The core's initial state for ``batch_size`` rows."""

@@ -28,19 +28,24 @@ were encoder-decoders). With ``max_offset = K > 0`` every training sequence adds
 ``o ~ U{0..K}`` to all its positions (randomised positions, Ruoss et al. 2023), so positions far
 beyond the training lengths are seen in training; evaluation (``model.eval()``) uses ``o = 0``.
 
-Registered sequence models: ``"transformer"``, ``"ut"`` (fixed depth) and ``"ut-act"``.
+Models in the table of parts (:mod:`heed.agents.parts`): ``transformer`` (:class:`TransformerConfig`),
+``ut`` (fixed depth, :class:`UTConfig`) and ``ut-act`` (:class:`UTACTConfig`). Each maps
+``inputs [B, T, D]`` to ``(logits [B, T, K], attention, aux_loss)``.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from heed.agents.common.errors import require
 from heed.agents.cores.act import halting_step
-from heed.agents.sequence import SequenceOutput, register_model
+from heed.agents.cores.base import PartName, part_name
+
+SequenceOutput = tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]  # logits, attention, aux_loss
 
 NEG = -1e9  # masked logits: exp underflows to 0, yet a fully masked row stays finite
 
@@ -123,23 +128,69 @@ class Block(nn.Module):
         return x + self.drop(self.ff(self.norm2(x))), weights
 
 
+@dataclass(frozen=True)
+class SelfAttentionConfig:
+    """What every self-attention model here shares (the three configs below add their depth)."""
+
+    name: PartName = part_name("self-attention")
+    d_model: int = 64
+    """model width d"""
+    heads: int = 4
+    """attention heads H (must divide d_model)"""
+    causal: bool = False
+    """forbid attending to later steps"""
+    pad_zero_inputs: bool = True
+    """treat all-zero input rows as padding"""
+    dropout: float = 0.0
+    """dropout after attention and the transition"""
+    reset_unit: int = -1
+    """restart positions after steps where this input unit is non-zero (-1: absolute positions)"""
+    max_offset: int = 0
+    """random training offset of all positions, up to this (0: none)"""
+
+
+@dataclass(frozen=True)
+class TransformerConfig(SelfAttentionConfig):
+    """A Transformer encoder: ``layers`` distinct pre-norm blocks."""
+
+    name: PartName = part_name("transformer")
+    layers: int = 2
+    """blocks"""
+
+
+@dataclass(frozen=True)
+class UTConfig(SelfAttentionConfig):
+    """The Universal Transformer: one block applied ``depth`` times."""
+
+    name: PartName = part_name("ut")
+    depth: int = 6
+    """steps over depth"""
+
+
+@dataclass(frozen=True)
+class UTACTConfig(SelfAttentionConfig):
+    """The Universal Transformer with per-position ACT (at most ``depth`` steps)."""
+
+    name: PartName = part_name("ut-act")
+    depth: int = 8
+    """the cap on steps over depth"""
+    tau: float = 0.01
+    """ponder cost weight"""
+    eps: float = 0.01
+    """halt once the summed halting probability reaches 1 - eps"""
+    halting_bias: float = 1.0
+    """initial bias of the halting unit"""
+
+
 class _Base(nn.Module):
     """Shared input embedding, masks and readout."""
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        d_model: int,
-        causal: bool,
-        pad_zero_inputs: bool,
-        reset_unit: int = -1,
-        max_offset: int = 0,
-    ):
+    def __init__(self, input_size: int, output_size: int, cfg: SelfAttentionConfig) -> None:
         super().__init__()
+        d_model, reset_unit, max_offset = cfg.d_model, cfg.reset_unit, cfg.max_offset
         require(-1 <= reset_unit < input_size, f"reset_unit must be -1 (off) or an input unit < {input_size}")
         require(max_offset >= 0, f"max_offset must be >= 0, got {max_offset}")
-        self.d_model, self.causal, self.pad_zero_inputs = d_model, causal, pad_zero_inputs
+        self.d_model, self.causal, self.pad_zero_inputs = d_model, cfg.causal, cfg.pad_zero_inputs
         self.reset_unit, self.max_offset = reset_unit, max_offset
         self.embed = nn.Linear(input_size, d_model)
         self.norm = nn.LayerNorm(d_model)
@@ -166,21 +217,9 @@ class _Base(nn.Module):
 class TransformerModel(_Base):
     """A stack of ``layers`` distinct pre-norm blocks; attention dict ``{"attention": [B, L, H, T, T]}``."""
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        d_model: int = 64,
-        heads: int = 4,
-        layers: int = 2,
-        causal: bool = False,
-        pad_zero_inputs: bool = True,
-        dropout: float = 0.0,
-        reset_unit: int = -1,
-        max_offset: int = 0,
-    ) -> None:
-        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs, reset_unit, max_offset)
-        self.blocks = nn.ModuleList(Block(d_model, heads, dropout=dropout) for _ in range(layers))
+    def __init__(self, input_size: int, output_size: int, cfg: TransformerConfig = TransformerConfig()) -> None:
+        super().__init__(input_size, output_size, cfg)
+        self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.heads, dropout=cfg.dropout) for _ in range(cfg.layers))
 
     def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
         x, _, allowed, pos = self.prepare(inputs, pad_mask)
@@ -199,29 +238,15 @@ class UniversalTransformer(_Base):
     ``"halting" [B, T, depth]`` (p^n per position) and ``"ponder" [B, T]`` (rho = N + R; 0 at padding).
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        output_size: int,
-        d_model: int = 64,
-        heads: int = 4,
-        depth: int = 6,
-        act: bool = False,
-        tau: float = 0.01,
-        eps: float = 0.01,
-        halting_bias: float = 1.0,
-        causal: bool = False,
-        pad_zero_inputs: bool = True,
-        dropout: float = 0.0,
-        reset_unit: int = -1,
-        max_offset: int = 0,
-    ) -> None:
-        super().__init__(input_size, output_size, d_model, causal, pad_zero_inputs, reset_unit, max_offset)
-        require(depth >= 1, f"depth must be >= 1, got {depth}")
+    def __init__(self, input_size: int, output_size: int, cfg: UTConfig | UTACTConfig = UTConfig()) -> None:
+        super().__init__(input_size, output_size, cfg)
+        act = isinstance(cfg, UTACTConfig)
+        tau, eps, halting_bias = (cfg.tau, cfg.eps, cfg.halting_bias) if act else (0.0, 0.01, 1.0)
+        require(cfg.depth >= 1, f"depth must be >= 1, got {cfg.depth}")
         require(tau >= 0.0, f"tau must be >= 0, got {tau}")
-        self.block = Block(d_model, heads, dropout=dropout)
-        self.depth, self.act, self.tau, self.eps = depth, act, tau, eps
-        self.halt = nn.Linear(d_model, 1)
+        self.block = Block(cfg.d_model, cfg.heads, dropout=cfg.dropout)
+        self.depth, self.act, self.tau, self.eps = cfg.depth, act, tau, eps
+        self.halt = nn.Linear(cfg.d_model, 1)
         nn.init.constant_(self.halt.bias, halting_bias)
 
     def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
@@ -262,79 +287,3 @@ class UniversalTransformer(_Base):
         halting_t = nn.functional.pad(torch.stack(halting, dim=2), (0, self.depth - len(halting)))
         attention = {"attention": torch.stack(maps, dim=1), "halting": halting_t, "ponder": rho}
         return self.readout(self.norm(mean_field)), attention, self.tau * per_seq.mean()
-
-
-@register_model("transformer")
-def build_transformer(
-    input_size: int,
-    output_size: int,
-    d_model: int = 64,
-    heads: int = 4,
-    layers: int = 2,
-    causal: bool = False,
-    reset_unit: int = -1,
-    max_offset: int = 0,
-) -> nn.Module:
-    """Transformer encoder with ``layers`` blocks (bidirectional unless ``causal``; positions restart
-    after input unit ``reset_unit`` if >= 0; random training offsets up to ``max_offset``)."""
-    return TransformerModel(
-        input_size,
-        output_size,
-        d_model=d_model,
-        heads=heads,
-        layers=layers,
-        causal=causal,
-        reset_unit=reset_unit,
-        max_offset=max_offset,
-    )
-
-
-@register_model("ut")
-def build_ut(
-    input_size: int,
-    output_size: int,
-    d_model: int = 64,
-    heads: int = 4,
-    depth: int = 6,
-    causal: bool = False,
-    reset_unit: int = -1,
-    max_offset: int = 0,
-) -> nn.Module:
-    """Universal Transformer with a fixed number of ``depth`` steps."""
-    return UniversalTransformer(
-        input_size,
-        output_size,
-        d_model=d_model,
-        heads=heads,
-        depth=depth,
-        causal=causal,
-        reset_unit=reset_unit,
-        max_offset=max_offset,
-    )
-
-
-@register_model("ut-act")
-def build_ut_act(
-    input_size: int,
-    output_size: int,
-    d_model: int = 64,
-    heads: int = 4,
-    depth: int = 8,
-    tau: float = 0.01,
-    causal: bool = False,
-    reset_unit: int = -1,
-    max_offset: int = 0,
-) -> nn.Module:
-    """Universal Transformer with per-position ACT (at most ``depth`` steps, ponder cost ``tau``)."""
-    return UniversalTransformer(
-        input_size,
-        output_size,
-        d_model=d_model,
-        heads=heads,
-        depth=depth,
-        act=True,
-        tau=tau,
-        causal=causal,
-        reset_unit=reset_unit,
-        max_offset=max_offset,
-    )

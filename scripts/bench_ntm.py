@@ -30,6 +30,8 @@ import torch
 import tyro
 
 from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.cores.ntm import NTMConfig
+from heed.agents.parts import build_model
 from heed.agents.trainers import sequence_utils as su
 
 
@@ -80,7 +82,7 @@ class Heed:
     def __init__(self, batch_size: int, seed: int) -> None:
         torch.manual_seed(seed)
         self.task = su.build_task("copy", {})
-        self.model, _ = su.build_model("ntm", self.task.input_size, self.task.output_size, {})
+        self.model = build_model(NTMConfig(), self.task.input_size, self.task.output_size)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.rng, self.batch_size = np.random.default_rng(seed), batch_size
 

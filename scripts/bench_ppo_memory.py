@@ -49,7 +49,7 @@ class Config:
     n_epochs: int = 4
     """Epochs per rollout."""
     hidden_size: int = 64
-    """Core hidden size."""
+    """Core hidden size (the other core fields: PPO's defaults, agents/trainers/ppo.py PPO_CORE_DEFAULTS)."""
     eval_episodes: int = 200
     """Greedy evaluation episodes per run."""
     sweep: bool = True
@@ -65,10 +65,10 @@ class Config:
 def heed_run(cfg: Config, core: str, length: int) -> dict[str, Any]:
     """Train and evaluate one heed policy; returns success rate and train seconds."""
     tcfg = trainer.Config(
-        core=core, memory_length=length, total_steps=cfg.total_steps, n_envs=cfg.n_envs, n_steps=cfg.n_steps,
-        n_minibatches=cfg.n_minibatches, n_epochs=cfg.n_epochs, hidden_size=cfg.hidden_size, seed=cfg.seed,
-        eval_episodes=cfg.eval_episodes, checkpoint_every=10**9, progress=False,
-        run_dir=cfg.runs_root / f"{core}_L{length}_s{cfg.seed}",
+        core=replace(trainer.core_config(core), hidden_size=cfg.hidden_size), memory_length=length,
+        total_steps=cfg.total_steps, n_envs=cfg.n_envs, n_steps=cfg.n_steps, n_minibatches=cfg.n_minibatches,
+        n_epochs=cfg.n_epochs, seed=cfg.seed, eval_episodes=cfg.eval_episodes, checkpoint_every=10**9,
+        progress=False, run_dir=cfg.runs_root / f"{core}_L{length}_s{cfg.seed}",
     )
     result = trainer.main(tcfg)
     return {"core": core, "L": length, "success": result["eval"]["success_rate"],

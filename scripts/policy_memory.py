@@ -97,7 +97,7 @@ def play(model: RecurrentPPO, env, normalise, seed: int, max_steps: int) -> dict
 
 def main(cfg: Config) -> dict[str, Any]:
     from heed.analysis.sequential import sensitivity_matrix
-    from heed.envs.memory import make_env
+    from heed.envs.registration import make_env
 
     torch.set_num_threads(1)
     model = RecurrentPPO.load(str(cfg.run))

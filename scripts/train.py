@@ -8,7 +8,7 @@ Examples::
 
     python scripts/train.py dqn --env ALE/Pong-v5 --total-steps 2000000 --seed 1 --device auto --run-dir runs/pong
     python scripts/train.py dqn --resume runs/pong --total-steps 3000000
-    python scripts/train.py supervised --task copy --core ntm --seed 1 --run-dir runs/copy
+    python scripts/train.py supervised --task copy --seed 1 --run-dir runs/copy model:ntm
 """
 
 from __future__ import annotations

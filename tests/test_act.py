@@ -1,11 +1,12 @@
-"""ACT: halting distribution, ponder cost gradient, the wrapped core, the registered models."""
+"""ACT: halting distribution, ponder cost gradient, the wrapped core, the models in the table of parts."""
 
 import numpy as np
 import pytest
 import torch
 
-from heed.agents.cores.act import ACTCore, TanhRNNCore, halting_distribution
-from heed.agents.sequence import SEQUENCE_MODELS
+from heed.agents.cores.act import ACTConfig, ACTCore, halting_distribution
+from heed.agents.cores.rnn import RNNConfig
+from heed.agents.parts import build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -63,7 +64,7 @@ def test_ponder_gradient_analytic_and_finite_difference():
 
 def test_act_core_weights_sum_to_one_and_mean_field():
     torch.manual_seed(0)
-    core = ACTCore(TanhRNNCore(5 + 1, 16), max_steps=6, eps=0.01, halting_bias=-1.0)
+    core = ACTCore(5, ACTConfig(hidden_size=16, max_steps=6, eps=0.01, halting_bias=-1.0))
     xs = torch.randn(4, 7, 5)
     out, _state, att = core.unroll(xs)
     assert out.shape == (4, 7, 16) and att["halting"].shape == (4, 7, 6) and att["ponder"].shape == (4, 7)
@@ -83,7 +84,7 @@ def test_act_core_weights_sum_to_one_and_mean_field():
 
 def test_act_large_bias_is_one_step_rnn():
     torch.manual_seed(0)
-    core = ACTCore(TanhRNNCore(3 + 1, 8), max_steps=5, halting_bias=50.0)
+    core = ACTCore(3, ACTConfig(hidden_size=8, max_steps=5, halting_bias=50.0))
     xs = torch.randn(2, 4, 3)
     out, _, att = core.unroll(xs)
     h, ref = torch.zeros(2, 8), []
@@ -96,19 +97,19 @@ def test_act_large_bias_is_one_step_rnn():
 
 def test_models_registered_and_ponder_cost():
     torch.manual_seed(0)
-    model = SEQUENCE_MODELS["act-rnn"](64, 1, hidden_size=16, tau=0.1, max_steps=10)
+    model = build_model(ACTConfig(hidden_size=16, tau=0.1, max_steps=10), 64, 1)
     x = torch.randn(3, 2, 64)
     logits, att, aux = model(x)
     assert logits.shape == (3, 2, 1)
     assert aux.item() == pytest.approx(0.1 * att["ponder"].sum(1).mean().item())
-    plain = SEQUENCE_MODELS["rnn"](64, 1, hidden_size=16)
+    plain = build_model(RNNConfig(hidden_size=16), 64, 1)
     logits, att, aux = plain(x)
     assert logits.shape == (3, 2, 1) and aux.item() == 0.0
 
 
 def test_tiny_training_reduces_loss():
     torch.manual_seed(0)
-    model = SEQUENCE_MODELS["act-rnn"](4, 1, hidden_size=16, tau=0.01, max_steps=5)
+    model = build_model(ACTConfig(hidden_size=16, tau=0.01, max_steps=5), 4, 1)
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     x = torch.randn(16, 1, 4)
     y = (x.sum(-1, keepdim=True) > 0).float()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from heed.agents.cores import addressing as A
 from heed.agents.cores.base import reset_state, unroll
-from heed.agents.cores.dnc import DNCCore
-from heed.agents.cores.lstm import LSTMCore
-from heed.agents.cores.ntm import NTMCore
+from heed.agents.cores.dnc import DNCConfig
+from heed.agents.cores.ntm import NTMConfig, NTMCore
+from heed.agents.parts import CORES, build_core, part_from_dict, part_to_dict
 
 EPS = A.EPS
 
@@ -175,7 +177,7 @@ def test_gradcheck_float64():
     link, prec = (rand(1, 1, 4, 4, seed=29) * 0.3).requires_grad_(), (rand(1, 1, 4, seed=30) * 0.3).requires_grad_()
     ww = (rand(1, 1, 4, seed=31) * 0.3).requires_grad_()
     assert torch.autograd.gradcheck(A.update_link, (link, prec, ww))
-    core = NTMCore(3, hidden_size=4, memory_size=5, memory_width=3).double()
+    core = NTMCore(3, NTMConfig(hidden_size=4, memory_size=5, memory_width=3)).double()
     x = rand(2, 3, seed=32).requires_grad_()
     state = core.initial_state(2)
     assert torch.autograd.gradcheck(lambda x: core(x, state)[0], (x,))
@@ -184,14 +186,32 @@ def test_gradcheck_float64():
 # ------------------------------------------------------------------------------- core contract
 
 
-def make_cores():
+#: tiny sizes for every core that has such a field (the contract tests run over the whole table)
+TINY = {"hidden_size": 6, "memory_size": 6, "memory_width": 5, "max_steps": 4}
+#: variants beside each table entry's tiny defaults
+VARIANTS = {
+    "ntm-2r": NTMConfig(hidden_size=6, memory_size=8, memory_width=5, read_heads=2, write_heads=1),
+    "ntm-ff": NTMConfig(hidden_size=6, memory_size=8, memory_width=5, controller="feedforward"),
+    "dnc-2w": DNCConfig(hidden_size=6, memory_size=6, memory_width=5, read_heads=2, write_heads=2),
+}
+
+
+def tiny_config(name):
+    if name in VARIANTS:
+        return VARIANTS[name]
+    config_class = CORES[name][0]
+    fields = {f.name for f in dataclasses.fields(config_class) if f.init}
+    extra = {"learn_initial_state": True} if "learn_initial_state" in fields else {}
+    return config_class(**{k: v for k, v in TINY.items() if k in fields}, **extra)
+
+
+def make_core(name):
     torch.manual_seed(0)
-    return {
-        "lstm": LSTMCore(4, hidden_size=6, learn_initial_state=True),
-        "ntm": NTMCore(4, hidden_size=6, memory_size=8, memory_width=5, read_heads=2, write_heads=1),
-        "ntm-ff": NTMCore(4, hidden_size=6, memory_size=8, memory_width=5, controller="feedforward"),
-        "dnc": DNCCore(4, hidden_size=6, memory_size=6, memory_width=5, read_heads=2, write_heads=2),
-    }
+    return build_core(tiny_config(name), 4)
+
+
+EVERY_CORE = [*CORES, *VARIANTS]
+MEMORY = [n for n in EVERY_CORE if n.startswith(("ntm", "dnc"))]
 
 
 def perturb(core):
@@ -200,9 +220,16 @@ def perturb(core):
             p.add_(torch.randn_like(p) * 0.3)  # learned initial states away from zero
 
 
-@pytest.mark.parametrize("name", ["lstm", "ntm", "ntm-ff", "dnc"])
+def test_every_core_config_round_trips_and_names_its_entry():
+    for name, (config_class, _) in CORES.items():
+        cfg = tiny_config(name)
+        assert cfg.name == name and type(cfg) is config_class
+        assert part_from_dict(part_to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize("name", EVERY_CORE)
 def test_unroll_equals_step_loop_and_resets_restore_initial_state(name):
-    core = make_cores()[name]
+    core = make_core(name)
     perturb(core)
     xs = torch.randn(3, 7, 4)
     out, final, _att = core.unroll(xs)
@@ -224,9 +251,26 @@ def test_unroll_equals_step_loop_and_resets_restore_initial_state(name):
         assert (got is None and want is None) or torch.equal(got, want)
 
 
-@pytest.mark.parametrize("name", ["ntm", "ntm-ff", "dnc"])
+@pytest.mark.parametrize("name", EVERY_CORE)
+def test_batch_rows_independent_and_state_on_the_core_device(name):
+    core = make_core(name)
+    perturb(core)
+    xs = torch.randn(4, 5, 4)
+    out, final, _ = core.unroll(xs)
+    xs2 = xs.clone()
+    xs2[1:] = torch.randn(3, 5, 4)
+    out2, _, _ = core.unroll(xs2)
+    torch.testing.assert_close(out2[0], out[0])
+    assert not torch.allclose(out2[1], out[1])
+    for leaf in [*core.initial_state(2), *final]:
+        assert leaf is None or leaf.device == core.device
+    meta = core.to("meta")  # a device move takes the initial state along (nothing allocated on the CPU)
+    assert all(leaf is None or leaf.device.type == "meta" for leaf in meta.initial_state(2))
+
+
+@pytest.mark.parametrize("name", MEMORY)
 def test_weightings_are_distributions_and_batches_independent(name):
-    core = make_cores()[name]
+    core = make_core(name)
     xs = torch.randn(4, 6, 4)
     out, _, att = core.unroll(xs)
     assert set(att) >= {"read", "write"}
@@ -236,7 +280,7 @@ def test_weightings_are_distributions_and_batches_independent(name):
             torch.testing.assert_close(sums, torch.ones_like(sums))
         else:
             assert (sums <= 1 + 1e-5).all() and (att[key] >= 0).all()
-    if name == "dnc":
+    if name == "dnc-2w":
         assert att["read_modes"].shape == (4, 6, 2, 5) and att["allocation"].shape == (4, 6, 2, 6)
         torch.testing.assert_close(att["read_modes"].sum(-1), torch.ones(4, 6, 2))
     xs2 = xs.clone()
@@ -246,9 +290,9 @@ def test_weightings_are_distributions_and_batches_independent(name):
     assert not torch.allclose(out2[1], out[1])
 
 
-@pytest.mark.parametrize("name", ["ntm", "dnc"])
+@pytest.mark.parametrize("name", list(CORES))
 def test_no_nan_over_1000_zero_steps(name):
-    core = make_cores()[name]
+    core = make_core(name)
     xs = torch.zeros(2, 1000, 4)
     out, _state, att = core.unroll(xs)
     out.pow(2).sum().backward()
@@ -257,7 +301,7 @@ def test_no_nan_over_1000_zero_steps(name):
 
 
 def test_memory_starts_at_small_constant_and_state_on_device():
-    core = NTMCore(3, memory_size=4, memory_width=2)
+    core = NTMCore(3, NTMConfig(memory_size=4, memory_width=2))
     state = core.initial_state(2)
     assert torch.equal(state.memory, torch.full((2, 4, 2), 1e-6))
     assert state.memory.device == core.device

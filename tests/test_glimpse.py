@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import pickle
 import shutil
 import sys
 
@@ -11,14 +10,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env
 
 import heed.envs  # noqa: F401  (registers the heed/ ids)
 from heed.agents.common.errors import HeedError
 from heed.agents.glimpse import RAM, build_model, count_params, hybrid_loss, mc_predict
 from heed.agents.glimpse.ram import GlimpseOutput, gaussian_log_prob
 from heed.agents.glimpse.sensors import draw_params, draw_read, filterbank, foveal_glimpse
-from heed.envs.glimpse import IDS, foveal_glimpse_np
+from heed.envs.glimpse import foveal_glimpse_np
+from heed.envs.registration import env_table
 
 IMG = torch.arange(1, 65, dtype=torch.float32).view(1, 8, 8)  # pixel (r, c) holds 8 r + c + 1
 
@@ -126,7 +125,7 @@ def test_location_is_detached_from_the_classifier_and_policy_from_the_core():
     reward = (out.logits.argmax(-1) == y).float()
     (-(out.log_pi * (reward[:, None] - 0.5)).sum()).backward()
     assert model.locator.weight.grad is not None
-    assert model.core.weight_ih.grad is None and model.classifier.weight.grad is None
+    assert model.core.lstm.weight_ih_l0.grad is None and model.classifier.weight.grad is None
 
 
 def test_mc_predict_and_model_shapes():
@@ -146,26 +145,37 @@ def test_mc_predict_and_model_shapes():
     assert abs(count_params(build_model("cnn", 100, 8, 12, 4, hidden=64)) - ram) / ram < 0.02
 
 
-@pytest.mark.parametrize("env_id", sorted(IDS))
-def test_glimpse_env_passes_check_env_and_is_seeded(env_id):
-    env = gym.make(env_id, render_mode="rgb_array")
-    check_env(env.unwrapped)
+GLIMPSE_IDS = [i for i in sorted(env_table()) if i.startswith("heed/Glimpse")]
 
-    def rollout(seed: int):
-        env.action_space.seed(seed)
-        obs, info = env.reset(seed=seed)
-        trace = [obs["glimpse"].copy()]
-        while True:
-            obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-            trace.append(obs["glimpse"].copy())
-            if terminated or truncated:
-                return trace, reward, info
 
-    a, b = rollout(3), rollout(3)
-    assert len(a[0]) == IDS[env_id]["glimpses"] + 1
-    assert all(np.array_equal(u, v) for u, v in zip(a[0], b[0])) and a[1] == b[1]
-    assert env.render().shape[2] == 3
-    pickle.loads(pickle.dumps(env.unwrapped))
+@pytest.mark.parametrize("env_id", GLIMPSE_IDS)
+def test_glimpse_episode_length(env_id):  # the env contract for every id: tests/test_envs.py
+    env = gym.make(env_id)
+    env.reset(seed=3)
+    steps, terminated = 0, False
+    while not terminated:
+        *_, terminated, _, _ = env.step(env.action_space.sample())
+        steps += 1
+    assert steps == env_table()[env_id].kwargs["glimpses"]
+
+
+@pytest.mark.parametrize("env_id", ["heed/GlimpseMNIST-v0", "heed/GlimpseGrid-v0"])
+def test_flat_actions_act_like_dict_actions(env_id):
+    """``flat_actions=True`` (the SB3 form) looks where, and answers what, the Dict action would."""
+    grid = "Grid" in env_id
+    dict_env, flat_env = gym.make(env_id), gym.make(env_id, flat_actions=True)
+    label = int(dict_env.unwrapped.digits.labels[5])
+    a, _ = dict_env.reset(seed=0, options={"index": 5})
+    b, _ = flat_env.reset(seed=0, options={"index": 5})
+    for step in range(dict_env.unwrapped.glimpses):
+        where = step % 9 if grid else np.array([0.5, -0.25], np.float32) * step / 3
+        scores = np.full(10, -1.0, np.float32)
+        scores[label] = 1.0
+        flat = np.array([where, label]) if grid else np.concatenate([where, scores]).astype(np.float32)
+        a, ra, *_ = dict_env.step({"location": where, "label": label})
+        b, rb, *_ = flat_env.step(flat)
+        assert all(np.array_equal(a[k], b[k]) for k in a) and ra == rb
+    assert ra == 1.0
 
 
 def test_env_rewards_the_right_answer_and_shows_the_right_tile():
@@ -190,9 +200,11 @@ def test_env_rewards_the_right_answer_and_shows_the_right_tile():
 
 
 def _tiny(tmp_path, **kw):
+    from heed.agents.cores.lstm import LSTMConfig
     from heed.agents.trainers.glimpse import Config
 
-    base = {"dataset": "mnist", "model": "ram", "glimpses": 2, "steps": 4, "batch_size": 8, "hidden": 16}
+    base = {"dataset": "mnist", "model": "ram", "glimpses": 2, "steps": 4, "batch_size": 8, "hidden": 16,
+            "core": LSTMConfig(hidden_size=16)}
     base.update(eval_size=20, mc_samples=2, eval_every=2, checkpoint_every=2, log_every=1, progress=False)
     base.update(run_dir=str(tmp_path / "run"), **kw)
     return Config(**base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import NamedTuple
 
@@ -12,13 +13,21 @@ import torch
 from heed.agents.common.checkpoint import save_checkpoint
 from heed.agents.common.errors import HeedError
 from heed.agents.cores.base import map_state
-from heed.agents.cores.gru import GRUCore
+from heed.agents.cores.gru import GRUConfig, GRUCore
+from heed.agents.cores.ntm import NTMConfig
+from heed.agents.parts import CORES
 from heed.agents.ppo import PPOConfig, RecurrentPPO, RolloutStorage
 from heed.agents.recurrent_policy import RecurrentActorCritic, log_prob_entropy
 from heed.agents.trainers import ppo as trainer
 
-CORES = ["mlp", "lstm", "gru", "ntm", "dnc"]
-SMALL = {"memory_size": 6, "memory_width": 4}
+SMALL = {"hidden_size": 8, "memory_size": 6, "memory_width": 4, "max_steps": 4}
+
+
+def small_core(core: str, **kw):
+    """PPO's config of ``core`` with the tiny sizes above where it has such fields."""
+    cfg = trainer.core_config(core)
+    fields = {f.name for f in dataclasses.fields(cfg) if f.init}
+    return dataclasses.replace(cfg, **{k: v for k, v in SMALL.items() if k in fields}, **kw)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,7 +35,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def _policy(core: str, obs_dim: int = 3, n_actions: int = 2, **kw) -> RecurrentActorCritic:
     torch.manual_seed(0)
-    return RecurrentActorCritic(obs_dim, n_actions, core, 8, **SMALL, **kw)
+    return RecurrentActorCritic(obs_dim, n_actions, small_core(core, **kw))
 
 
 def _sigmoid(x):
@@ -35,7 +44,7 @@ def _sigmoid(x):
 
 def test_gru_step_matches_numpy_and_fused_unroll():
     torch.manual_seed(0)
-    core = GRUCore(3, 5, learn_initial_state=True)
+    core = GRUCore(3, GRUConfig(hidden_size=5, learn_initial_state=True))
     with torch.no_grad():
         core.h0.normal_()
     x = torch.randn(2, 4, 3)
@@ -126,7 +135,7 @@ def test_reset_restores_learned_initial_state_and_trains_it(core):
     assert grad is not None and grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("core", CORES)
+@pytest.mark.parametrize("core", list(CORES))
 def test_jacobian_wrt_future_observations_is_zero(core):
     policy = _policy(core).double()
     obs = torch.randn(1, 6, 3, dtype=torch.float64)
@@ -145,7 +154,7 @@ def test_jacobian_wrt_future_observations_is_zero(core):
 def _train(core: str, steps: int = 4096, seed: int = 0) -> float:
     torch.manual_seed(seed)
     env = trainer.make_vec_env("heed/MemoryLength-v0", 16, seed, {"memory_length": 3})
-    policy = RecurrentActorCritic(3, 2, core, 16)
+    policy = RecurrentActorCritic(3, 2, dataclasses.replace(trainer.core_config(core), hidden_size=16))
     model = RecurrentPPO(policy, env, PPOConfig(n_steps=16, n_minibatches=1, learning_rate=5e-3), seed=seed)
     model.learn(steps)
     return trainer.evaluate(model, "heed/MemoryLength-v0", {"memory_length": 3}, 64, seed=123, n_envs=16)["success_rate"]
@@ -168,12 +177,13 @@ def test_same_seed_same_training():
 
 def test_save_load_round_trip(tmp_path):
     env = trainer.make_vec_env("heed/MemoryLength-v0", 2, 0, {"memory_length": 2}, norm_obs=True)
-    kwargs = dict(obs_dim=3, n_actions=2, core="ntm", hidden_size=8, **SMALL)
-    model = RecurrentPPO(RecurrentActorCritic(**kwargs), env, PPOConfig(n_steps=8), policy_kwargs=kwargs)
+    ntm = NTMConfig(hidden_size=8, memory_size=6, memory_width=4)
+    model = RecurrentPPO(RecurrentActorCritic(3, 2, ntm), env, PPOConfig(n_steps=8))
     model.learn(16)
     model.save(str(tmp_path / "ckpt"))
     env2 = trainer.make_vec_env("heed/MemoryLength-v0", 2, 0, {"memory_length": 2}, norm_obs=True)
     loaded = RecurrentPPO.load(str(tmp_path / "ckpt"), env=env2)
+    assert loaded.policy.core_cfg == ntm  # the core's config travels in the checkpoint
     assert loaded.num_timesteps == model.num_timesteps == 16
     np.testing.assert_array_equal(env2.obs_rms.mean, env.obs_rms.mean)
     obs = np.random.default_rng(0).normal(size=(2, 3)).astype(np.float32)
@@ -199,8 +209,8 @@ def test_time_limit_truncation_is_bootstrapped():
 
 def test_multibinary_actions_on_the_copy_env():
     env = trainer.make_vec_env("heed/Copy-v0", 2, 0, {})
-    policy = RecurrentActorCritic(int(env.observation_space.shape[0]), int(env.action_space.shape[0]), "gru", 8,
-                                  action_kind="multibinary")
+    policy = RecurrentActorCritic(int(env.observation_space.shape[0]), int(env.action_space.shape[0]),
+                                  GRUConfig(hidden_size=8), action_kind="multibinary")
     model = RecurrentPPO(policy, env, PPOConfig(n_steps=8))
     model.learn(16)
     assert model.storage.actions.shape == (2, 8, env.action_space.shape[0])
@@ -208,7 +218,7 @@ def test_multibinary_actions_on_the_copy_env():
 
 
 def test_trainer_main_and_resume(tmp_path):
-    cfg = trainer.Config(core="gru", memory_length=2, total_steps=64, n_envs=2, n_steps=16, hidden_size=8,
+    cfg = trainer.Config(core=GRUConfig(hidden_size=8), memory_length=2, total_steps=64, n_envs=2, n_steps=16,
                          eval_episodes=4, checkpoint_every=32, run_dir=tmp_path / "run", progress=False)
     first = trainer.main(cfg)
     assert first["num_timesteps"] == 64 and "success_rate" in first["eval"]
@@ -217,7 +227,8 @@ def test_trainer_main_and_resume(tmp_path):
     again = trainer.main(trainer.Config(resume=run, total_steps=128, progress=False))
     assert again["num_timesteps"] == 128
     saved = json.loads((run / "config.json").read_text())
-    assert saved["total_steps"] == 128 and saved["core"] == "gru" and saved["memory_length"] == 2
+    assert saved["total_steps"] == 128 and saved["memory_length"] == 2
+    assert saved["core"] == {"name": "gru", "hidden_size": 8, "learn_initial_state": False}
 
     from heed.scripts.policy_memory import Config as MemoryConfig
     from heed.scripts.policy_memory import main as memory_main
@@ -244,7 +255,7 @@ def test_policy_memory_shows_ntm_weightings_and_bench_runs(tmp_path):
 
 @pytest.mark.parametrize(
     "kw, message",
-    [({"core": "nmt"}, "Did you mean: ntm"), ({"env": "heed/MemoryLenght-v0"}, "Did you mean: heed/MemoryLength-v0"),
+    [({"env": "heed/MemoryLenght-v0"}, "Did you mean: heed/MemoryLength-v0"),
      ({"env": "Pendulum-v1"}, "Discrete"), ({"env_option": ("oops",)}, "KEY=VALUE")],
 )
 def test_trainer_errors(tmp_path, kw, message):

@@ -12,6 +12,8 @@ import torch
 
 from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
 from heed.agents.common.errors import HeedError
+from heed.agents.cores.lstm import LSTMConfig
+from heed.agents.cores.ntm import NTMConfig
 from heed.agents.trainers import sequence_utils as su
 from heed.agents.trainers.supervised import Config, main
 
@@ -56,31 +58,32 @@ def test_parse_options_and_errors():
     with pytest.raises(HeedError, match="Did you mean: copy"):
         su.build_task("coppy", {})
     with pytest.raises(HeedError, match="Did you mean: .*ntm"):
-        su.build_model("nttm", 3, 2, {})
-    with pytest.raises(HeedError, match="memory_size"):
-        su.build_model("ntm", 3, 2, {"memory_sise": 3})
-    model, passed = su.build_model("lstm", 3, 2, {}, {"hidden_size": 7, "memory_size": 9, "tau": None})
-    assert passed == {"hidden_size": 7} and model.core.hidden_size == 7  # common options only where accepted
+        su.legacy_model_config("nttm", {})
+    # an old checkpoint's options: those the model takes are kept, the ones its builder dropped are not
+    assert su.legacy_model_config("lstm", {"hidden_size": 7, "memory_size": 9, "tau": None}) == LSTMConfig(hidden_size=7)
     with pytest.raises(HeedError, match="total-sequences"):
         main(Config(total_sequences=-1, progress=False))
 
 
 def test_train_resume_and_checkpoint(tmp_path):
     run = tmp_path / "run"
-    cfg = Config(task="copy", core="lstm", seed=3, run_dir=run, total_sequences=16, hidden_size=8,
+    cfg = Config(task="copy", model=LSTMConfig(hidden_size=8), seed=3, run_dir=run, total_sequences=16,
                  checkpoint_every=8, image_every=0, **TINY)
     out = main(cfg)
     assert out["sequences"] == 16 and out["updates"] == 4
     ckpt = load_checkpoint(latest_checkpoint(run), expect_kind="sequence-model")
-    assert ckpt.counters["sequences"] == 16 and ckpt.meta["model_options"] == {"hidden_size": 8}
+    assert ckpt.counters["sequences"] == 16
+    assert ckpt.meta["model"] == {"name": "lstm", "hidden_size": 8, "learn_initial_state": False}
+    model, _, _ = su.load_sequence_model(str(run))
+    assert model.core.hidden_size == 8
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["sequences"] == 16
     out2 = main(Config(resume=run, total_sequences=24, progress=False))
     assert out2["sequences"] == 24 and out2["updates"] == 6
     assert load_checkpoint(latest_checkpoint(run)).counters["sequences"] == 24
     # resuming continues the same data stream as an uninterrupted run
-    straight = main(Config(task="copy", core="lstm", seed=3, run_dir=tmp_path / "straight", total_sequences=24,
-                           hidden_size=8, checkpoint_every=100, image_every=0, **TINY))
+    straight = main(Config(task="copy", model=LSTMConfig(hidden_size=8), seed=3, run_dir=tmp_path / "straight",
+                           total_sequences=24, checkpoint_every=100, image_every=0, **TINY))
     a = load_checkpoint(latest_checkpoint(run)).tensors
     b = load_checkpoint(latest_checkpoint(tmp_path / "straight")).tensors
     for k in a:
@@ -89,9 +92,10 @@ def test_train_resume_and_checkpoint(tmp_path):
 
 
 def test_ntm_run_logs_images_and_rmsprop(tmp_path):
-    cfg = Config(task="repeat-copy", core="ntm", run_dir=tmp_path / "ntm", total_sequences=8, hidden_size=8,
-                 memory_size=8, memory_width=4, optimizer="rmsprop", learning_rate=1e-4, clip_grad_value=10,
-                 image_every=4, model_options="controller=feedforward", **{**TINY, "task_options": "max_len=2,max_repeats=2"})
+    ntm = NTMConfig(hidden_size=8, memory_size=8, memory_width=4, controller="feedforward")
+    cfg = Config(task="repeat-copy", model=ntm, run_dir=tmp_path / "ntm", total_sequences=8, optimizer="rmsprop",
+                 learning_rate=1e-4, clip_grad_value=10, image_every=4,
+                 **{**TINY, "task_options": "max_len=2,max_repeats=2"})
     out = main(cfg)
     assert out["sequences"] == 8 and np.isfinite(out["bits_per_sequence"])
     events = list((tmp_path / "ntm").glob("events.out.tfevents.*"))
@@ -105,6 +109,7 @@ def test_evaluate_memory_on_shipped_checkpoint(tmp_path):
     assert (PRETRAINED / "weights.safetensors").exists() and (PRETRAINED / "meta.json").exists()
     rows = evaluate(EvalConfig(checkpoint=PRETRAINED, lengths=(5, 20), sequences=8, batch_size=8,
                                json_out=tmp_path / "eval.json", export=tmp_path / "fp16"))
+    assert su.model_config_from_meta(json.loads((PRETRAINED / "meta.json").read_text())) == NTMConfig()  # old meta
     assert [r["length"] for r in rows] == [5, 20]
     assert rows[0]["bit_error_rate"] < 0.01 and rows[1]["bit_error_rate"] < 0.01  # the shipped model copies
     assert json.loads((tmp_path / "eval.json").read_text())[0]["length"] == 5
@@ -135,7 +140,7 @@ def test_ngram_run_logs_the_bayes_optimum_and_summarize_reads_it(tmp_path, capsy
 
     run = tmp_path / "ng"
     tiny = dict(TINY, task_options="length=30")
-    main(Config(task="dynamic-ngrams", core="lstm", seed=2, run_dir=run, total_sequences=8, hidden_size=8,
+    main(Config(task="dynamic-ngrams", model=LSTMConfig(hidden_size=8), seed=2, run_dir=run, total_sequences=8,
                 checkpoint_every=8, image_every=0, **tiny))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     eval_set = su.fixed_batches(DynamicNGramsTask(length=30), 4, 4, seed=2 + 1_000_003)  # the trainer's held-out set

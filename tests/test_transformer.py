@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from heed.agents.sequence import SEQUENCE_MODELS
+from heed.agents.parts import MODELS as TABLE
+from heed.agents.parts import build_model
 from heed.agents.transformer import (
     MultiHeadSelfAttention,
     UniversalTransformer,
+    UTACTConfig,
+    UTConfig,
     attention_mask,
     segment_positions,
     sinusoid,
@@ -25,9 +28,14 @@ MODELS = {
 }
 
 
+def make(name, **fields):
+    """Model ``name`` of the table of parts with the tiny sizes above, ``[B, T, 5] -> [B, T, 3]``."""
+    return build_model(TABLE[name][0](**{**MODELS[name], **fields}), 5, 3)
+
+
 def build(name, causal=False):
     torch.manual_seed(0)
-    return SEQUENCE_MODELS[name](5, 3, causal=causal, **MODELS[name]).eval()
+    return make(name, causal=causal).eval()
 
 
 def inputs(batch=2, steps=6, seed=0):
@@ -94,7 +102,7 @@ def test_padding_is_invisible(name):
 
 def test_ut_act_halting_and_ponder():
     torch.manual_seed(0)
-    model = UniversalTransformer(5, 3, d_model=16, heads=2, depth=5, act=True, tau=0.5, halting_bias=-1.0)
+    model = UniversalTransformer(5, 3, UTACTConfig(d_model=16, heads=2, depth=5, tau=0.5, halting_bias=-1.0))
     x = torch.cat([inputs(steps=4), torch.zeros(2, 2, 5)], dim=1)
     _, att, aux = model(x)
     halting, ponder = att["halting"], att["ponder"]
@@ -108,7 +116,7 @@ def test_ut_act_halting_and_ponder():
 
 def test_ut_weights_are_tied_over_depth():
     count = [
-        sum(p.numel() for p in UniversalTransformer(5, 3, d_model=16, heads=2, depth=d).parameters())
+        sum(p.numel() for p in UniversalTransformer(5, 3, UTConfig(d_model=16, heads=2, depth=d)).parameters())
         for d in (1, 6)
     ]
     assert count[0] == count[1]
@@ -116,7 +124,7 @@ def test_ut_weights_are_tied_over_depth():
 
 def test_tiny_training_step():
     torch.manual_seed(0)
-    model = SEQUENCE_MODELS["ut-act"](5, 3, d_model=16, heads=2, depth=3)
+    model = build_model(UTACTConfig(d_model=16, heads=2, depth=3), 5, 3)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     x = inputs(batch=8, steps=5)
     y = (x[..., 0] > 0).long() + (x[..., 1] > 0).long()
@@ -144,8 +152,8 @@ def test_reset_unit_gives_queries_the_positions_of_the_inputs(name):
     """Copy layout (3 symbols, delimiter on unit 3, 3 queries): with ``reset_unit=3`` query i gets the
     positional embedding of input i; the model without it keeps absolute positions 4-6; outputs differ."""
     torch.manual_seed(0)
-    model = SEQUENCE_MODELS[name](5, 3, reset_unit=3, **MODELS[name]).eval()
-    plain = SEQUENCE_MODELS[name](5, 3, **MODELS[name]).eval()
+    model = make(name, reset_unit=3).eval()
+    plain = make(name).eval()
     plain.load_state_dict(model.state_dict())
     x = torch.zeros(1, 7, 5)
     x[0, torch.arange(3), torch.tensor([0, 2, 1])] = 1.0
@@ -160,7 +168,7 @@ def test_reset_unit_gives_queries_the_positions_of_the_inputs(name):
 def test_random_offsets_shift_training_positions_only():
     """Training mode: each sequence's positions are 0..T-1 plus one offset in [0, K]; eval mode: no offset."""
     torch.manual_seed(0)
-    model = SEQUENCE_MODELS["transformer"](5, 3, max_offset=50, **MODELS["transformer"])
+    model = make("transformer", max_offset=50)
     x = inputs(batch=16, steps=6)
     torch.testing.assert_close(model.eval().prepare(x, None)[3], sinusoid(torch.arange(6), 16))
     pos = model.train().prepare(x, None)[3]  # [B, T, d]

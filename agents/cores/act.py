@@ -14,20 +14,22 @@ At every input step ``t`` the wrapped cell runs ``n = 1, 2, ...`` ponder steps o
 ``N(t)`` is piecewise constant, so the gradient of the ponder cost flows through ``R(t)`` only:
 ``d rho_t / d h_t^n = -1`` for ``n < N(t)`` and 0 otherwise.
 
-Registered sequence models: ``"act-rnn"`` (a 128-unit tanh RNN under ACT, the paper's parity set-up)
-and ``"rnn"`` (the same RNN without ACT: one step per input).
+The ``act`` core (:class:`ACTConfig`) is a tanh RNN (128 units in the paper's parity set-up) under
+ACT; the same RNN without ACT is the ``rnn`` core. Its ponder cost ``tau * mean_b sum_t rho_t`` is
+the core's :meth:`ACTCore.aux_loss`, which the supervised models and the PPO loss add.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from heed.agents.common.errors import require
-from heed.agents.cores.base import RecurrentCore, State, map_state
-from heed.agents.sequence import SequenceOutput, register_model
+from heed.agents.cores.base import PartName, RecurrentCore, State, map_state, part_name
+from heed.agents.cores.rnn import RNNConfig, RNNCore
 
 
 class HaltStep(NamedTuple):
@@ -91,32 +93,25 @@ def halting_distribution(
     return torch.stack(weights, dim=1), ponder, steps
 
 
-class RNNState(NamedTuple):
-    """State of :class:`TanhRNNCore`: the hidden vector ``[B, H]``."""
+@dataclass(frozen=True)
+class ACTConfig:
+    """A tanh RNN under Adaptive Computation Time (Graves 2016)."""
 
-    h: torch.Tensor
-
-
-class TanhRNNCore(RecurrentCore):
-    """A plain tanh RNN, ``h_t = tanh(W x_t + U h_{t-1} + b)``; output ``h_t [B, H]``."""
-
-    def __init__(self, input_size: int, hidden_size: int = 128) -> None:
-        super().__init__()
-        self.input_size, self.output_size = input_size, hidden_size
-        self.cell = nn.RNNCell(input_size, hidden_size, nonlinearity="tanh")
-
-    def initial_state(self, batch_size: int) -> RNNState:
-        return RNNState(torch.zeros(batch_size, self.output_size, device=self.device))
-
-    def forward(
-        self, x: torch.Tensor, state: RNNState
-    ) -> tuple[torch.Tensor, RNNState, dict[str, torch.Tensor]]:
-        h = self.cell(x, state.h)
-        return h, RNNState(h), {}
+    name: PartName = part_name("act")
+    hidden_size: int = 128
+    """H, the inner tanh RNN's size (128 in the paper)"""
+    max_steps: int = 100
+    """the cap M on ponder steps per input"""
+    eps: float = 0.01
+    """halt once the summed halting probability reaches 1 - eps"""
+    halting_bias: float = 1.0
+    """initial bias of the halting unit"""
+    tau: float = 0.01
+    """ponder cost weight: the loss gets tau * mean_b sum_t rho_t"""
 
 
 class ACTCore(RecurrentCore):
-    """ACT around any core of the contract in :mod:`agents.cores.base`.
+    """ACT (:class:`ACTConfig`) around a tanh RNN, or around any core of the contract given as ``inner``.
 
     The inner core gets ``input_size + 1`` inputs (the first-ponder-step flag). Per input step the
     attention dict holds ``"halting" [B, max_steps]`` (``p^n``, zero after halting) and
@@ -124,17 +119,23 @@ class ACTCore(RecurrentCore):
     ``[B, T, max_steps]`` and ``[B, T]``.
     """
 
-    def __init__(
-        self, inner: RecurrentCore, max_steps: int = 100, eps: float = 0.01, halting_bias: float = 1.0
-    ):
+    def __init__(self, input_size: int, cfg: ACTConfig = ACTConfig(), inner: RecurrentCore | None = None) -> None:
         super().__init__()
-        require(max_steps >= 1, f"max_steps must be >= 1, got {max_steps}")
-        require(0.0 < eps < 1.0, f"eps must be in (0, 1), got {eps}")
+        require(cfg.max_steps >= 1, f"max_steps must be >= 1, got {cfg.max_steps}")
+        require(0.0 < cfg.eps < 1.0, f"eps must be in (0, 1), got {cfg.eps}")
+        require(cfg.tau >= 0.0, f"tau (the ponder cost weight) must be >= 0, got {cfg.tau}")
+        if inner is None:
+            inner = RNNCore(input_size + 1, RNNConfig(hidden_size=cfg.hidden_size, nonlinearity="tanh"))
+        require(inner.input_size == input_size + 1, "ACT's inner core takes input_size + 1 inputs (the flag)")
         self.inner = inner
-        self.input_size, self.output_size = inner.input_size - 1, inner.output_size
-        self.max_steps, self.eps = max_steps, eps
+        self.input_size, self.output_size = input_size, inner.output_size
+        self.max_steps, self.eps, self.tau = cfg.max_steps, cfg.eps, cfg.tau
         self.halt = nn.Linear(inner.output_size, 1)
-        nn.init.constant_(self.halt.bias, halting_bias)
+        nn.init.constant_(self.halt.bias, cfg.halting_bias)
+
+    def aux_loss(self, attention: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The ponder cost ``tau * mean_b sum_t rho_{b,t}`` of an unroll (``attention["ponder"] [B, T]``)."""
+        return self.tau * attention["ponder"].sum(dim=1).mean()
 
     def initial_state(self, batch_size: int) -> State:
         return self.inner.initial_state(batch_size)
@@ -163,52 +164,3 @@ class ACTCore(RecurrentCore):
         halting = torch.stack(weights, dim=1)  # [B, n]
         halting = nn.functional.pad(halting, (0, self.max_steps - halting.shape[1]))
         return out_sum, state_sum, {"halting": halting, "ponder": ponder}
-
-
-class ACTSequenceModel(nn.Module):
-    """An :class:`ACTCore` with a linear readout; ``aux_loss = tau * mean_b sum_t rho_{b,t}``."""
-
-    def __init__(self, core: ACTCore, output_size: int, tau: float) -> None:
-        super().__init__()
-        require(tau >= 0.0, f"tau (the ponder cost weight) must be >= 0, got {tau}")
-        self.core, self.tau = core, tau
-        self.readout = nn.Linear(core.output_size, output_size)
-
-    def forward(self, inputs: torch.Tensor) -> SequenceOutput:
-        hidden, _, attention = self.core.unroll(inputs)  # [B, T, H]
-        cost = self.tau * attention["ponder"].sum(dim=1).mean()
-        return self.readout(hidden), attention, cost
-
-
-class PlainRNNModel(nn.Module):
-    """A tanh RNN with a readout (the no-ACT baseline); ``"ponder"`` is 1 per step for comparison."""
-
-    def __init__(self, input_size: int, output_size: int, hidden_size: int) -> None:
-        super().__init__()
-        self.core = TanhRNNCore(input_size, hidden_size)
-        self.readout = nn.Linear(hidden_size, output_size)
-
-    def forward(self, inputs: torch.Tensor) -> SequenceOutput:
-        hidden, _, attention = self.core.unroll(inputs)
-        attention["ponder"] = inputs.new_ones(inputs.shape[:2])
-        return self.readout(hidden), attention, hidden.new_zeros(())
-
-
-@register_model("act-rnn")
-def build_act_rnn(
-    input_size: int,
-    output_size: int,
-    hidden_size: int = 128,
-    tau: float = 0.01,
-    max_steps: int = 100,
-    eps: float = 0.01,
-) -> nn.Module:
-    """A tanh RNN (``hidden_size`` units, 128 in the paper) under ACT with ponder cost weight ``tau``."""
-    core = ACTCore(TanhRNNCore(input_size + 1, hidden_size), max_steps=max_steps, eps=eps)
-    return ACTSequenceModel(core, output_size, tau)
-
-
-@register_model("rnn")
-def build_rnn(input_size: int, output_size: int, hidden_size: int = 128) -> nn.Module:
-    """The same tanh RNN without ACT (one step per input): the paper's 'no ACT' baseline."""
-    return PlainRNNModel(input_size, output_size, hidden_size)

@@ -12,16 +12,33 @@ A core is an ``nn.Module`` with
 :func:`unroll` runs a ``[B, T, D]`` sequence with per-step episode resets: before step ``t`` the
 state of every row with ``resets[b, t]`` is replaced by the initial state,
 ``state = where(reset, initial_state, state)``, which stays exact when the initial state is learned.
+
+Construction: every core has a frozen config dataclass beside its class (the only place its defaults
+live); the config's ``name`` field (:data:`PartName`, set with :func:`part_name`) is its key in the
+table of parts (:mod:`heed.agents.parts`), is kept by ``dataclasses.asdict`` (so checkpoints and
+``config.json`` rebuild the part) and is hidden from the command line. A core's constructor is
+``Core(input_size, cfg)``. A core whose training adds a loss term (ACT's ponder cost) says so in
+:meth:`RecurrentCore.aux_loss`, which every user of cores adds to its own loss.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import field
+from typing import Annotated, Any
 
 import torch
+import tyro
 from torch import nn
 
 State = Any  # a NamedTuple (or tuple) of [B, ...] tensors
+
+#: the type of a part config's ``name`` field: in ``asdict`` and JSON, never a command-line flag
+PartName = Annotated[str, tyro.conf.Suppress]
+
+
+def part_name(name: str) -> Any:
+    """The ``name`` field of a part config: ``name: PartName = part_name("ntm")`` (not an init argument)."""
+    return field(default=name, init=False, repr=False)
 
 
 def map_state(fn, *states: State) -> State:
@@ -61,6 +78,11 @@ class RecurrentCore(nn.Module):
 
     def forward(self, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
         raise NotImplementedError  # pragma: no cover - abstract
+
+    def aux_loss(self, attention: dict[str, torch.Tensor]) -> torch.Tensor:
+        """A loss term the core adds to its user's loss, from the attention of an unroll (stacked
+        ``[B, T, ...]``); a scalar zero unless the core overrides it (ACT: the ponder cost)."""
+        return torch.zeros((), device=self.device)
 
     @property
     def device(self) -> torch.device:

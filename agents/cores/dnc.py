@@ -16,13 +16,14 @@ The output is ``[h_t, r_t]``; the attention dict holds ``read [B, R, N]``, ``wri
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from heed.agents.cores import addressing as A
-from heed.agents.cores.base import RecurrentCore
+from heed.agents.cores.base import PartName, RecurrentCore, part_name
 
 
 class DNCState(NamedTuple):
@@ -40,26 +41,34 @@ class DNCState(NamedTuple):
     precedence: torch.Tensor
 
 
+@dataclass(frozen=True)
+class DNCConfig:
+    """A Differentiable Neural Computer with an LSTM controller."""
+
+    name: PartName = part_name("dnc")
+    hidden_size: int = 100
+    """controller size C"""
+    memory_size: int = 32
+    """memory rows N"""
+    memory_width: int = 20
+    """memory columns M"""
+    read_heads: int = 2
+    """read heads R"""
+    write_heads: int = 1
+    """write heads W"""
+    memory_init: float = 1e-6
+    """the constant every memory cell starts at"""
+    clip: float = 20.0
+    """bound on the controller's interface outputs"""
+
+
 class DNCCore(RecurrentCore):
-    """A DNC with R read heads and W write heads.
+    """A DNC with R read heads and W write heads (:class:`DNCConfig`); ``input_size`` is D."""
 
-    Args:
-        input_size: D; hidden_size: controller size C; memory_size: N; memory_width: M;
-        read_heads: R; write_heads: W; memory_init: initial value of every cell; clip: interface bound.
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int = 100,
-        memory_size: int = 32,
-        memory_width: int = 20,
-        read_heads: int = 2,
-        write_heads: int = 1,
-        memory_init: float = 1e-6,
-        clip: float = 20.0,
-    ) -> None:
+    def __init__(self, input_size: int, cfg: DNCConfig = DNCConfig()) -> None:
         super().__init__()
+        hidden_size, memory_size, memory_width = cfg.hidden_size, cfg.memory_size, cfg.memory_width
+        read_heads, write_heads, memory_init, clip = cfg.read_heads, cfg.write_heads, cfg.memory_init, cfg.clip
         self.input_size, self.hidden_size = input_size, hidden_size
         self.memory_size, self.memory_width = memory_size, memory_width
         self.read_heads, self.write_heads, self.clip = read_heads, write_heads, clip

@@ -10,12 +10,13 @@ plugs into the same rollout storage and reset logic as every other core.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from heed.agents.cores.base import RecurrentCore, State
+from heed.agents.cores.base import PartName, RecurrentCore, State, part_name
 from heed.agents.cores.base import unroll as step_unroll
 
 
@@ -25,17 +26,23 @@ class GRUState(NamedTuple):
     h: torch.Tensor
 
 
+@dataclass(frozen=True)
+class GRUConfig:
+    """A single-layer GRU."""
+
+    name: PartName = part_name("gru")
+    hidden_size: int = 100
+    """H, the hidden and output size"""
+    learn_initial_state: bool = False
+    """learn h_0 (else zeros)"""
+
+
 class GRUCore(RecurrentCore):
-    """A single-layer GRU.
+    """A single-layer GRU (:class:`GRUConfig`); ``input_size`` is D."""
 
-    Args:
-        input_size: D.
-        hidden_size: H (the output size).
-        learn_initial_state: learn h_0 (else zeros).
-    """
-
-    def __init__(self, input_size: int, hidden_size: int = 100, learn_initial_state: bool = False) -> None:
+    def __init__(self, input_size: int, cfg: GRUConfig = GRUConfig()) -> None:
         super().__init__()
+        hidden_size, learn_initial_state = cfg.hidden_size, cfg.learn_initial_state
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.output_size = hidden_size

@@ -7,12 +7,13 @@ runs cuDNN/oneDNN's fused ``nn.LSTM`` over the whole sequence (same weights, sam
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from heed.agents.cores.base import RecurrentCore, State
+from heed.agents.cores.base import PartName, RecurrentCore, State, part_name
 from heed.agents.cores.base import unroll as step_unroll
 
 
@@ -23,17 +24,23 @@ class LSTMState(NamedTuple):
     c: torch.Tensor
 
 
+@dataclass(frozen=True)
+class LSTMConfig:
+    """A single-layer LSTM."""
+
+    name: PartName = part_name("lstm")
+    hidden_size: int = 100
+    """H, the hidden and output size"""
+    learn_initial_state: bool = False
+    """learn h_0 and c_0 (else zeros)"""
+
+
 class LSTMCore(RecurrentCore):
-    """A single-layer LSTM.
+    """A single-layer LSTM (:class:`LSTMConfig`); ``input_size`` is D."""
 
-    Args:
-        input_size: D.
-        hidden_size: H (the output size).
-        learn_initial_state: learn h_0 and c_0 (else zeros).
-    """
-
-    def __init__(self, input_size: int, hidden_size: int = 100, learn_initial_state: bool = False) -> None:
+    def __init__(self, input_size: int, cfg: LSTMConfig = LSTMConfig()) -> None:
         super().__init__()
+        hidden_size, learn_initial_state = cfg.hidden_size, cfg.learn_initial_state
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.output_size = hidden_size

@@ -17,7 +17,8 @@ as fast as learned or random initial memory); the initial read vectors r_0 and w
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +32,7 @@ from heed.agents.cores.addressing import (
     read_memory,
     sharpen,
 )
-from heed.agents.cores.base import RecurrentCore
+from heed.agents.cores.base import PartName, RecurrentCore, part_name
 
 
 class NTMState(NamedTuple):
@@ -45,74 +46,97 @@ class NTMState(NamedTuple):
     memory: torch.Tensor
 
 
-class NTMCore(RecurrentCore):
-    """An NTM with any number of read and write heads.
+@dataclass(frozen=True)
+class NTMConfig:
+    """A Neural Turing Machine with any number of read and write heads (Collier & Beel's set-up)."""
 
-    Args:
-        input_size: D.
-        hidden_size: controller size C.
-        memory_size: N rows.
-        memory_width: M columns.
-        read_heads: R; write_heads: W.
-        controller: ``"lstm"`` or ``"feedforward"`` (one tanh layer).
-        shift_range: shifts allowed in each direction (S = 2 shift_range + 1).
-        memory_init: the constant every memory cell starts at.
-        clip: bound on the controller's interface outputs.
-        weight_init: initial w_0 (learned afterwards): ``"first"`` focuses every head on row 0,
-            ``"random"`` starts near uniform with small random logits.
+    name: PartName = part_name("ntm")
+    hidden_size: int = 100
+    """controller size C"""
+    memory_size: int = 128
+    """memory rows N"""
+    memory_width: int = 20
+    """memory columns M"""
+    read_heads: int = 1
+    """read heads R (at least 1)"""
+    write_heads: int = 1
+    """write heads W"""
+    controller: Literal["lstm", "feedforward"] = "lstm"
+    """an LSTM, or one tanh layer"""
+    shift_range: int = 1
+    """shifts allowed in each direction (S = 2 shift_range + 1)"""
+    memory_init: float = 1e-6
+    """the constant every memory cell starts at"""
+    clip: float = 20.0
+    """bound on the controller's interface outputs"""
+    weight_init: Literal["first", "random"] = "first"
+    """initial w_0 (learned afterwards): every head on row 0, or near uniform with small random logits"""
+
+
+class NTMCore(RecurrentCore):
+    """An NTM (:class:`NTMConfig`); ``input_size`` is D.
+
+    The controller is made and stepped by :meth:`make_controller` and :meth:`control`, so a variant
+    with another controller overrides those two methods and nothing else.
     """
 
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int = 100,
-        memory_size: int = 128,
-        memory_width: int = 20,
-        read_heads: int = 1,
-        write_heads: int = 1,
-        controller: str = "lstm",
-        shift_range: int = 1,
-        memory_init: float = 1e-6,
-        clip: float = 20.0,
-        weight_init: str = "first",
-    ) -> None:
+    def __init__(self, input_size: int, cfg: NTMConfig = NTMConfig()) -> None:
         super().__init__()
-        if controller not in ("lstm", "feedforward"):
-            raise ValueError(f"controller must be 'lstm' or 'feedforward', got {controller!r}")
+        hidden_size, memory_size, memory_width = cfg.hidden_size, cfg.memory_size, cfg.memory_width
+        read_heads, write_heads = cfg.read_heads, cfg.write_heads
         if read_heads < 1 or write_heads < 0:
             raise ValueError("an NTM needs at least one read head and a non-negative number of write heads")
+        if cfg.weight_init not in ("first", "random"):
+            raise ValueError(f"weight_init must be 'first' or 'random', got {cfg.weight_init!r}")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.memory_size, self.memory_width = memory_size, memory_width
         self.read_heads, self.write_heads = read_heads, write_heads
-        self.controller_kind, self.clip = controller, clip
-        self.shift_size = 2 * shift_range + 1
+        self.controller_kind, self.clip = cfg.controller, cfg.clip
+        self.shift_size = 2 * cfg.shift_range + 1
         self.output_size = hidden_size + read_heads * memory_width
-        ctrl_in = input_size + read_heads * memory_width
-        if controller == "lstm":
-            self.controller = nn.LSTMCell(ctrl_in, hidden_size)
-        else:
-            self.controller = nn.Linear(ctrl_in, hidden_size)
+        self.controller = self.make_controller(input_size + read_heads * memory_width, hidden_size)
         heads = read_heads + write_heads
         self.address_size = memory_width + 3 + self.shift_size  # key, beta, g, gamma, shift
         self.interface = nn.Linear(hidden_size, heads * self.address_size + write_heads * 2 * memory_width)
-        self.register_buffer("memory_init", torch.full((memory_size, memory_width), float(memory_init)))
+        self.register_buffer("memory_init", torch.full((memory_size, memory_width), float(cfg.memory_init)))
         self.read_init = nn.Parameter(torch.randn(read_heads, memory_width) * 0.01)
-        if weight_init not in ("first", "random"):
-            raise ValueError(f"weight_init must be 'first' or 'random', got {weight_init!r}")
         logits = torch.randn(heads, memory_size) * 0.1
-        if weight_init == "first":  # every head starts focused on row 0 (w_0[0] ~ 0.99)
+        if cfg.weight_init == "first":  # every head starts focused on row 0 (w_0[0] ~ 0.99)
             logits = torch.zeros(heads, memory_size)
             logits[:, 0] = 10.0
         self.weight_logits = nn.Parameter(logits)
         self.h0 = nn.Parameter(torch.zeros(hidden_size))
         self.c0 = nn.Parameter(torch.zeros(hidden_size))
 
+    def make_controller(self, size_in: int, hidden_size: int) -> nn.Module:
+        """The controller module: ``nn.LSTMCell`` or one ``nn.Linear`` (with tanh in :meth:`control`)."""
+        if self.controller_kind == "lstm":
+            return nn.LSTMCell(size_in, hidden_size)
+        if self.controller_kind == "feedforward":
+            return nn.Linear(size_in, hidden_size)
+        raise ValueError(f"controller must be 'lstm' or 'feedforward', got {self.controller_kind!r}")
+
+    def control(
+        self, inp: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """One controller step on ``inp [B, D + R M]``: ``(output [B, C], h kept, c kept)`` (None: not kept)."""
+        if self.controller_kind == "lstm":
+            h, c = self.controller(inp, (h, c))
+            return h, h, c
+        return torch.tanh(self.controller(inp)), None, None
+
+    def controller_state(self, batch_size: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The controller's initial ``(h, c)`` (learned), ``None`` where it keeps no such state."""
+        if self.controller_kind != "lstm":
+            return None, None
+        return self.h0.expand(batch_size, -1), self.c0.expand(batch_size, -1)
+
     def initial_state(self, batch_size: int) -> NTMState:
         weights = torch.softmax(self.weight_logits, dim=-1)
-        lstm = self.controller_kind == "lstm"
+        h, c = self.controller_state(batch_size)
         return NTMState(
-            h=self.h0.expand(batch_size, -1) if lstm else None,
-            c=self.c0.expand(batch_size, -1) if lstm else None,
+            h=h,
+            c=c,
             reads=self.read_init.expand(batch_size, -1, -1),
             weights=weights.expand(batch_size, -1, -1),
             memory=self.memory_init.expand(batch_size, -1, -1),
@@ -123,10 +147,7 @@ class NTMCore(RecurrentCore):
         batch = x.shape[0]
         R, W, Mw = self.read_heads, self.write_heads, self.memory_width
         inp = torch.cat([x, state.reads.reshape(batch, -1)], dim=-1)
-        if self.controller_kind == "lstm":
-            h, c = self.controller(inp, (state.h, state.c))
-        else:
-            h, c = torch.tanh(self.controller(inp)), None
+        h, keep_h, c = self.control(inp, state.h, state.c)
         params = self.interface(h).clamp(-self.clip, self.clip)
         heads = R + W
         addr = params[:, : heads * self.address_size].view(batch, heads, self.address_size)
@@ -151,5 +172,4 @@ class NTMCore(RecurrentCore):
             memory = erase_add_write(memory, write_w, erase, add)
             attention["write"] = write_w
         out = torch.cat([h, reads.reshape(batch, -1)], dim=-1)
-        keep_h = h if self.controller_kind == "lstm" else None
         return out, NTMState(keep_h, c, reads, weights, memory), attention

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from heed.agents.common.errors import HeedError, suggest
@@ -41,9 +43,12 @@ def build_model(
     sigma: float = 0.1,
     hidden: int = 256,
     read_size: int = 12,
-    core: str = "lstm",
+    core: Any = None,
 ) -> nn.Module:
-    """``ram`` | ``random`` (RAM with uniform random locations) | ``soft`` | ``cnn`` (matched to RAM's size)."""
+    """``ram`` | ``random`` (RAM with uniform random locations) | ``soft`` | ``cnn`` (matched to RAM's size).
+
+    ``core`` is RAM's core config (any core of :mod:`heed.agents.parts`; default an LSTM of ``hidden``).
+    """
     if name == "ram":
         return RAM(image_size, patch, scales, glimpses, hidden, sigma, "learned", core)
     if name == "random":

@@ -6,10 +6,13 @@ One episode per image, ``T`` glimpses::
     for t = 0 .. T-1:
         x_t = rho(image, l_t)                          foveal retina, [B, k, g, g]
         g_t = relu(W_1 relu(W_g x_t) + W_2 relu(W_l l_t))     glimpse network (h_g = h_l = 128, g = 256)
-        h_{t+1} = core(g_t, h_t)                       LSTM or ReLU RNN (256)
+        h_{t+1}, s_{t+1} = core(g_t, s_t)              any core of the table (LSTM 256, the ReLU RNN, an NTM...)
         l_{t+1} ~ N(tanh(W_mu sg(h_{t+1})), sigma^2 I) Gaussian policy with fixed sigma
         b_{t+1} = W_b sg(h_{t+1})                      learned baseline
     logits = W_c h_T
+
+The core is built by :func:`heed.agents.parts.build_core` from its config and stepped through the
+core contract (:mod:`heed.agents.cores.base`); ``h`` is its output (for memory cores ``[h, reads]``).
 
 ``sg`` is stop-gradient: the policy and the baseline read a detached state, and the sampled location is
 detached, so the classifier's cross-entropy never flows through the location (REFERENCE.md "RAM":
@@ -27,13 +30,15 @@ the network (the paper's "8 random glimpses" baseline).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from heed.agents.cores.lstm import LSTMConfig
 from heed.agents.glimpse.sensors import foveal_glimpse
+from heed.agents.parts import build_core
 
 
 class GlimpseOutput(NamedTuple):
@@ -67,15 +72,6 @@ class GlimpseNetwork(nn.Module):
         return F.relu(self.mix_what(hg) + self.mix_where(hl))
 
 
-def make_core(kind: str, size: int, hidden: int) -> nn.Module:
-    """``lstm`` (``nn.LSTMCell``) or ``rnn`` (the paper's rectifier RNN, ``nn.RNNCell`` with ReLU)."""
-    if kind == "lstm":
-        return nn.LSTMCell(size, hidden)
-    if kind == "rnn":
-        return nn.RNNCell(size, hidden, nonlinearity="relu")
-    raise ValueError(f"unknown core '{kind}': use lstm or rnn")
-
-
 class RAM(nn.Module):
     """The recurrent attention model (see the module docstring for the equations).
 
@@ -83,8 +79,10 @@ class RAM(nn.Module):
         image_size: side of the square input images.
         patch, scales: retina of ``scales`` patches of ``patch x patch`` (widths ``patch * 2**s``).
         glimpses: ``T``.
+        hidden: size of the glimpse vector ``g_t`` (the core's input).
         sigma: fixed standard deviation of the location policy (in ``[-1, 1]`` units).
         policy: ``learned`` (REINFORCE) or ``random`` (uniform locations).
+        core: the core's config (default: an LSTM of ``hidden`` units, the paper's 256).
     """
 
     def __init__(
@@ -96,7 +94,7 @@ class RAM(nn.Module):
         hidden: int = 256,
         sigma: float = 0.1,
         policy: str = "learned",
-        core: str = "lstm",
+        core: Any = None,
         num_classes: int = 10,
     ) -> None:
         super().__init__()
@@ -104,19 +102,12 @@ class RAM(nn.Module):
             raise ValueError(f"unknown policy '{policy}': use learned or random")
         self.image_size, self.patch, self.scales = image_size, patch, scales
         self.glimpses, self.hidden, self.sigma, self.policy = glimpses, hidden, sigma, policy
-        self.core_kind = core
         self.glimpse_net = GlimpseNetwork(scales * patch * patch, out=hidden)
-        self.core = make_core(core, hidden, hidden)
-        self.locator = nn.Linear(hidden, 2)
-        self.baseline = nn.Linear(hidden, 1)
-        self.classifier = nn.Linear(hidden, num_classes)
-
-    def _state(self, batch: int, device: torch.device):
-        zero = torch.zeros(batch, self.hidden, device=device)
-        return (zero, zero.clone()) if self.core_kind == "lstm" else zero
-
-    def _hidden(self, state) -> torch.Tensor:
-        return state[0] if self.core_kind == "lstm" else state
+        self.core = build_core(core if core is not None else LSTMConfig(hidden_size=hidden), hidden)
+        out = self.core.output_size
+        self.locator = nn.Linear(out, 2)
+        self.baseline = nn.Linear(out, 1)
+        self.classifier = nn.Linear(out, num_classes)
 
     def _next_location(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample ``l [B, 2]`` (detached, clamped to [-1, 1]); return ``(l, log_pi [B], baseline [B])``."""
@@ -134,8 +125,8 @@ class RAM(nn.Module):
     def forward(self, images: torch.Tensor) -> GlimpseOutput:
         """``images [B, H, W]`` -> :class:`GlimpseOutput` with ``T = self.glimpses``."""
         b = images.shape[0]
-        state = self._state(b, images.device)
-        h = self._hidden(state)
+        state = self.core.initial_state(b)
+        h = images.new_zeros(b, self.core.output_size)  # no output before the first glimpse
         locs, log_pis, bases = [], [], []
         loc, log_pi, base = self._next_location(h)
         for t in range(self.glimpses):
@@ -143,8 +134,7 @@ class RAM(nn.Module):
             log_pis.append(log_pi)
             bases.append(base)
             patches = foveal_glimpse(images, loc, self.patch, self.scales)
-            state = self.core(self.glimpse_net(patches, loc), state)
-            h = self._hidden(state)
+            h, state, _ = self.core(self.glimpse_net(patches, loc), state)
             if t + 1 < self.glimpses:
                 loc, log_pi, base = self._next_location(h)
         extent = torch.full(

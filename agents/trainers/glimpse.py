@@ -6,6 +6,7 @@ Monte-Carlo averaging over ``--mc-samples`` glimpse paths for the stochastic mod
 
     python scripts/train.py glimpse --dataset cluttered60 --model ram --glimpses 8 --seed 1 --run-dir runs/ram
     python scripts/train.py glimpse --resume runs/ram --steps 8000
+    python scripts/train.py glimpse --model ram --run-dir runs/ram-ntm core:ntm --core.memory-size 16
 
 TensorBoard (``tensorboard --logdir runs``): ``losses/cross_entropy``, ``losses/reinforce``,
 ``losses/baseline_mse``, ``charts/train_accuracy``, ``charts/reward``, ``charts/baseline``,
@@ -18,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,11 +38,17 @@ from heed.agents.common.checkpoint import (
 from heed.agents.common.device import resolve_device
 from heed.agents.common.errors import HeedError, require
 from heed.agents.common.run import default_run_dir, open_writer, prepare_run_dir, save_config
+from heed.agents.cores.lstm import LSTMConfig
+from heed.agents.cores.rnn import RNNConfig
 from heed.agents.glimpse import MODELS, build_model, count_params, hybrid_loss, mc_predict
+from heed.agents.parts import core_choice, part_from_dict
 from heed.envs.glimpse import RETINA
 from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits, make_canvases
 
 KIND = "glimpse"
+#: RAM's cores where they differ from the cores' own defaults: the paper's 256-unit LSTM and ReLU RNN
+RAM_CORE_DEFAULTS = {"lstm": LSTMConfig(hidden_size=256), "rnn": RNNConfig(hidden_size=256, nonlinearity="relu")}
+RAMCore = core_choice(RAM_CORE_DEFAULTS)
 # fields a resumed run takes from the command line; everything else comes from the run's config.json
 RESUME_OVERRIDES = (
     "steps",
@@ -84,9 +92,9 @@ class Config:
     scales: int | None = None
     """Retina scales k (default per dataset: 1 for mnist, 3 for 60x60, 4 for 100x100)."""
     hidden: int = 256
-    """Core size (the glimpse network uses 128 + 128 -> hidden)."""
-    core: str = "lstm"
-    """RAM's core: lstm or rnn (the paper's ReLU RNN)."""
+    """Glimpse vector size (the glimpse network uses 128 + 128 -> hidden; the core's input) and soft's size."""
+    core: RAMCore = field(default_factory=lambda: RAM_CORE_DEFAULTS["lstm"])
+    """RAM's core, chosen last: core:NAME [--core.FIELD VALUE] (lstm 256; rnn: the paper's ReLU RNN; ntm, ...)."""
     read_size: int = 12
     """N, the soft-attention read is N x N."""
     mc_samples: int = 10
@@ -118,7 +126,6 @@ def _validate(cfg: Config) -> None:
     require(cfg.steps >= 1 and cfg.batch_size >= 1, "--steps and --batch-size must be positive")
     require(cfg.sigma > 0, f"--sigma must be positive, got {cfg.sigma}")
     require(cfg.mc_samples >= 1, "--mc-samples must be at least 1")
-    require(cfg.core in ("lstm", "rnn"), f"unknown --core '{cfg.core}': use lstm or rnn")
     require(cfg.read_size >= 2, "--read-size must be at least 2")
     require(
         cfg.eval_every >= 1 and cfg.checkpoint_every >= 1 and cfg.log_every >= 1, "intervals must be positive"
@@ -135,7 +142,19 @@ def _resumed_config(cfg: Config) -> Config:
     if unknown:
         raise HeedError(f"cannot resume '{cfg.resume}': its config.json has unknown fields {unknown[:3]}")
     merged = {**saved, **{k: getattr(cfg, k) for k in RESUME_OVERRIDES}, "run_dir": cfg.resume}
-    return Config(**merged)
+    return config_from_dict(merged)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """A :class:`Config` from its stored dict (``config.json``, checkpoint meta); the core comes back
+    from its stored config (an old run's core name means the paper's core of ``hidden`` units)."""
+    values = dict(values)
+    core = values.get("core", "lstm")
+    if isinstance(core, str):  # written before the table of parts
+        hidden = values.get("hidden", 256)
+        core = {"name": core, "hidden_size": hidden, **({"nonlinearity": "relu"} if core == "rnn" else {})}
+    values["core"] = part_from_dict(core)
+    return Config(**values)
 
 
 def retina(cfg: Config) -> tuple[int, int]:

@@ -1,6 +1,7 @@
-"""Recurrent PPO over any core (mlp, lstm, gru, ntm, dnc) on a memory environment.
+"""Recurrent PPO over any core of the table of parts (mlp, lstm, gru, rnn, ntm, dnc, act, ...) on a memory env.
 
-    python scripts/train.py ppo --core ntm --env heed/MemoryLength-v0 --memory-length 8 --total-steps 100000
+    python scripts/train.py ppo --env heed/MemoryLength-v0 --memory-length 8 --total-steps 100000 core:ntm
+    python scripts/train.py ppo --total-steps 100000 core:ntm --core.memory-size 32 --core.read-heads 2
     python scripts/train.py ppo --resume runs/ppo__heed-MemoryLength-v0__1__... --total-steps 200000
 
 Logs go to TensorBoard under the run dir (SB3's tags: rollout/, train/, time/, eval/); checkpoints
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,34 @@ from heed.agents.common.checkpoint import latest_checkpoint, save_run_checkpoint
 from heed.agents.common.device import resolve_device
 from heed.agents.common.errors import HeedError, require, suggest
 from heed.agents.common.run import default_run_dir, open_writer, prepare_run_dir, save_config
+from heed.agents.cores.act import ACTConfig
+from heed.agents.cores.dnc import DNCConfig
+from heed.agents.cores.gru import GRUConfig
+from heed.agents.cores.lstm import LSTMConfig
+from heed.agents.cores.ntm import NTMConfig
+from heed.agents.cores.rnn import RNNConfig
+from heed.agents.parts import CORES, core_choice, part_from_dict
 from heed.agents.ppo import PPOConfig, RecurrentPPO
-from heed.agents.recurrent_policy import CORES, RecurrentActorCritic
+from heed.agents.recurrent_policy import RecurrentActorCritic
+
+#: PPO's starting point for each core where it differs from the core's own defaults: a 64-unit
+#: controller and a 16 x 8 memory (the settings of the results in RESULTS.md)
+PPO_CORE_DEFAULTS = {
+    "lstm": LSTMConfig(hidden_size=64),
+    "gru": GRUConfig(hidden_size=64),
+    "rnn": RNNConfig(hidden_size=64),
+    "ntm": NTMConfig(hidden_size=64, memory_size=16, memory_width=8),
+    "dnc": DNCConfig(hidden_size=64, memory_size=16, memory_width=8, read_heads=1),
+    "act": ACTConfig(hidden_size=64),
+}
+PPOCore = core_choice(PPO_CORE_DEFAULTS)
+
+
+def core_config(name: str):
+    """PPO's default config of core ``name`` (:data:`PPO_CORE_DEFAULTS`, else the core's own)."""
+    if name not in CORES:
+        raise HeedError(f"unknown core '{name}'.{suggest(name, CORES)} Cores: {', '.join(CORES)}")
+    return PPO_CORE_DEFAULTS.get(name) or CORES[name][0]()
 
 
 @dataclass(frozen=True)
@@ -33,8 +60,9 @@ class Config:
 
     env: str = "heed/MemoryLength-v0"
     """Gymnasium id (heed/MemoryLength-v0, heed/CartPoleNoVel-v0, heed/Copy-v0, popgym-..., CartPole-v1)."""
-    core: str = "lstm"
-    """Policy core: mlp (feedforward baseline), lstm, gru, ntm or dnc."""
+    core: PPOCore = field(default_factory=lambda: PPO_CORE_DEFAULTS["lstm"])
+    """Policy core, chosen last on the command line: core:NAME [--core.FIELD VALUE ...] (mlp is the
+    feedforward baseline; act adds its ponder cost to the PPO loss)."""
     memory_length: int | None = None
     """heed/MemoryLength-v0 only: steps between the cue and the query (L)."""
     env_option: tuple[str, ...] = ()
@@ -73,16 +101,6 @@ class Config:
     """Normalise observations with running statistics (SB3 VecNormalize)."""
     norm_reward: bool = False
     """Scale rewards by the running std of the discounted return (SB3 VecNormalize)."""
-    hidden_size: int = 64
-    """Core hidden / controller size."""
-    memory_size: int = 16
-    """NTM/DNC memory rows N."""
-    memory_width: int = 8
-    """NTM/DNC memory row width M."""
-    read_heads: int = 1
-    """NTM/DNC read heads."""
-    learn_initial_state: bool = False
-    """LSTM/GRU: learn the initial state (NTM/DNC always learn theirs)."""
     eval_episodes: int = 200
     """Greedy evaluation episodes at the end (0 = none)."""
     checkpoint_every: int = 50_000
@@ -127,7 +145,7 @@ def make_vec_env(
     import gymnasium as gym
     from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor, VecNormalize
 
-    from heed.envs.memory import make_env
+    from heed.envs.registration import make_env
 
     kwargs = dict(kwargs or {})
     probe = make_env(env_id, **kwargs)
@@ -184,6 +202,7 @@ def _resolve(cfg: Config) -> Config:
     names = {f.name for f in dataclasses.fields(Config)}
     saved = {k: v for k, v in saved.items() if k in names}
     saved["env_option"] = tuple(saved.get("env_option", ()))
+    saved["core"] = part_from_dict(saved["core"])
     saved.update(run_dir=run_dir, resume=run_dir, progress=cfg.progress)
     if cfg.total_steps is not None:
         saved["total_steps"] = cfg.total_steps
@@ -195,8 +214,6 @@ def main(cfg: Config) -> dict[str, Any]:
     from tqdm import tqdm
 
     cfg = _resolve(cfg)
-    if cfg.core not in CORES:
-        raise HeedError(f"unknown core '{cfg.core}' (known: {', '.join(CORES)}).{suggest(cfg.core, CORES)}")
     require(cfg.n_envs >= 1 and cfg.n_steps >= 1, "--n-envs and --n-steps must be at least 1")
     require(cfg.seq_len == 0 or cfg.n_steps % cfg.seq_len == 0, "--seq-len must divide --n-steps (or be 0)")
     total = cfg.total_steps if cfg.total_steps is not None else DEFAULT_TOTAL_STEPS
@@ -228,19 +245,15 @@ def main(cfg: Config) -> dict[str, Any]:
 
         space = venv.action_space
         bits = isinstance(space, gym.spaces.MultiBinary)
-        policy_kwargs = {
-            "obs_dim": int(np.prod(venv.observation_space.shape)),
-            "n_actions": int(space.n if not bits else space.shape[0]),
-            "core": cfg.core, "action_kind": "multibinary" if bits else "discrete", "hidden_size": cfg.hidden_size,
-            "memory_size": cfg.memory_size, "memory_width": cfg.memory_width, "read_heads": cfg.read_heads,
-            "learn_initial_state": cfg.learn_initial_state,
-        }
-        policy = RecurrentActorCritic(**policy_kwargs)
-        model = RecurrentPPO(policy, venv, ppo_cfg, device, seed=cfg.seed, policy_kwargs=policy_kwargs)
+        policy = RecurrentActorCritic(
+            int(np.prod(venv.observation_space.shape)), int(space.n if not bits else space.shape[0]), cfg.core,
+            action_kind="multibinary" if bits else "discrete",
+        )
+        model = RecurrentPPO(policy, venv, ppo_cfg, device, seed=cfg.seed)
 
     writer = open_writer(run_dir, cfg, purge_step=model.num_timesteps if ckpt is not None else None)
     bar = tqdm(total=total, initial=min(model.num_timesteps, total), disable=not cfg.progress, unit="step",
-               desc=f"ppo {cfg.core}")
+               desc=f"ppo {cfg.core.name}")
     last_save = [model.num_timesteps]
 
     def save() -> None:

@@ -1,5 +1,6 @@
-"""Shared by the supervised trainer and ``scripts/evaluate_memory.py``: losses, metrics, option
-parsing, building a task and a model from registry names, and loading a trained sequence model.
+"""Shared by the supervised trainer and the scripts that read its checkpoints: losses, metrics, task
+option parsing, building a task by name, and rebuilding a trained sequence model from a checkpoint
+(its model config is stored in the meta; :mod:`heed.agents.parts` builds it).
 
 Losses (``task.loss``):
 
@@ -13,7 +14,7 @@ Losses (``task.loss``):
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import inspect
 import json
 import math
@@ -26,23 +27,10 @@ from torch import nn
 
 from heed.agents.common.checkpoint import load_checkpoint, load_module_state
 from heed.agents.common.errors import HeedError, suggest
-from heed.agents.sequence import SEQUENCE_MODELS
+from heed.agents.parts import CORES, MODELS, build_model, part_from_dict
 from heed.envs.tasks import TASKS, Batch
 
 KIND = "sequence-model"
-
-
-def import_registries(extra: tuple[str, ...] = ()) -> None:
-    """Import the modules that register tasks and models: ``agents.cores.registry``, ``envs.algorithmic``
-    and those in :data:`agents.trainers.supervised.REGISTRY_MODULES`; modules that do not exist are skipped."""
-    from heed.agents.trainers.supervised import REGISTRY_MODULES
-
-    for name in ("heed.envs.algorithmic", "heed.agents.cores.registry") + tuple(REGISTRY_MODULES) + tuple(extra):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name):
-                raise
 
 
 def sequence_loss(
@@ -155,7 +143,6 @@ def check_options(fn: Any, options: dict[str, Any], what: str, name: str) -> Non
 
 def build_task(name: str, options: dict[str, Any]):
     """``TASKS[name](**options)`` with one-line errors for unknown names and options."""
-    import_registries()
     if name not in TASKS:
         raise HeedError(f"unknown task '{name}'.{suggest(name, TASKS)} Tasks: {', '.join(sorted(TASKS))}")
     check_options(TASKS[name], options, "task", name)
@@ -165,29 +152,29 @@ def build_task(name: str, options: dict[str, Any]):
         raise HeedError(f"task '{name}': {exc}") from None
 
 
-def build_model(
-    name: str, input_size: int, output_size: int, options: dict[str, Any], common: dict[str, Any] | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """``SEQUENCE_MODELS[name](D, K, **options)``; ``common`` options go only where the builder takes them.
+#: model names of checkpoints written before the table of parts that are called otherwise now
+_RENAMED = {"act-rnn": "act"}
 
-    Returns:
-        the model and the options actually passed (recorded in checkpoints).
-    """
-    import_registries()
-    if name not in SEQUENCE_MODELS:
-        raise HeedError(
-            f"unknown core '{name}'.{suggest(name, SEQUENCE_MODELS)} Cores: {', '.join(sorted(SEQUENCE_MODELS))}"
-        )
-    builder = SEQUENCE_MODELS[name]
-    names, var, _ = accepted_options(builder)
-    passed = {k: v for k, v in (common or {}).items() if v is not None and (var or k in names)}
-    check_options(builder, options, "core", name)
-    passed.update(options)
-    try:
-        model = builder(input_size, output_size, **passed)
-    except (TypeError, ValueError) as exc:
-        raise HeedError(f"core '{name}': {exc}") from None
-    return model, passed
+
+def model_config_from_meta(meta: dict[str, Any]) -> Any:
+    """The model config a checkpoint's meta stores: ``meta["model"]`` (name + fields), or the older
+    ``meta["core"]`` name with ``meta["model_options"]`` (the shipped ``ntm-copy`` has that form)."""
+    if "model" in meta:
+        return part_from_dict(meta["model"])
+    if "core" not in meta:
+        raise HeedError("the checkpoint's meta.json names no model ('model' or 'core')")
+    return legacy_model_config(meta["core"], dict(meta.get("model_options", {})))
+
+
+def legacy_model_config(name: str, options: dict[str, Any]) -> Any:
+    """A model config from an old-style name and options, keeping the options the model takes
+    (the old builders dropped the others in silence, so the model was built without them)."""
+    name = _RENAMED.get(name, name)
+    table = {**CORES, **MODELS}
+    if name not in table:
+        raise HeedError(f"unknown model '{name}'.{suggest(name, table)} Models: {', '.join(table)}")
+    fields = {f.name for f in dataclasses.fields(table[name][0]) if f.init}
+    return part_from_dict({"name": name, **{k: v for k, v in options.items() if k in fields and v is not None}})
 
 
 def load_sequence_model(path: str, device: torch.device | str = "cpu"):
@@ -198,11 +185,11 @@ def load_sequence_model(path: str, device: torch.device | str = "cpu"):
     """
     ckpt = load_checkpoint(path, expect_kind=KIND)
     meta = ckpt.meta
-    for key in ("task", "core", "task_options", "model_options"):
+    for key in ("task", "task_options"):
         if key not in meta:
             raise HeedError(f"checkpoint '{ckpt.path}' lacks '{key}' in meta.json")
     task = build_task(meta["task"], dict(meta["task_options"]))
-    model, _ = build_model(meta["core"], task.input_size, task.output_size, dict(meta["model_options"]))
+    model = build_model(model_config_from_meta(meta), task.input_size, task.output_size)
     load_module_state(model, ckpt.tensors, where=str(ckpt.path))
     return model.to(device).eval(), task, ckpt
 

@@ -1,8 +1,9 @@
 """Supervised training of any sequence model on any registered task.
 
-``python scripts/train.py supervised --task copy --core ntm --seed 1 --run-dir runs/copy``
+``python scripts/train.py supervised --task copy --seed 1 --run-dir runs/copy model:ntm --model.memory-size 64``
 
-Tasks come from :data:`envs.tasks.TASKS`, models from :data:`agents.sequence.SEQUENCE_MODELS`. The
+Tasks come from :data:`heed.envs.tasks.TASKS`, models from the table of parts (:mod:`heed.agents.parts`:
+every core, with a linear readout, and the self-attention models), chosen last as ``model:NAME``. The
 defaults follow Collier & Beel (2018): Adam 1e-3, batch 32, gradient-norm clip 50 (RMSProp with
 momentum, as in the NTM paper, via ``--optimizer rmsprop``). TensorBoard gets ``losses/*``,
 ``charts/*`` (bits per sequence or error rate, sequences/s, CPU seconds) and the attention
@@ -14,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -32,22 +33,24 @@ from heed.agents.common.checkpoint import (
 from heed.agents.common.device import resolve_device
 from heed.agents.common.errors import HeedError, require
 from heed.agents.common.run import config_to_dict, default_run_dir, open_writer, prepare_run_dir, save_config
+from heed.agents.cores.ntm import NTMConfig
+from heed.agents.parts import build_model, model_choice, part_from_dict, part_to_dict
 from heed.agents.trainers import sequence_utils as su
 
-#: modules imported for their task/model registrations besides the memory ones (absent ones are skipped)
-REGISTRY_MODULES: tuple[str, ...] = ("heed.agents.cores.act", "heed.agents.transformer", "heed.envs.ponder", "heed.envs.babi")
+#: any core (with a readout) or sequence model, each with its own defaults (Collier & Beel's for the NTM)
+SupervisedModel = model_choice()
 
 DEFAULT_SEQUENCES = 200_000
 
 
 @dataclass(frozen=True)
 class Config:
-    """Train a sequence model (``--core``) on a task (``--task``)."""
+    """Train a sequence model (``model:NAME``, last on the command line) on a task (``--task``)."""
 
     task: str = "copy"
     """task name in envs.tasks.TASKS (copy, repeat-copy, associative-recall, dynamic-ngrams, priority-sort, ...)"""
-    core: str = "ntm"
-    """model name in agents.sequence.SEQUENCE_MODELS (lstm, ntm, dnc, ...)"""
+    model: SupervisedModel = field(default_factory=NTMConfig)
+    """the model, chosen last: model:NAME [--model.FIELD VALUE ...] (a core with a readout, or transformer, ut, ut-act)"""
     seed: int = 1
     """seed for torch and the task generator"""
     run_dir: Path | None = None
@@ -72,22 +75,6 @@ class Config:
     """clip the global gradient norm to this (0 disables)"""
     clip_grad_value: float = 0.0
     """clip every gradient element to +-this (0 disables; the NTM paper used 10)"""
-    hidden_size: int | None = None
-    """controller / hidden size (builder default when unset)"""
-    memory_size: int | None = None
-    """memory rows N for memory cores"""
-    memory_width: int | None = None
-    """memory row width M"""
-    read_heads: int | None = None
-    """read heads"""
-    write_heads: int | None = None
-    """write heads"""
-    controller: str | None = None
-    """NTM controller: lstm or feedforward"""
-    tau: float | None = None
-    """ponder-cost weight for ACT models"""
-    model_options: str = ""
-    """more model options: a JSON object or key=value,key=value"""
     task_options: str = ""
     """task options: a JSON object or key=value,key=value (e.g. max_len=10)"""
     eval_every: int = 3200
@@ -108,18 +95,6 @@ class Config:
     """show a tqdm progress bar"""
 
 
-def _common_options(cfg: Config) -> dict:
-    return {
-        "hidden_size": cfg.hidden_size,
-        "memory_size": cfg.memory_size,
-        "memory_width": cfg.memory_width,
-        "read_heads": cfg.read_heads,
-        "write_heads": cfg.write_heads,
-        "controller": cfg.controller,
-        "tau": cfg.tau,
-    }
-
-
 def _validate(cfg: Config) -> None:
     require(cfg.total_sequences is None or cfg.total_sequences >= 0, "--total-sequences must be >= 0")
     require(cfg.max_cpu_seconds is None or cfg.max_cpu_seconds >= 0, "--max-cpu-seconds must be >= 0")
@@ -138,6 +113,11 @@ def _resume_config(cfg: Config) -> tuple[Config, Path]:
     if not saved.exists():
         raise HeedError(f"--resume {run_dir}: no config.json there (is it a supervised run dir?)")
     values = json.loads(saved.read_text())
+    if "model" in values:
+        values["model"] = part_from_dict(values["model"])
+    else:  # a run dir from before the table of parts: the name in "core", options in flat fields
+        options = {**values, **su.parse_options(values.get("model_options", ""), "model-options")}
+        values["model"] = su.legacy_model_config(values["core"], options)
     fields = {f.name for f in dataclasses.fields(Config)}
     values = {k: v for k, v in values.items() if k in fields}
     for key in ("total_sequences", "max_cpu_seconds", "stop_at"):
@@ -185,11 +165,7 @@ def main(cfg: Config) -> dict:
     # change what a saved checkpoint is rebuilt with
     task_options = {**su.accepted_options(su.TASKS[cfg.task])[2], **task_options}
     torch.manual_seed(cfg.seed)
-    model, model_options = su.build_model(
-        cfg.core, task.input_size, task.output_size, su.parse_options(cfg.model_options, "model-options"),
-        _common_options(cfg),
-    )
-    model.to(device)
+    model = build_model(cfg.model, task.input_size, task.output_size).to(device)
     optimizer = _make_optimizer(cfg, model.parameters())
     rng = np.random.default_rng(cfg.seed)
     counters = {"sequences": 0, "updates": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
@@ -205,7 +181,7 @@ def main(cfg: Config) -> dict:
         if "rng" in loaded.meta:
             rng.bit_generator.state = loaded.meta["rng"]
     else:
-        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir("supervised", f"{cfg.task}-{cfg.core}", cfg.seed)
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir("supervised", f"{cfg.task}-{cfg.model.name}", cfg.seed)
     run_dir = prepare_run_dir(run_dir)
     if not resuming:
         save_config(run_dir, cfg)
@@ -216,7 +192,7 @@ def main(cfg: Config) -> dict:
     optimum = su.optimal_cost(task, eval_set)  # e.g. the Bayes-optimal n-gram cost on the same set
     meta_base = {
         "kind": su.KIND, "config": config_to_dict(cfg), "task": cfg.task, "task_options": task_options,
-        "core": cfg.core, "model_options": model_options, "loss": task.loss,
+        "core": cfg.model.name, "model": part_to_dict(cfg.model), "loss": task.loss,
         "input_size": task.input_size, "output_size": task.output_size,
     }
 
