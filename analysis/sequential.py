@@ -167,4 +167,14 @@ def sensitivity_matrix(fn: SeqFn, inputs: torch.Tensor, mode: str = "auto", chun
         return _sensitivity_reverse(fn, x, chunk_size)
 
 
-__all__ = ["sensitivity_matrix", "sequential_jacobian"]
+def cue_sensitivity_ratio(matrix: torch.Tensor, t: int = -1) -> float:
+    """``S[t, 0] / max_{s > 0} S[t, s]`` for a ``[T_out, T_in]`` sensitivity matrix ``S``.
+
+    Above 1 when output step ``t`` depends more on input step 0 (where a cue-recall task shows its cue,
+    :mod:`heed.envs.cue`) than on any later input step.
+    """
+    row = matrix[t]
+    return float(row[0] / row[1:].max().clamp_min(1e-12))
+
+
+__all__ = ["cue_sensitivity_ratio", "sensitivity_matrix", "sequential_jacobian"]

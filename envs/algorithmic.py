@@ -1,6 +1,6 @@
 """The NTM paper's algorithmic tasks (Graves et al. 2014) as batched generators and Gymnasium envs.
 
-Tasks (registered in :data:`envs.tasks.TASKS`; all ``loss == "bits"``):
+Tasks (listed in :data:`heed.envs.tasks.TASKS`; all ``loss == "bits"``):
 
 - ``copy``: L random 8-bit vectors (L in 1-20), a delimiter, then reproduce them.
 - ``repeat-copy``: L vectors (1-10), a delimiter whose own channel holds the repeat count n/10
@@ -15,7 +15,7 @@ Tasks (registered in :data:`envs.tasks.TASKS`; all ``loss == "bits"``):
 Every task samples one length per batch (no padding). ``task.fixed_length(L)`` returns the same
 task at length L (copy length, repeat-copy length, number of items, n-gram sequence length, number
 of vectors to sort) for tests of generalisation. The Gymnasium envs (``heed/Copy-v0``, ...) run one
-sequence per episode; see :class:`AlgorithmicEnv`.
+sequence per episode; see :class:`heed.envs.sequence_env.SequenceTaskEnv`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
-import gymnasium as gym
 import numpy as np
 
-from heed.envs.tasks import TASKS, Batch, register_task
+from heed.envs.sequence import Batch
 
 
 class _BitTask:
@@ -38,8 +37,6 @@ class _BitTask:
     """
 
     loss: ClassVar[str] = "bits"
-    input_low: ClassVar[float] = 0.0
-    input_high: ClassVar[float] = 1.0
     extra_inputs: ClassVar[int] = 2
     extra_outputs: ClassVar[int] = 0
     bits: int
@@ -63,7 +60,6 @@ class _Fixed(_BitTask):
         return int(rng.integers(self.min_len, self.max_len + 1))
 
 
-@register_task("copy")
 @dataclass(frozen=True)
 class CopyTask(_Fixed):
     """Copy: inputs ``[B, 2L+1, bits+1]``, targets ``[B, 2L+1, bits]``, scored on the last L steps."""
@@ -72,6 +68,7 @@ class CopyTask(_Fixed):
     min_len: int = 1
     max_len: int = 20
     name: ClassVar[str] = "copy"
+    env_id: ClassVar[str] = "heed/Copy-v0"
     extra_inputs: ClassVar[int] = 1
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
@@ -88,7 +85,6 @@ class CopyTask(_Fixed):
         return Batch(inputs, targets, mask)
 
 
-@register_task("repeat-copy")
 @dataclass(frozen=True)
 class RepeatCopyTask(_Fixed):
     """Repeat copy: T = L + 1 + nL + 1; outputs ``bits + 1`` (the last is the end marker)."""
@@ -99,6 +95,7 @@ class RepeatCopyTask(_Fixed):
     min_repeats: int = 1
     max_repeats: int = 10
     name: ClassVar[str] = "repeat-copy"
+    env_id: ClassVar[str] = "heed/RepeatCopy-v0"
     extra_outputs: ClassVar[int] = 1
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
@@ -118,7 +115,6 @@ class RepeatCopyTask(_Fixed):
         return Batch(inputs, targets, mask)
 
 
-@register_task("associative-recall")
 @dataclass(frozen=True)
 class AssociativeRecallTask(_Fixed):
     """Associative recall: ``min_len..max_len`` items of ``item_len`` x ``bits`` vectors."""
@@ -128,6 +124,7 @@ class AssociativeRecallTask(_Fixed):
     min_len: int = 2
     max_len: int = 6
     name: ClassVar[str] = "associative-recall"
+    env_id: ClassVar[str] = "heed/AssociativeRecall-v0"
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         items = self._length(rng)
@@ -152,7 +149,6 @@ class AssociativeRecallTask(_Fixed):
         return Batch(inputs, targets, mask)
 
 
-@register_task("dynamic-ngrams")
 @dataclass(frozen=True)
 class DynamicNGramsTask(_BitTask):
     """Dynamic n-grams: input bit x_t, target x_{t+1}, scored once the (order-1)-bit context is known."""
@@ -161,6 +157,7 @@ class DynamicNGramsTask(_BitTask):
     length: int = 200
     bits: ClassVar[int] = 1  # one bit in, one bit out (not an option)
     name: ClassVar[str] = "dynamic-ngrams"
+    env_id: ClassVar[str] = "heed/DynamicNGrams-v0"
     extra_inputs: ClassVar[int] = 0
 
     def fixed_length(self, length: int) -> DynamicNGramsTask:
@@ -224,7 +221,6 @@ def ngram_bayes_optimal_bits(bits: np.ndarray, order: int = 6) -> np.ndarray:
     return cost
 
 
-@register_task("priority-sort")
 @dataclass(frozen=True)
 class PrioritySortTask(_BitTask):
     """Priority sort: ``num_inputs`` vectors with priorities, then the ``num_outputs`` highest, highest first."""
@@ -233,7 +229,7 @@ class PrioritySortTask(_BitTask):
     num_inputs: int = 20
     num_outputs: int = 16
     name: ClassVar[str] = "priority-sort"
-    input_low: ClassVar[float] = -1.0
+    env_id: ClassVar[str] = "heed/PrioritySort-v0"
 
     def fixed_length(self, length: int) -> PrioritySortTask:
         return dataclasses.replace(self, num_inputs=length, num_outputs=min(self.num_outputs, length))
@@ -253,87 +249,3 @@ class PrioritySortTask(_BitTask):
         mask = np.zeros((batch_size, T), np.float32)
         mask[:, n + 1 :] = 1.0
         return Batch(inputs, targets, mask)
-
-
-# ---------------------------------------------------------------------------------------- Gymnasium
-
-ENV_IDS = {
-    "heed/Copy-v0": "copy",
-    "heed/RepeatCopy-v0": "repeat-copy",
-    "heed/AssociativeRecall-v0": "associative-recall",
-    "heed/DynamicNGrams-v0": "dynamic-ngrams",
-    "heed/PrioritySort-v0": "priority-sort",
-}
-
-
-class AlgorithmicEnv(gym.Env):
-    """One task sequence per episode.
-
-    ## Description
-    The NTM paper's algorithmic tasks (see the module docstring), step by step.
-
-    ## Action Space
-    ``MultiBinary(K)``: the predicted output bits for the current step.
-
-    ## Observation Space
-    ``Box(input_low, input_high, (D,), float32)``: the current input vector.
-
-    ## Rewards
-    Minus the number of wrong bits on scored steps (0 elsewhere), so the return is minus the
-    sequence's bit errors: the supervised metric.
-
-    ## Episode End
-    Terminates after the sequence's last step (no truncation).
-
-    ## Info
-    ``target`` (float32 ``[K]``) and ``scored`` (bool) for the step the observation belongs to:
-    a supervised learner reads its labels from there.
-
-    ## Arguments
-    ``task``: a name in :data:`envs.tasks.TASKS` with ``loss == "bits"``; other keyword arguments
-    go to the task (e.g. ``max_len=10``).
-    """
-
-    metadata: ClassVar[dict] = {"render_modes": []}
-
-    def __init__(self, task: str = "copy", **options) -> None:
-        self.task = TASKS[task](**options)
-        D, K = self.task.input_size, self.task.output_size
-        self.observation_space = gym.spaces.Box(self.task.input_low, self.task.input_high, (D,), np.float32)
-        self.action_space = gym.spaces.MultiBinary(K)
-        self._batch: Batch | None = None
-        self._t = 0
-
-    def _info(self) -> dict:
-        batch, t = self._batch, self._t
-        if t >= batch.inputs.shape[1]:
-            return {"target": np.zeros(self.task.output_size, np.float32), "scored": False}
-        return {"target": batch.targets[0, t].copy(), "scored": bool(batch.mask[0, t] > 0)}
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self._batch = self.task.sample(1, self.np_random)
-        self._t = 0
-        return self._batch.inputs[0, 0].copy(), self._info()
-
-    def step(self, action):
-        if self._batch is None:
-            raise RuntimeError("call reset() before step()")
-        batch, t = self._batch, self._t
-        if t >= batch.inputs.shape[1]:
-            raise RuntimeError("the episode has ended: call reset()")
-        wrong = np.sum(np.asarray(action, dtype=np.int64) != batch.targets[0, t].astype(np.int64))
-        reward = -float(wrong) * float(batch.mask[0, t])
-        self._t = t + 1
-        terminated = self._t >= batch.inputs.shape[1]
-        obs = np.zeros(self.task.input_size, np.float32) if terminated else batch.inputs[0, self._t].copy()
-        obs = np.clip(obs, self.observation_space.low, self.observation_space.high)
-        return obs, reward, terminated, False, self._info()
-
-
-def register() -> None:
-    """Register ``heed/Copy-v0``, ``heed/RepeatCopy-v0``, ``heed/AssociativeRecall-v0``,
-    ``heed/DynamicNGrams-v0`` and ``heed/PrioritySort-v0``."""
-    for env_id, task in ENV_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, entry_point="heed.envs.algorithmic:AlgorithmicEnv", kwargs={"task": task})

@@ -12,7 +12,8 @@ Preprocessing (Mnih et al. 2015; Machado et al. 2018 for the terms):
 Evaluation (``training=False``) plays full games (all lives) with unclipped rewards.
 
 Two builders share these settings: :func:`make_atari_env` (one Gymnasium env with wrappers, for
-evaluation, rendering and SB3's ``learn``) and :func:`make_vector_env` (ale-py's C++
+evaluation, rendering and SB3's ``learn``; registered as ``heed/AtariPong-v0`` and
+``heed/AtariEnduro-v0`` in :mod:`heed.envs.registration`, any game by ``make_atari_env(id)``) and :func:`make_vector_env` (ale-py's C++
 ``AtariVectorEnv``, several games stepped in native threads: the fast path for training).
 """
 
@@ -27,7 +28,7 @@ SCREEN = 84
 
 
 def register() -> None:
-    """Make ale-py's ``ALE/...`` ids available (ale-py ships the ROMs)."""
+    """Make ale-py's ``ALE/...`` ids available (ale-py ships the ROMs; imported only when needed)."""
     import ale_py
 
     gym.register_envs(ale_py)

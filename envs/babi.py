@@ -16,7 +16,7 @@ office; objects apple, football, milk; actors Mary, John, Sandra, Daniel.
 - Task 3, three supporting facts: "Where was the OBJECT before the LOCATION?" -> the location the
   object was in before it entered LOCATION (which it entered exactly once).
 
-The ``babi`` :class:`envs.tasks.SequenceTask` turns one story + its final question into a sequence
+The ``babi`` :class:`heed.envs.sequence.SequenceTask` turns one story + its final question into a sequence
 whose last step carries the target, the answer location (``output_size`` = 6 classes); batches are
 right-padded with zero vectors. Two encodings:
 
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heed.envs.errors import HeedError, require
-from heed.envs.tasks import Batch, register_task
+from heed.envs.sequence import Batch
 
 LOCATIONS = ("bedroom", "kitchen", "garden", "hallway", "bathroom", "office")
 OBJECTS = ("apple", "football", "milk")
@@ -205,7 +205,6 @@ def encode(qa: QA) -> list[int]:
     return [WORD_INDEX[w] for s in sentences(qa) for w in tokenize(s)] + [WORD_INDEX[ANSWER_TOKEN]]
 
 
-@register_task("babi")
 class BabiTask:
     """Question answering over generated stories of bAbI task ``task`` (1, 2 or 3; 0 = joint: each
     sequence draws its task uniformly from 1-3).
@@ -214,7 +213,7 @@ class BabiTask:
     question answerable) and its question; the target (a location id) sits at the final step.
     """
 
-    name, loss = "babi", "classes"
+    name, loss, env_id = "babi", "classes", "heed/Babi-v0"
 
     def __init__(
         self, task: int = 1, min_statements: int = 2, max_statements: int = 10, encoding: str = "facts"

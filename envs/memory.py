@@ -1,10 +1,8 @@
 """Memory environments for recurrent policies: ``heed/MemoryLength-v0``, ``heed/CartPoleNoVel-v0``, POPGym.
 
-``register()`` registers the heed ids; :func:`make_env` builds any id with one-line errors for an
-unknown id (with suggestions) and for POPGym ids when the optional extra is missing.
-
-The NTM tasks of the memory issue (``heed/Copy-v0`` ...) are registered by :mod:`envs.algorithmic`
-as Gymnasium environments; recurrent PPO trains on them as on any discrete-action env.
+The ids are registered from the table in :mod:`heed.envs.registration`, whose ``make_env`` builds any
+id with one-line errors (and asks for the optional ``popgym`` extra through :func:`require_popgym`).
+The NTM tasks (``heed/Copy-v0`` ...) are sequence-task envs; recurrent PPO trains on them as on any env.
 """
 
 from __future__ import annotations
@@ -16,7 +14,7 @@ import numpy as np
 from gymnasium import spaces
 
 MEMORY_LENGTH_ID = "heed/MemoryLength-v0"
-CARTPOLE_NOVEL_ID = "heed/CartPoleNoVel-v0"
+CARTPOLE_NOVEL_ID = "heed/CartPoleNoVel-v0"  # both in heed.envs.registration's table
 
 
 class MemoryLengthEnv(gym.Env):
@@ -47,7 +45,7 @@ class MemoryLengthEnv(gym.Env):
     ``memory_length`` (L, default 5): steps between the cue and the query (0 <= L).
     """
 
-    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012  (Gymnasium's convention)
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # noqa: RUF012  (Gymnasium's convention)
 
     def __init__(self, memory_length: int = 5, render_mode: str | None = None) -> None:
         if int(memory_length) != memory_length or memory_length < 0:
@@ -130,35 +128,5 @@ def require_popgym(env_id: str) -> None:
     if not popgym_available():
         raise HeedError(
             f"'{env_id}' is a POPGym environment, but popgym is not installed: "
-            "pip install 'heed[popgym]' (or pip install popgym)"
+            "pip install 'heed-attention[popgym]' (or pip install popgym)"
         )
-
-
-def register() -> None:
-    """Register the heed memory ids (and POPGym's, when installed)."""
-    if MEMORY_LENGTH_ID not in gym.registry:
-        gym.register(MEMORY_LENGTH_ID, entry_point=MemoryLengthEnv)
-    if CARTPOLE_NOVEL_ID not in gym.registry:
-        gym.register(CARTPOLE_NOVEL_ID, entry_point=make_cartpole_novel, max_episode_steps=None)
-    if popgym_available():
-        import popgym  # noqa: F401  (importing popgym registers its popgym-<Env>-v0 ids)
-
-
-def make_env(env_id: str, **kwargs: Any) -> gym.Env:
-    """``gym.make(env_id, **kwargs)`` with one-line errors for unknown ids and a missing POPGym."""
-    from heed.envs.errors import HeedError, suggest
-    from heed.envs.registration import register_all
-
-    register_all()
-    register()
-    if env_id.lower().startswith("popgym"):
-        require_popgym(env_id)
-    if env_id not in gym.registry:
-        known = [k for k in gym.registry if k.startswith(("heed/", "popgym", "CartPole", "ALE/"))]
-        raise HeedError(f"unknown environment '{env_id}'.{suggest(env_id, known)}")
-    try:
-        return gym.make(env_id, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise HeedError(f"bad options for '{env_id}': {exc}") from None
-    except gym.error.DependencyNotInstalled as exc:
-        raise HeedError(f"'{env_id}' needs a package that is not installed: {exc}") from None

@@ -1,6 +1,7 @@
 """Pondering tasks (ACT paper, Graves 2016; Universal Transformer, Dehghani et al. 2019).
 
-Supervised :class:`envs.tasks.SequenceTask` s, registered in ``TASKS`` and as Gymnasium ids:
+Supervised :class:`heed.envs.sequence.SequenceTask` s, listed in :data:`heed.envs.tasks.TASKS` and so
+registered as Gymnasium ids:
 
 =============  ==================  =================================================================
 task           id                  one sequence
@@ -27,14 +28,10 @@ Batches of ragged sequences are right-padded with all-zero input vectors and ``m
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
 from heed.envs.errors import require
-from heed.envs.tasks import TASKS, Batch, SequenceTask, register_task
+from heed.envs.sequence import Batch
 
 # the 10 two-input gates whose output depends on both inputs; truth table over (a, b) = 00, 01, 10, 11
 GATES = np.array(
@@ -62,11 +59,11 @@ def _pad(seqs: list[np.ndarray], steps: int) -> np.ndarray:
     return out
 
 
-@register_task("parity")
 class ParityTask:
     """Parity of the +1 entries among ``size`` inputs (one step)."""
 
     name, loss = "parity", "bits"
+    env_id = "heed/Parity-v0"
 
     def __init__(self, size: int = 64, min_nonzero: int = 1, max_nonzero: int | None = None) -> None:
         max_nonzero = size if max_nonzero is None else max_nonzero
@@ -86,11 +83,11 @@ class ParityTask:
         return Batch(x, y, np.ones((batch_size, 1), dtype=np.float32))
 
 
-@register_task("logic")
 class LogicTask:
     """Sequences of 1..``max_steps`` steps, each applying 1..``max_gates`` logic gates."""
 
     name, loss = "logic", "bits"
+    env_id = "heed/Logic-v0"
 
     def __init__(self, max_steps: int = 10, max_gates: int = 10) -> None:
         require(
@@ -126,11 +123,11 @@ def addition_digits(onehot: np.ndarray) -> np.ndarray:
     return onehot.reshape(*onehot.shape[:-1], 6, 11).argmax(-1)
 
 
-@register_task("addition")
 class AdditionTask:
     """Running sums of 1..``max_steps`` numbers of 1..``max_digits`` digits."""
 
     name, loss = "addition", "bits"
+    env_id = "heed/Addition-v0"
     out_digits = 6
 
     def __init__(self, max_steps: int = 5, max_digits: int = 5) -> None:
@@ -196,91 +193,13 @@ class _SymbolTask:
         return Batch(x, y, mask)
 
 
-@register_task("seqcopy")
 class SeqCopyTask(_SymbolTask):
     """Algorithmic copy (UT paper: train length 40, test length 400)."""
 
-    name = "seqcopy"
+    name, env_id = "seqcopy", "heed/SeqCopy-v0"
 
 
-@register_task("reverse")
 class ReverseTask(_SymbolTask):
     """Algorithmic reverse (UT paper: train length 40, test length 400)."""
 
-    name, reverse = "reverse", True
-
-
-class SequenceTaskEnv(gym.Env):
-    """One episode = one sampled sequence of a :class:`SequenceTask`, presented step by step.
-
-    ## Description
-    At step t the observation is input x_t; the action is the prediction for step t.
-    ## Action Space
-    ``Discrete(K)`` for class tasks, ``MultiBinary(K)`` for bit tasks.
-    ## Observation Space
-    ``Box(-1, 1, (D,), float32)``.
-    ## Rewards
-    At scored steps (``mask = 1``): 1 for a correct class, or the fraction of correct bits; else 0.
-    ## Episode End
-    Terminated after the sequence's last step; never truncated.
-    ## Arguments
-    ``task_name``: a ``TASKS`` name; other keyword arguments go to the task (e.g. ``task=2`` for
-    ``heed/Babi-v0``). ``reset(options=...)`` may override task options for the following episodes.
-    """
-
-    metadata: ClassVar[dict] = {"render_modes": []}
-
-    def __init__(self, task_name: str = "parity", **options: object) -> None:
-        require(task_name in TASKS, f"unknown task '{task_name}'")
-        self.task_name, self.options = task_name, dict(options)
-        self.task: SequenceTask = TASKS[task_name](**options)
-        self.observation_space = spaces.Box(-1.0, 1.0, (self.task.input_size,), np.float32)
-        k = self.task.output_size
-        self.action_space = spaces.Discrete(k) if self.task.loss == "classes" else spaces.MultiBinary(k)
-        self._batch: Batch | None = None
-        self._t = 0
-
-    def _obs(self) -> np.ndarray:
-        return self._batch.inputs[0, self._t].astype(np.float32)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if options:
-            self.options.update(options)
-            self.task = TASKS[self.task_name](**self.options)
-        self._batch = self.task.sample(1, self.np_random)
-        steps = int(self._batch.mask.shape[1])
-        self._len = steps
-        self._t = 0
-        return self._obs(), {"length": steps}
-
-    def step(self, action):
-        require(self._batch is not None, "call reset() before step()")
-        target, scored = self._batch.targets[0, self._t], float(self._batch.mask[0, self._t])
-        if self.task.loss == "classes":
-            reward = scored * float(int(action) == int(target))
-        else:
-            reward = scored * float(np.mean(np.asarray(action).reshape(-1) == (target > 0.5)))
-        self._t += 1
-        done = self._t >= self._len
-        obs = self._obs() if not done else np.zeros(self.observation_space.shape, np.float32)
-        return obs, reward, done, False, {"scored": bool(scored)}
-
-
-ENV_IDS = {
-    "heed/Parity-v0": "parity",
-    "heed/Logic-v0": "logic",
-    "heed/Addition-v0": "addition",
-    "heed/SeqCopy-v0": "seqcopy",
-    "heed/Reverse-v0": "reverse",
-    "heed/Babi-v0": "babi",
-}
-
-
-def register() -> None:
-    """Register the pondering ids (and import :mod:`envs.babi` so ``babi`` is in ``TASKS``)."""
-    import heed.envs.babi  # noqa: F401  (registers the babi task)
-
-    for env_id, task in ENV_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(env_id, entry_point="heed.envs.ponder:SequenceTaskEnv", kwargs={"task_name": task})
+    name, env_id, reverse = "reverse", "heed/Reverse-v0", True

@@ -1,54 +1,45 @@
-"""Supervised sequence tasks: one protocol shared by the trainer, the Gymnasium wrappers and the tests.
+"""The one table of supervised sequence tasks: ``TASKS[name](**options)`` builds a task.
 
-A task samples batches of whole episodes with an explicit ``numpy.random.Generator``::
+Every entry follows :class:`heed.envs.sequence.SequenceTask` (shapes in :mod:`heed.envs.sequence`) and
+also becomes a Gymnasium id (its ``env_id``, stepped by :class:`heed.envs.sequence_env.SequenceTaskEnv`;
+see :mod:`heed.envs.registration`). ``scripts/train.py supervised --task NAME`` looks names up here.
 
-    batch = task.sample(batch_size, rng)          # a Batch, numpy arrays
-    batch.inputs   float32 [B, T, D]
-    batch.targets  float32 [B, T, K] for loss == "bits"   (independent Bernoulli outputs, cost in bits)
-                   int64   [B, T]    for loss == "classes" (one class per step, cross-entropy)
-    batch.mask     float32 [B, T]    1 where the output at step t is scored, else 0
-
-Tasks register themselves in :data:`TASKS` (name -> factory taking keyword options), e.g.
-``TASKS["copy"](min_len=1, max_len=20)``; ``scripts/train.py supervised --task NAME`` looks them up here.
+A new task is its file (a class with ``name``, ``env_id``, ``input_size``, ``output_size``, ``loss`` and
+``sample``) plus one line below; the env contract tests then cover its id with no other edit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, Protocol
 
-import numpy as np
+from heed.envs.algorithmic import (
+    AssociativeRecallTask,
+    CopyTask,
+    DynamicNGramsTask,
+    PrioritySortTask,
+    RepeatCopyTask,
+)
+from heed.envs.babi import BabiTask
+from heed.envs.cue import CueRecallTask
+from heed.envs.ponder import AdditionTask, LogicTask, ParityTask, ReverseTask, SeqCopyTask
+from heed.envs.sequence import Batch, SequenceTask
 
+TASKS: dict[str, Callable[..., SequenceTask]] = {
+    # NTM tasks (Graves et al. 2014): envs/algorithmic.py
+    "copy": CopyTask,
+    "repeat-copy": RepeatCopyTask,
+    "associative-recall": AssociativeRecallTask,
+    "dynamic-ngrams": DynamicNGramsTask,
+    "priority-sort": PrioritySortTask,
+    # pondering tasks (ACT, Universal Transformer): envs/ponder.py, envs/babi.py
+    "parity": ParityTask,
+    "logic": LogicTask,
+    "addition": AdditionTask,
+    "seqcopy": SeqCopyTask,
+    "reverse": ReverseTask,
+    "babi": BabiTask,
+    # the sequential-Jacobian demo's probe: envs/cue.py
+    "cue-recall": CueRecallTask,
+}
 
-@dataclass
-class Batch:
-    """One batch of episodes (see the module docstring for shapes)."""
-
-    inputs: np.ndarray
-    targets: np.ndarray
-    mask: np.ndarray
-
-
-class SequenceTask(Protocol):
-    """What the supervised trainer needs from a task."""
-
-    name: str
-    input_size: int
-    output_size: int  # K: bits per step, or number of classes
-    loss: Literal["bits", "classes"]
-
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch: ...
-
-
-TASKS: dict[str, Callable[..., SequenceTask]] = {}
-
-
-def register_task(name: str) -> Callable[[Callable[..., SequenceTask]], Callable[..., SequenceTask]]:
-    """Decorator: ``@register_task("copy")`` on a task class or factory."""
-
-    def wrap(factory: Callable[..., SequenceTask]) -> Callable[..., SequenceTask]:
-        TASKS[name] = factory
-        return factory
-
-    return wrap
+__all__ = ["TASKS", "Batch", "SequenceTask"]

@@ -5,8 +5,8 @@ Examples::
     python scripts/sequential_jacobian.py                       # an LSTM trained in seconds on cue recall
     python scripts/sequential_jacobian.py --checkpoint runs/copy-lstm --out copy_jacobian.png
 
-Without ``--checkpoint`` it trains :class:`analysis.cue_demo.CueLSTM` (the answer is the input at
-step 0, so input time 0 must light up). With one, it loads a ``scripts/train.py supervised``
+Without ``--checkpoint`` it trains :class:`CueLSTM` (below) on the cue-recall task of
+:mod:`heed.envs.cue` (the answer is the input at step 0, so input time 0 must light up). With one, it loads a ``scripts/train.py supervised``
 checkpoint and explains the model's logits on one sequence of its task. The figure (PNG) shows the
 ``[T_out, T_in]`` sensitivity matrix and the per-dimension Jacobian of one output step; with
 ``--tensorboard DIR`` it is also logged as an image.
@@ -16,9 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
+
+from heed.envs.cue import CueRecallTask
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,77 @@ class Config:
     """show progress bars"""
 
 
-def _demo_model(cfg: Config, device: torch.device):
-    from heed.analysis.cue_demo import cue_batch, input_labels, train_cue_lstm
+# ------------------------------------------------------------------ the demo model: an LSTM on cue recall
 
+
+class CueBatch(NamedTuple):
+    inputs: torch.Tensor  # [B, T, n_cues + 1] float32
+    cues: torch.Tensor  # [B, n_cues] float32: the values of step 0, the answer at every step
+
+
+def cue_batch(batch_size: int, steps: int, n_cues: int, rng: np.random.Generator) -> CueBatch:
+    """A batch of :class:`heed.envs.cue.CueRecallTask` as tensors (numpy -> torch here, at the boundary)."""
+    batch = CueRecallTask(steps=steps, n_cues=n_cues).sample(batch_size, rng)
+    return CueBatch(torch.from_numpy(batch.inputs), torch.from_numpy(batch.targets[:, 0].copy()))
+
+
+def input_labels(n_cues: int) -> list[str]:
+    """Names of the input channels, for figures."""
+    return CueRecallTask(n_cues=n_cues).input_labels()
+
+
+class CueLSTM(nn.Module):
+    """``nn.LSTM`` (batch first) and a linear readout: ``[B, T, D] -> [B, T, n_cues]``."""
+
+    def __init__(self, input_size: int, n_cues: int, hidden: int = 32) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden, batch_first=True)
+        self.readout = nn.Linear(hidden, n_cues)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.readout(self.lstm(x)[0])
+
+
+def train_cue_lstm(
+    steps: int = 24,
+    n_cues: int = 2,
+    hidden: int = 32,
+    updates: int = 300,
+    batch_size: int = 64,
+    lr: float = 1e-2,
+    seed: int = 0,
+    progress: bool = False,
+) -> tuple[CueLSTM, dict[str, float]]:
+    """Train a :class:`CueLSTM` with Adam on the mean squared error at every step.
+
+    Returns the model (eval mode) and ``{"mse", "mse_last_step", "baseline_mse"}`` on 512 fresh
+    sequences (``baseline_mse`` = 1/3, the error of always answering 0).
+    """
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = CueLSTM(n_cues + 1, n_cues, hidden)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in tqdm(range(updates), desc="train cue LSTM", unit="update", disable=not progress, leave=False):
+        batch = cue_batch(batch_size, steps, n_cues, rng)
+        out = model(batch.inputs)  # [B, T, K]
+        loss = (out - batch.cues[:, None]).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    model.eval()
+    test = cue_batch(512, steps, n_cues, np.random.default_rng(seed + 1))
+    with torch.no_grad():
+        err = (model(test.inputs) - test.cues[:, None]).pow(2)  # [B, T, K]
+    return model, {"mse": float(err.mean()), "mse_last_step": float(err[:, -1].mean()), "baseline_mse": 1.0 / 3.0}
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def _demo_model(cfg: Config, device: torch.device):
     model, metrics = train_cue_lstm(
         steps=cfg.steps, hidden=cfg.hidden, updates=cfg.updates, seed=cfg.seed, progress=cfg.progress
     )
@@ -60,9 +132,8 @@ def _demo_model(cfg: Config, device: torch.device):
 
 
 def _checkpoint_model(cfg: Config, device: torch.device):
-    from heed.agents.trainers.sequence_utils import batch_to_tensors, import_registries, load_sequence_model
+    from heed.agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model
 
-    import_registries()
     model, task, ckpt = load_sequence_model(str(cfg.checkpoint), device)
     batch = task.sample(1, np.random.default_rng(cfg.seed))
     inputs = batch_to_tensors(batch, task.loss, device)[0]
@@ -78,9 +149,9 @@ def run(cfg: Config) -> dict:
     """Build or load the model, compute the Jacobians, write the figure; returns a summary dict."""
     from heed.agents.common.device import resolve_device
     from heed.agents.common.errors import HeedError, require
-    from heed.analysis.cue_demo import cue_sensitivity_ratio
     from heed.analysis.figures import figure_to_array, log_image, save_figure, sequential_jacobian_figure
     from heed.analysis.saliency import AnalysisError
+    from heed.analysis.sequential import cue_sensitivity_ratio
 
     require(cfg.out.suffix.lower() == ".png", f"--out must end in .png, got '{cfg.out}'")
     require(cfg.steps >= 2 and cfg.hidden >= 1 and cfg.updates >= 0, "--steps >= 2, --hidden >= 1, --updates >= 0")

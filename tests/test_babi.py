@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from heed.agents.common.errors import HeedError
 from heed.envs.babi import LOCATIONS, MAX_WORDS, VOCAB, BabiTask, generate_story, parse_babi, tokenize
+from heed.envs.errors import HeedError
 
 MOVE = re.compile(r"^(\w+) (?:moved|went|journeyed|travelled|went back) to the (\w+)\.$")
 PICK = re.compile(r"^(\w+) (?:picked up|got|grabbed|took) the (\w+) there\.$")

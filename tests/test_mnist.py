@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from heed.agents.common.errors import HeedError
+from heed.envs.errors import HeedError
 from heed.envs.mnist import (
     DATASETS,
     CanvasSpec,

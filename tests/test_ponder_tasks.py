@@ -1,14 +1,15 @@
-"""Pondering tasks: targets against independent solvers, Gymnasium ids pass check_env."""
-
-import pickle
+"""Pondering tasks: targets against independent solvers, the env's reward and options (the Gymnasium
+contract for every id is in tests/test_envs.py)."""
 
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 import heed.envs  # noqa: F401  (registers the ids)
-from heed.envs.ponder import ENV_IDS, addition_digits
+from heed.agents.cores.act import ACTConfig
+from heed.agents.cores.lstm import LSTMConfig
+from heed.agents.transformer import TransformerConfig, UTACTConfig
+from heed.envs.ponder import addition_digits
 from heed.envs.tasks import TASKS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -84,25 +85,18 @@ def test_copy_and_reverse_targets(name):
     assert long.inputs.shape == (2, 801, 10)
 
 
-@pytest.mark.parametrize("env_id", sorted(ENV_IDS))
-def test_check_env_and_determinism(env_id):
-    env = gym.make(env_id).unwrapped
-    check_env(env, skip_render_check=True)
-    a, _ = env.reset(seed=5)
-    b, _ = gym.make(env_id).unwrapped.reset(seed=5)
-    np.testing.assert_array_equal(a, b)
-    pickle.loads(pickle.dumps(env))
-
-
-def test_env_rewards_correct_answers():
-    env = gym.make("heed/Reverse-v0", min_len=2, max_len=5).unwrapped
-    env.reset(seed=0)
-    total, done, scored = 0.0, False, 0
-    batch, t = env._batch, 0
+@pytest.mark.parametrize("wrong", [False, True])
+def test_env_reward_is_minus_wrong_answers(wrong):
+    """Class tasks: reward -1 per wrong answer on a scored step; the labels come in ``info``."""
+    env = gym.make("heed/Reverse-v0", min_len=2, max_len=5, symbols=8)
+    _, info = env.reset(seed=0)
+    total, done, scored, steps = 0.0, False, 0, 0
     while not done:
-        _, r, done, _, info = env.step(int(batch.targets[0, t]))
-        total, scored, t = total + r, scored + info["scored"], t + 1
-    assert scored == batch.mask.sum() and total == scored
+        action = (info["target"] + 1) % 8 if wrong and info["scored"] else info["target"]
+        scored += info["scored"]
+        _, r, done, _, info = env.step(action)
+        total, steps = total + r, steps + 1
+    assert scored == (steps - 1) // 2 and total == (-scored if wrong else 0.0)
 
 
 def test_babi_env_task_option():
@@ -113,19 +107,20 @@ def test_babi_env_task_option():
 
 
 @pytest.mark.parametrize(
-    "task,core,task_options,model_options",
+    "task,model,task_options",
     [
-        ("parity", "act-rnn", "size=8", "hidden_size=8,max_steps=4"),
-        ("babi", "ut-act", "task=0,max_statements=3", "d_model=16,heads=2,depth=3"),
+        ("parity", ACTConfig(hidden_size=8, max_steps=4, tau=0.01), "size=8"),
+        ("babi", UTACTConfig(d_model=16, heads=2, depth=3, tau=0.01), "task=0,max_statements=3"),
     ],
 )
-def test_train_then_record_in_process(tmp_path, task, core, task_options, model_options):
+def test_train_then_record_in_process(tmp_path, task, model, task_options):
     import json
 
     from heed.scripts.record_ponder import Config as RecordConfig
     from heed.scripts.record_ponder import main as record
 
-    result = _train_tiny(tmp_path, task=task, core=core, tau=0.01, task_options=task_options, model_options=model_options)
+    core = model.name
+    result = _train_tiny(tmp_path, task=task, model=model, task_options=task_options)
     assert result["sequences"] == 32
     summary = record(
         RecordConfig(checkpoint=tmp_path / "run", out_dir=tmp_path / "rec", sequences=16, batch_size=8)
@@ -151,9 +146,8 @@ def test_copy_record_reports_accuracy_by_output_index(tmp_path):
     _train_tiny(
         tmp_path,
         task="seqcopy",
-        core="transformer",
+        model=TransformerConfig(d_model=16, heads=2, layers=1, reset_unit=8, max_offset=60),
         task_options="max_len=4",
-        model_options="d_model=16,heads=2,layers=1,reset_unit=8,max_offset=60",
     )
     record(RecordConfig(checkpoint=tmp_path / "run", out_dir=tmp_path / "rec", sequences=8, eval_lengths=(3, 50)))
     saved = json.loads((tmp_path / "rec" / "summary.json").read_text())
@@ -170,7 +164,8 @@ def test_checkpoint_stores_resolved_task_options(tmp_path):
     cannot change what the checkpoint is rebuilt with."""
     from heed.agents.trainers.sequence_utils import load_sequence_model
 
-    _train_tiny(tmp_path, task="babi", core="lstm", hidden_size=8, task_options="max_statements=3", total_sequences=16)
+    _train_tiny(tmp_path, task="babi", model=LSTMConfig(hidden_size=8), task_options="max_statements=3",
+                total_sequences=16)
     _, task, ckpt = load_sequence_model(str(tmp_path / "run"))
     assert ckpt.meta["task_options"] == {"task": 1, "min_statements": 2, "max_statements": 3, "encoding": "facts"}
     assert task.encoding == "facts" and task.max_statements == 3

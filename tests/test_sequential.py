@@ -62,10 +62,10 @@ def test_analytic_cumulative_model():
 
 
 def test_heed_core_through_a_wrapper():
-    from heed.agents.cores.lstm import LSTMCore
+    from heed.agents.cores.lstm import LSTMConfig, LSTMCore
 
     torch.manual_seed(2)
-    core = LSTMCore(3, 4).eval()
+    core = LSTMCore(3, LSTMConfig(hidden_size=4)).eval()
 
     def fn(x):
         return core.unroll(x)[0]
@@ -99,7 +99,8 @@ def test_bad_inputs_get_clear_errors(rnn):
 
 
 def test_trained_cue_lstm_lights_up_at_the_cue():
-    from heed.analysis.cue_demo import cue_batch, cue_sensitivity_ratio, train_cue_lstm
+    from heed.analysis.sequential import cue_sensitivity_ratio
+    from heed.scripts.sequential_jacobian import cue_batch, train_cue_lstm
 
     model, metrics = train_cue_lstm(steps=8, hidden=16, updates=200, batch_size=32, seed=0)
     assert metrics["mse"] < 0.05 < metrics["baseline_mse"]
