@@ -1,6 +1,6 @@
 """The ``heed`` console script: ``heed COMMAND [options]`` runs ``scripts/COMMAND.py`` (``-`` for ``_``).
 
-Installed from a wheel, ``heed train supervised --task copy --core lstm`` trains without a checkout;
+Installed from a wheel, ``heed train supervised --task copy model:lstm`` trains without a checkout;
 in a checkout, ``python scripts/train.py ...`` is the same command. ``heed`` alone lists the commands.
 """
 
@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "policy-memory": ("heed.scripts.policy_memory", "what a recurrent PPO policy remembers"),
     "package-agent": ("heed.scripts.package_agent", "ship a trained DQN as fp16 safetensors"),
     "summarize-runs": ("heed.scripts.summarize_runs", "one table over many run folders"),
+    "sweep": ("heed.scripts.sweep", "run a trainer over seeds x options (local process pool or Ray)"),
+    "aggregate": ("heed.scripts.aggregate", "IQM and mean with 95 % CIs over a sweep's seeds: table, curves"),
     "bench-dqn": ("heed.scripts.bench_dqn", "DQN steps/s against Stable-Baselines3"),
     "bench-ntm": ("heed.scripts.bench_ntm", "NTM speed"),
     "bench-ppo-memory": ("heed.scripts.bench_ppo_memory", "recurrent PPO speed"),
