@@ -97,3 +97,41 @@ def test_cli_prints_one_line_in_a_real_process():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: unknown Atari env id")
     assert "Traceback" not in proc.stderr
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_evaluate_memory_export_never_overwrites_a_foreign_folder(capsys, tmp_path):
+    from pathlib import Path
+
+    from heed.agents.common.errors import cli_main
+    from heed.scripts.evaluate_memory import Config, main
+
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "thesis.tex").write_text("months of work")
+    shipped = Path(__file__).resolve().parents[1] / "agents" / "pretrained" / "ntm-copy"
+    with pytest.raises(SystemExit) as exc:
+        cli_main(lambda: main(Config(checkpoint=shipped, lengths=(5,), sequences=2, batch_size=2, export=target)))
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip().startswith("error: refusing to write a checkpoint into")
+    assert _snapshot(target) == {"thesis.tex": b"months of work"}
+
+
+def test_package_agent_out_run_does_not_destroy_the_run(capsys, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from heed.agents.common.errors import cli_main
+    from heed.scripts.package_agent import Config, main
+
+    run = tmp_path / "run"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "agents" / "pretrained" / "pong", run / "best")
+    shutil.copy(run / "best" / "config.json", run / "config.json")
+    before = _snapshot(run)
+    with pytest.raises(SystemExit) as exc:
+        cli_main(lambda: main(Config(run=run, out=run)))
+    assert exc.value.code == 2 and "refusing" in capsys.readouterr().err
+    assert _snapshot(run) == before

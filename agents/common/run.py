@@ -1,4 +1,9 @@
-"""Run folders and TensorBoard logging shared by every trainer."""
+"""Run folders and TensorBoard logging shared by every trainer.
+
+The low-level helpers here (:func:`default_run_dir`, :func:`prepare_run_dir`, :func:`save_config`,
+:func:`open_writer`) are used by :func:`heed.agents.common.session.start_run`, which is what a
+trainer calls; :class:`Every` is the one "every N steps" schedule.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from heed.agents.common.checkpoint import write_json_atomic
 from heed.agents.common.errors import HeedError
+from heed.agents.common.safe_io import disk_errors, write_json_atomic
+
+#: the TensorBoard tag groups every trainer shares (plus the area's own image groups)
+TAG_GROUPS = ("charts", "losses", "eval")
 
 
 def default_run_dir(kind: str, name: str, seed: int) -> Path:
@@ -22,6 +30,8 @@ def default_run_dir(kind: str, name: str, seed: int) -> Path:
 def prepare_run_dir(run_dir: str | os.PathLike) -> Path:
     """Create ``run_dir`` (and parents) and check it can be written, with a one-line error if not."""
     path = Path(run_dir)
+    if path.exists() and not path.is_dir():
+        raise HeedError(f"cannot use '{path}' as a run dir: it is a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
@@ -39,8 +49,9 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def save_config(run_dir: str | os.PathLike, cfg: Any) -> None:
-    """Write ``<run_dir>/config.json``."""
-    write_json_atomic(Path(run_dir) / "config.json", config_to_dict(cfg))
+    """Write ``<run_dir>/config.json`` (atomically; a full or read-only disk gives one line)."""
+    with disk_errors(Path(run_dir) / "config.json"):
+        write_json_atomic(Path(run_dir) / "config.json", config_to_dict(cfg))
 
 
 def hparams_markdown(cfg: Any) -> str:
@@ -61,3 +72,54 @@ def open_writer(run_dir: str | os.PathLike, cfg: Any | None = None, purge_step: 
     if cfg is not None and purge_step is None:
         writer.add_text("hyperparameters", hparams_markdown(cfg))
     return writer
+
+
+def flat_hparams(cfg: Any, prefix: str = "") -> dict[str, bool | int | float | str]:
+    """A (nested) dataclass config as flat ``{"run.seed": 1, ...}`` scalars for TensorBoard's HPARAMS tab."""
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in (config_to_dict(cfg) if not isinstance(cfg, dict) else cfg).items():
+        if isinstance(value, dict):
+            out.update(flat_hparams(value, f"{prefix}{key}."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[f"{prefix}{key}"] = value
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value)
+    return out
+
+
+def log_hparams(writer, values: dict[str, Any], metric_tags: tuple[str, ...] = ()) -> None:
+    """Fill TensorBoard's HPARAMS tab of ``writer``'s own run (not a sub-run, as ``add_hparams`` makes).
+
+    ``metric_tags`` are scalar tags the trainer logs (e.g. ``eval/return``): the tab shows their last values.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    exp, ssi, sei = hparams(flat_hparams(values), {tag: 0.0 for tag in metric_tags})
+    for summary in (exp, ssi, sei):
+        writer.file_writer.add_summary(summary)
+
+
+class Every:
+    """The one "every N steps" schedule: ``Every(n, start).due(step)`` is true once per crossed multiple.
+
+    Steps may advance by more than one (a batch of 32 sequences, 8 envs), so ``due`` fires when
+    ``step // n`` has grown since the last time it fired (or since ``start``, the step a run
+    resumed from). ``n == 0`` never fires (a disabled schedule).
+
+    >>> every = Every(100)
+    >>> [s for s in range(0, 400, 32) if every.due(s)]
+    [128, 224, 320]
+    """
+
+    def __init__(self, n: int, start: int = 0) -> None:
+        if n < 0:
+            raise HeedError(f"a schedule interval must be >= 0, got {n}")
+        self.n = int(n)
+        self.last = int(start)
+
+    def due(self, step: int) -> bool:
+        """Whether a multiple of ``n`` lies in ``(last, step]``; if so, remember ``step``."""
+        if self.n == 0 or step // self.n <= self.last // self.n:
+            return False
+        self.last = step
+        return True
