@@ -32,8 +32,7 @@ def usage() -> str:
 
 
 def run(argv: list[str]) -> None:
-    import tyro
-
+    from heed.agents.common.cli import parse_config
     from heed.agents.common.errors import cli_main, suggest
 
     if not argv or argv[0] in {"-h", "--help"}:
@@ -44,7 +43,7 @@ def run(argv: list[str]) -> None:
         print(f"error: unknown subcommand '{name}'.{suggest(name, TRAINERS)}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
     module = importlib.import_module(TRAINERS[name][0])
-    cfg = tyro.cli(module.Config, args=rest, prog=f"train.py {name}", description=module.__doc__)
+    cfg = parse_config(module.Config, args=rest, prog=f"train.py {name}", description=module.__doc__)
     cli_main(lambda: module.main(cfg))
 
 
