@@ -1,0 +1,416 @@
+"""Sweeps: many ordinary heed runs over seeds x trainer options, each in its own folder.
+
+A trial is ``python -m heed.scripts.train KIND --seed S --run-dir DIR [options]``: the sweep treats
+trainer options as opaque argument lists and checks them with the trainer's own parser before
+anything starts. A grid is a list of axes; an axis is a list of alternatives, each a list of
+arguments. Written as text (``--grid`` on the command line, ``grid = [...]`` in a TOML file), an
+axis is either
+
+- ``NAME=V1,V2,...``: the alternatives ``--NAME V1``, ``--NAME V2``, ...; or
+- ``ALT1 | ALT2 | ...``: whole argument strings (shell-split), e.g.
+  ``core:ntm --core.memory-size 16 | core:lstm``.
+
+The trials are the product seeds x axis 1 x axis 2 ...; a trial's folder is named by its options
+and seed (``learning-rate=0.001__core=lstm__seed=1``), and its *group* (the name without the seed)
+is what :mod:`heed.scripts.aggregate` pools over seeds. The trial folder is the trainer's alone (a
+trainer refuses to start in a folder holding files it did not make): the sweep keeps its own record
+of each trial beside it, ``SWEEP_DIR/trials/NAME.json`` (status, attempts, command), and the
+trainer's output in ``SWEEP_DIR/logs/NAME.log``. The rules, shared by every backend through
+:func:`run_trial`:
+
+- a trial whose record says ``done`` is skipped;
+- a trial with a checkpoint is resumed (``--resume DIR``); one without is started afresh;
+- a failed trial is retried up to ``retries`` times, except for bad input (exit code 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import io
+import itertools
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from heed.agents.common.checkpoint import latest_checkpoint, write_json_atomic
+from heed.agents.common.errors import HeedError, require, suggest
+
+#: trainer kind -> module with a ``Config`` dataclass (the table of ``scripts/train.py``)
+TRAINERS = {
+    "dqn": "heed.agents.trainers.dqn",
+    "supervised": "heed.agents.trainers.supervised",
+    "ppo": "heed.agents.trainers.ppo",
+    "glimpse": "heed.agents.trainers.glimpse",
+}
+#: flags the sweep sets itself for every trial
+RESERVED = ("--seed", "--run-dir", "--resume", "--threads")
+#: exit code of a trainer refusing its input (HeedError): retrying cannot help
+BAD_INPUT = 2
+#: exit code of a trainer stopped by Ctrl-C after writing its checkpoint
+INTERRUPTED = 130
+SWEEP_JSON, RECORDS, LOGS = "sweep.json", "trials", "logs"
+PACKAGES = ("heed-attention", "torch", "numpy", "gymnasium", "ale-py", "stable-baselines3", "tyro", "tensorboard")
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    """One run of a sweep: ``args`` are the trainer options without ``--seed`` and ``--run-dir``."""
+
+    trainer: str
+    group: str
+    seed: int
+    args: tuple[str, ...]
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def record_path(self) -> Path:
+        """The sweep's record of this trial: ``SWEEP_DIR/trials/NAME.json``."""
+        return self.dir.parent / RECORDS / f"{self.name}.json"
+
+    @property
+    def log_path(self) -> Path:
+        """The trainer's output, every attempt: ``SWEEP_DIR/logs/NAME.log``."""
+        return self.dir.parent / LOGS / f"{self.name}.log"
+
+
+def parse_axis(text: str) -> list[list[str]]:
+    """One grid axis from its text form (``NAME=V1,V2`` or ``ALT1 | ALT2``) to its alternatives."""
+    text = text.strip()
+    if "|" in text:
+        alternatives = [shlex.split(part) for part in text.split("|")]
+    else:
+        match = re.fullmatch(r"-{0,2}([A-Za-z][\w.-]*)=(.+)", text)
+        require(match is not None, f"grid axis '{text}': write NAME=V1,V2 or 'ALT1 | ALT2'")
+        name, values = match.groups()
+        alternatives = [[f"--{name}", value.strip()] for value in values.split(",")]
+    require(all(alternatives), f"grid axis '{text}' has an empty alternative")
+    require(len({tuple(a) for a in alternatives}) == len(alternatives), f"grid axis '{text}' repeats an alternative")
+    return alternatives
+
+
+def slug(args: list[str] | tuple[str, ...]) -> str:
+    """A folder-safe name for an argument list: ``['--lr', '0.1', 'core:ntm']`` -> ``lr=0.1_core-ntm``."""
+    parts, i = [], 0
+    while i < len(args):
+        token = args[i]
+        if token.startswith("-") and i + 1 < len(args) and not args[i + 1].startswith("--"):
+            parts.append(f"{token.lstrip('-')}={args[i + 1]}")
+            i += 2
+        else:
+            parts.append(token.lstrip("-"))
+            i += 1
+    return re.sub(r"[^A-Za-z0-9._=+-]", "-", "_".join(parts))
+
+
+def expand(trainer: str, seeds: list[int], options: list[str], grid: list[str], sweep_dir: Path) -> list[Trial]:
+    """Every trial of the sweep: seeds x the product of the grid axes, with ``options`` shared by all."""
+    require(trainer in TRAINERS, f"unknown trainer '{trainer}'.{suggest(trainer, TRAINERS)}")
+    require(len(seeds) > 0 and len(set(seeds)) == len(seeds), "--seeds must list distinct seeds")
+    axes = [parse_axis(axis) for axis in grid]
+    for token in (*options, *(t for axis in axes for alt in axis for t in alt)):
+        flag = token.split("=")[0]
+        require(flag not in RESERVED, f"{flag} is set by the sweep for every trial; leave it out of the options")
+    trials = []
+    for combo in itertools.product(*axes):
+        group = "__".join(slug(alt) for alt in combo) or "base"
+        for seed in seeds:
+            args = order_options([options, *combo])
+            trials.append(Trial(trainer, group, seed, args, sweep_dir / f"{group}__seed={seed}"))
+    require(len({t.dir for t in trials}) == len(trials), "two grid combinations give the same folder name")
+    return trials
+
+
+def _one_line(text: str) -> str:
+    """A parser's boxed, wrapped error output as one line: its first two paragraphs after the title."""
+    blocks: list[list[str]] = [[]]
+    for raw in text.splitlines():
+        line = raw.strip().strip("│|╭╰╮╯").strip()
+        if set(line) <= set("─-╭╰╮╯ "):  # a separator or the box's edge: a new paragraph
+            blocks.append([])
+        elif line:
+            blocks[-1].append(line)
+    paragraphs = [" ".join(b) for b in blocks if b and "full helptext" not in " ".join(b)]
+    if len(paragraphs) > 1 and len(paragraphs[0]) < 60 and paragraphs[1].startswith(paragraphs[0].strip("─- ")):
+        paragraphs = paragraphs[1:]  # the box title repeats the message's first words
+    if len(paragraphs) > 1 and len(paragraphs[1]) > 160:
+        paragraphs[1] = paragraphs[1][:157] + "..."
+    return "; ".join(paragraphs[:2]) or "the trainer's parser refused them"
+
+
+def validate(trials: list[Trial]) -> None:
+    """Parse every trial's options with its trainer's own parser; one clear line for the first bad one."""
+    import tyro
+
+    for trial in trials:
+        module = importlib.import_module(TRAINERS[trial.trainer])
+        err = io.StringIO()
+        try:
+            with redirect_stderr(err), redirect_stdout(io.StringIO()):
+                tyro.cli(module.Config, args=list(trial_args(trial, resume=False)), prog=f"train {trial.trainer}")
+        except SystemExit:
+            options = shlex.join(trial.args)
+            raise HeedError(f"invalid {trial.trainer} options for trial {trial.name} ({options}): {_one_line(err.getvalue())}") from None
+
+
+def is_subcommand(token: str) -> bool:
+    """A tyro subcommand token such as ``model:ntm`` (its own options follow it)."""
+    return re.fullmatch(r"[A-Za-z][\w-]*:[A-Za-z0-9][\w.-]*", token) is not None
+
+
+def order_options(groups: list[list[str]] | list[tuple[str, ...]]) -> tuple[str, ...]:
+    """Join argument groups so that every trainer option precedes the first subcommand.
+
+    tyro reads a trainer's own options only before a subcommand (``--task copy model:ntm
+    --model.memory-size 16``): each group is cut at its first subcommand token, the heads come
+    first in order, then the tails in order.
+    """
+    heads, tails = [], []
+    for group in groups:
+        cut = next((i for i, token in enumerate(group) if is_subcommand(token)), len(group))
+        heads += group[:cut]
+        tails += group[cut:]
+    return (*heads, *tails)
+
+
+def trial_args(trial: Trial, resume: bool) -> tuple[str, ...]:
+    """The trainer arguments of a trial: the sweep's flags first, then its options."""
+    fields = {f.name for f in dataclasses.fields(importlib.import_module(TRAINERS[trial.trainer]).Config)}
+    flags = ["--seed", str(trial.seed), "--resume" if resume else "--run-dir", str(trial.dir)]
+    if "threads" in fields:
+        flags += ["--threads", "1"]
+    if "progress" in fields:
+        flags.append("--no-progress")
+    return (*flags, *trial.args)
+
+
+def trial_record(trial: Trial) -> dict[str, Any]:
+    """The sweep's record of the trial (empty when it has never started)."""
+    return json.loads(trial.record_path.read_text()) if trial.record_path.exists() else {}
+
+
+def is_done(trial: Trial) -> bool:
+    return trial_record(trial).get("status") == "done"
+
+
+def _fresh_dir(trial: Trial) -> None:
+    """Remove a trial folder left without a checkpoint, so that a restart starts clean."""
+    if trial.dir.is_dir() and not trial.dir.is_symlink():
+        shutil.rmtree(trial.dir)
+
+
+def run_trial(
+    trial: Trial, retries: int = 1, running: dict | None = None, stop: threading.Event | None = None
+) -> dict[str, Any]:
+    """Run one trial to the end (skip, resume, bounded retries); return its final record.
+
+    ``running``, when given, maps the trial's name to its live ``Popen`` so that a caller can
+    forward Ctrl-C to it; once ``stop`` is set no attempt starts and a starting one is interrupted.
+    Status ends as ``done``, ``failed`` or ``interrupted``.
+    """
+    record = trial_record(trial)
+    if record.get("status") == "done":
+        return record
+    record = {"trainer": trial.trainer, "group": trial.group, "seed": trial.seed, "dir": trial.name,
+              "args": list(trial.args),
+              "attempts": record.get("attempts", 0), "seconds": record.get("seconds", 0.0)}
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    for _ in range(retries + 1):
+        if stop is not None and stop.is_set():
+            record["status"] = "interrupted"
+            break
+        resume = latest_checkpoint(trial.dir) is not None
+        if not resume:
+            _fresh_dir(trial)
+        command = [sys.executable, "-m", "heed.scripts.train", trial.trainer, *trial_args(trial, resume)]
+        record.update(status="running", resumed=resume, command="heed train " + shlex.join(command[3:]))
+        trial.record_path.parent.mkdir(parents=True, exist_ok=True)
+        trial.log_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(trial.record_path, record)
+        start = time.perf_counter()
+        with open(trial.log_path, "a") as log:
+            log.write(f"$ {record['command']}\n")
+            log.flush()
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            if running is not None:
+                running[trial.name] = proc
+            if stop is not None and stop.is_set():
+                proc.send_signal(signal.SIGINT)
+            code = proc.wait()
+            if running is not None:
+                running.pop(trial.name, None)
+        record["seconds"] += time.perf_counter() - start
+        record.update(returncode=code, attempts=record["attempts"] + 1)
+        if code in (0, INTERRUPTED, -signal.SIGINT):
+            record["status"] = "done" if code == 0 else "interrupted"
+            break
+        record["status"] = "failed"
+        if code == BAD_INPUT:
+            break
+    if trial.record_path.parent.exists():
+        write_json_atomic(trial.record_path, record)
+    return record
+
+
+def _git_revision() -> dict[str, Any]:
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            out = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out.stdout.strip() if out.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain")) if commit else None}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Python, the platform and the installed versions of heed's main dependencies."""
+    versions: dict[str, str | None] = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def write_manifest(sweep_dir: Path, spec: dict[str, Any], trials: list[Trial]) -> Path:
+    """Write ``sweep.json``: the grid, the trials, the git revision and package versions.
+
+    A sweep folder holds one trainer; running again with more seeds or axes adds trials, and the
+    previous manifests are kept under ``history``.
+    """
+    path = sweep_dir / SWEEP_JSON
+    history: list[dict] = []
+    if path.exists():
+        old = json.loads(path.read_text())
+        require(old.get("trainer") == spec["trainer"],
+                f"'{sweep_dir}' holds a {old.get('trainer')} sweep; use another --sweep-dir for {spec['trainer']}")
+        history = [*old.pop("history", []), old]
+    manifest = {
+        **spec, "git": _git_revision(), "versions": package_versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "trials": {t.name: {"group": t.group, "seed": t.seed, "args": list(t.args)} for t in trials},
+        "history": history,
+    }
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, manifest)
+    return path
+
+
+class Progress:
+    """The one progress line: trials done / running / failed of the total, and an ETA.
+
+    The ETA assumes the trials still to run take as long as those finished in this invocation,
+    ``jobs`` at a time. On a terminal the line is rewritten in place; elsewhere a line per change.
+    """
+
+    def __init__(self, total: int, skipped: int, jobs: int, stream=None) -> None:
+        self.total, self.done, self.failed, self.running, self.jobs = total, skipped, 0, 0, jobs
+        self.durations: list[float] = []
+        self.stream = stream
+        self.start = time.perf_counter()
+
+    def eta(self) -> str:
+        if not self.durations:
+            return "?"
+        left = self.total - self.done - self.failed
+        seconds = sum(self.durations) / len(self.durations) * left / max(self.jobs, 1)
+        return time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+    def line(self) -> str:
+        return (f"sweep: {self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
+                f"ETA {self.eta()}")
+
+    def show(self) -> None:
+        stream = self.stream or sys.stderr  # looked up late: Ray pickles this object with its callbacks
+        tty = getattr(stream, "isatty", lambda: False)()
+        stream.write(("\r" + self.line() + "\033[K") if tty else self.line() + "\n")
+        stream.flush()
+
+    def started(self) -> None:
+        self.running += 1
+        self.show()
+
+    def finished(self, record: dict[str, Any], seconds: float) -> None:
+        self.running -= 1
+        if record.get("status") == "done":
+            self.done += 1
+            self.durations.append(seconds)
+        elif record.get("status") == "failed":
+            self.failed += 1
+        self.show()
+
+
+def default_jobs() -> int:
+    """One trial per core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def run_local(trials: list[Trial], jobs: int = 0, retries: int = 1, stream=None) -> list[dict[str, Any]]:
+    """Run the trials ``jobs`` at a time (default: one per core) as subprocesses; return their records.
+
+    Finished trials are skipped. On Ctrl-C (or SIGTERM, turned into Ctrl-C by the CLI) every running
+    trial gets SIGINT, so it writes a checkpoint, and the sweep waits for them before raising
+    ``KeyboardInterrupt``; the same command later resumes them.
+    """
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    jobs = jobs or default_jobs()
+    todo = [t for t in trials if not is_done(t)]
+    progress = Progress(len(trials), len(trials) - len(todo), jobs, stream)
+    progress.show()
+    running: dict[str, subprocess.Popen] = {}
+    stop = threading.Event()
+    records = {t.name: trial_record(t) for t in trials if t not in todo}
+
+    def work(trial: Trial) -> tuple[Trial, dict, float]:
+        start = time.perf_counter()
+        return trial, run_trial(trial, retries, running, stop), time.perf_counter() - start
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    queue, pending = list(todo), set()
+    try:
+        while queue or pending:
+            while queue and len(pending) < jobs:
+                pending.add(pool.submit(work, queue.pop(0)))
+                progress.started()
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                trial, record, seconds = future.result()
+                records[trial.name] = record
+                progress.finished(record, seconds)
+    except KeyboardInterrupt:
+        queue.clear()
+        stop.set()
+        for proc in list(running.values()):
+            proc.send_signal(signal.SIGINT)
+        wait(pending)
+        raise
+    finally:
+        pool.shutdown(wait=True)
+        if getattr(stream or sys.stderr, "isatty", lambda: False)():
+            (stream or sys.stderr).write("\n")
+    return [records[t.name] for t in trials]

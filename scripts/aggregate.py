@@ -1,0 +1,166 @@
+"""Pool a sweep's seeds: ``heed aggregate SWEEP_DIR`` writes IQM and mean with 95 % CIs, curves and a table.
+
+    heed aggregate sweeps/copy                           # every held-out metric, curves over steps
+    heed aggregate sweeps/copy --metrics eval/bits_per_sequence --x cpu_seconds
+
+For every configuration of the sweep (its trials minus the seed) and every metric (a TensorBoard
+scalar tag; default: the held-out and episodic numbers of every trainer, see
+``heed.analysis.runs.DEFAULT_METRICS``), the final values of the seeds give the interquartile mean
+and the mean, each with a percentile-bootstrap confidence interval (``heed.analysis.stats``).
+Written to ``SWEEP_DIR/aggregate/``: ``table.md`` (ready for RESULTS.md, also printed),
+``summary.json``, one PNG per metric with an IQM line and CI band per configuration, and
+``tensorboard/CONFIG/`` with the same curves (``TAG/iqm``, ``TAG/ci_low``, ``TAG/ci_high``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import tyro
+
+from heed.agents.common.checkpoint import write_json_atomic
+from heed.agents.common.errors import HeedError, cli_main, require
+from heed.analysis import runs, stats
+
+
+@dataclass(frozen=True)
+class Config:
+    """Aggregate the finished trials of a sweep folder (written by ``heed sweep``)."""
+
+    sweep_dir: tyro.conf.Positional[Path]
+    """the sweep folder"""
+    metrics: tuple[str, ...] = runs.DEFAULT_METRICS
+    """TensorBoard scalar tags to aggregate (shell patterns; '*' for every tag)"""
+    x: Literal["step", "cpu_seconds"] = "step"
+    """x axis of the curves: the trainer's step counter, or training CPU seconds (where charts/cpu_seconds is logged)"""
+    level: float = 0.95
+    """confidence level of the bootstrap intervals"""
+    resamples: int = 2000
+    """bootstrap resamples"""
+    points: int = 200
+    """at most this many points per curve"""
+    out_dir: Path | None = None
+    """where the table, JSON, PNGs and TensorBoard curves go (default SWEEP_DIR/aggregate)"""
+
+
+def load_trials(sweep_dir: Path) -> dict[str, dict[int, Path]]:
+    """The finished trials of a sweep: configuration (group) -> seed -> trial folder."""
+    require(sweep_dir.is_dir(), f"no sweep folder at '{sweep_dir}'")
+    groups: dict[str, dict[int, Path]] = defaultdict(dict)
+    for record_path in sorted((sweep_dir / "trials").glob("*.json")):  # the sweep's records (heed.agents.sweep)
+        record = json.loads(record_path.read_text())
+        if record.get("status") == "done":
+            groups[record["group"]][int(record["seed"])] = sweep_dir / record_path.stem
+    require(groups, f"'{sweep_dir}' holds no finished trial (trials/NAME.json saying done); run heed sweep first")
+    return dict(sorted(groups.items()))
+
+
+def align(curves: list[runs.Curve], points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Put the seeds' curves on one x grid: ``x`` ``[P]`` and values ``[n_seeds, P]``.
+
+    Curves logged at the same steps are stacked as they are; otherwise each is linearly
+    interpolated on the union of their x values inside the range that every seed covers.
+    """
+    if all(np.array_equal(c.steps, curves[0].steps) for c in curves):
+        x = curves[0].steps
+    else:
+        low, high = max(c.steps[0] for c in curves), min(c.steps[-1] for c in curves)
+        x = np.unique(np.concatenate([c.steps for c in curves]))
+        x = x[(x >= low) & (x <= high)]
+    if len(x) > points:
+        x = x[np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))]
+    return x, np.stack([np.interp(x, c.steps, c.values) for c in curves])
+
+
+def _ci(row: dict[str, float], name: str) -> str:
+    return f"{row[name]:.4g} [{row[name + '_low']:.4g}, {row[name + '_high']:.4g}]"
+
+
+def markdown(rows: list[dict], level: float) -> str:
+    """The summary rows as one Markdown table (metric, configuration, seeds, IQM and mean with CIs)."""
+    pct = f"{100 * level:g} %"
+    lines = [f"| metric | configuration | seeds | IQM [{pct} CI] | mean [{pct} CI] | final step |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['metric']} | {r['group']} | {int(r['n'])} | {_ci(r, 'iqm')} | {_ci(r, 'mean')} | {r['step']:.6g} |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def plot(metric: str, bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], x_label: str,
+         level: float, path: Path) -> None:
+    """One PNG: per configuration the IQM over seeds as a line and its CI as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for group, (x, centre, low, high) in bands.items():
+        (line,) = ax.plot(x, centre, label=group)
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.set(xlabel=x_label, ylabel=metric, title=f"{metric}: IQM over seeds, {100 * level:g} % bootstrap CI")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(cfg: Config) -> list[dict]:
+    """Aggregate; write the outputs; return the summary rows."""
+    require(0 < cfg.level < 1, "--level must be between 0 and 1")
+    require(cfg.resamples >= 1 and cfg.points >= 2, "--resamples must be >= 1 and --points >= 2")
+    groups = load_trials(cfg.sweep_dir)
+    out = cfg.out_dir or cfg.sweep_dir / "aggregate"
+    out.mkdir(parents=True, exist_ok=True)
+    scalars = {g: {seed: runs.read_scalars(d) for seed, d in seeds.items()} for g, seeds in groups.items()}
+    all_tags = {tag for seeds in scalars.values() for s in seeds.values() for tag in s}
+    metrics = runs.select(all_tags, cfg.metrics)
+    require(metrics, f"no scalar tag matches {', '.join(cfg.metrics)}; the trials log: {', '.join(sorted(all_tags)[:12])}")
+    rows, figures = [], {}
+    from torch.utils.tensorboard import SummaryWriter
+
+    for metric in metrics:
+        bands = {}
+        for group, seeds in scalars.items():
+            curves = [s[metric] for s in seeds.values() if metric in s]
+            if len(curves) < len(seeds):  # a metric every seed of this configuration logs
+                continue
+            finals = np.array([c.last for c in curves])
+            rows.append({"metric": metric, "group": group, **stats.summarize(finals, cfg.level, cfg.resamples),
+                         "step": float(min(c.steps[-1] for c in curves)), "seeds": sorted(seeds),
+                         "values": finals.tolist()})
+            x, values = align(curves, cfg.points)
+            low, high = stats.bootstrap_ci(values, stats.iqm, cfg.level, cfg.resamples)
+            with SummaryWriter(str(out / "tensorboard" / group)) as writer:
+                for i, step in enumerate(x):
+                    for name, v in (("iqm", stats.iqm(values[:, i])), ("ci_low", low[i]), ("ci_high", high[i])):
+                        writer.add_scalar(f"{metric}/{name}", float(v), int(step))
+            if cfg.x == "cpu_seconds":
+                missing = [str(d) for d, s in zip(groups[group].values(), seeds.values()) if runs.CPU_TAG not in s]
+                if missing:
+                    raise HeedError(f"--x cpu_seconds: {missing[0]} logs no {runs.CPU_TAG}; use --x step")
+                cpu = [runs.to_cpu_seconds(s[metric], s[runs.CPU_TAG]) for s in seeds.values()]
+                x, values = align(cpu, cfg.points)
+                low, high = stats.bootstrap_ci(values, stats.iqm, cfg.level, cfg.resamples)
+            bands[group] = (x, stats.iqm(values), low, high)
+        if bands:
+            figures[metric] = out / f"{metric.replace('/', '_')}.png"
+            plot(metric, bands, "training CPU seconds" if cfg.x == "cpu_seconds" else "step", cfg.level, figures[metric])
+    table = markdown(rows, cfg.level)
+    (out / "table.md").write_text(table + "\n")
+    write_json_atomic(out / "summary.json", {"level": cfg.level, "resamples": cfg.resamples, "rows": rows,
+                                             "figures": {k: str(v) for k, v in figures.items()}})
+    print(table)
+    print(f"\nwrote {out / 'table.md'}, summary.json, {len(figures)} PNG(s) and TensorBoard curves "
+          f"(tensorboard --logdir {out / 'tensorboard'})")
+    return rows
+
+
+if __name__ == "__main__":
+    cli_main(lambda: main(tyro.cli(Config, args=sys.argv[1:], description=__doc__)))

@@ -1,0 +1,135 @@
+"""Run a trainer over seeds x options: ``heed sweep --trainer KIND [sweep options] -- [trainer options]``.
+
+    heed sweep --trainer supervised --seeds 1 2 3 4 5 --grid core=lstm,ntm --sweep-dir sweeps/copy \\
+        -- --task copy --total-sequences 20000
+    heed sweep --config sweeps/copy.toml           # the same, from a TOML file
+    heed aggregate sweeps/copy                     # IQM and mean with 95 % CIs, curves, a Markdown table
+
+Everything after ``--`` goes to every trial unchanged (``python scripts/train.py KIND --help`` lists
+it); ``--grid`` axes are ``NAME=V1,V2`` or ``'ALT1 | ALT2'`` (see ``heed.agents.sweep``). Every
+trial's options are checked with the trainer's parser before any trial starts. Running the same
+command again skips finished trials and resumes interrupted ones from their checkpoints. A TOML
+file holds the same fields (``trainer``, ``seeds``, ``grid``, ``options``, ``sweep_dir``, ...);
+flags on the command line override it. Details: docs/sweeps.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+from heed.agents.common.errors import HeedError, cli_main, require
+
+
+@dataclass(frozen=True)
+class Config:
+    """A grid of ordinary heed runs; the trainer options shared by all come after ``--``."""
+
+    trainer: str = ""
+    """trainer to sweep: dqn, supervised, ppo or glimpse"""
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    """seeds of every configuration"""
+    grid: tuple[str, ...] = ()
+    """grid axes, each NAME=V1,V2 (the trainer flag --NAME) or 'ALT1 | ALT2' (whole option strings)"""
+    options: tuple[str, ...] = ()
+    """trainer options shared by every trial (on the command line: everything after --)"""
+    sweep_dir: Path | None = None
+    """folder of the sweep: one sub-folder per trial plus sweep.json (default sweeps/TRAINER)"""
+    config: Path | None = None
+    """a TOML file with these fields (flags given on the command line override it)"""
+    backend: Literal["local", "ray"] = "local"
+    """local: a process pool on this machine; ray: Ray Tune (pip install "heed-attention[ray]")"""
+    jobs: int = 0
+    """trials at once (0: one per core for local, as many as Ray has CPUs for ray)"""
+    retries: int = 1
+    """attempts after a failure, each resuming from the trial's checkpoint (bad input is not retried)"""
+    ray_address: str | None = None
+    """a Ray cluster (auto, or ray://HOST:10001); default: a local Ray instance"""
+    dry_run: bool = False
+    """check and list the trials, run nothing"""
+
+
+def load_toml(path: Path) -> dict:
+    """A sweep file's fields (``options`` may be a string, shell-split, or a list of arguments)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        raise HeedError("sweep files need Python 3.11 or later (tomllib); give the options as flags") from None
+    try:
+        raw = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise HeedError(f"cannot read the sweep file '{path}': {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise HeedError(f"sweep file '{path}' is not valid TOML: {exc}") from None
+    fields = {f.name for f in dataclasses.fields(Config)} - {"config"}
+    unknown = sorted(set(raw) - fields)
+    require(not unknown, f"sweep file '{path}': unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
+    if isinstance(raw.get("options"), str):
+        raw["options"] = shlex.split(raw["options"])
+    for key in ("seeds", "grid", "options"):
+        if key in raw:
+            raw[key] = tuple(raw[key])
+    if "sweep_dir" in raw:
+        raw["sweep_dir"] = Path(raw["sweep_dir"])
+    return raw
+
+
+def parse(argv: list[str]) -> Config:
+    """The sweep's own flags before ``--`` (over a ``--config`` file), the trainer options after it."""
+    head, tail = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, None)
+    default = Config()
+    if "--config" in head and head.index("--config") + 1 < len(head):
+        path = Path(head[head.index("--config") + 1])
+        default = Config(**load_toml(path), config=path)
+    cfg = tyro.cli(Config, args=head, default=default, description=__doc__)
+    return dataclasses.replace(cfg, options=tuple(tail)) if tail is not None else cfg
+
+
+def main(cfg: Config) -> list[dict]:
+    """Expand, validate, record and run the sweep; return every trial's record (``SWEEP_DIR/trials/NAME.json``)."""
+    from heed.agents import sweep
+
+    require(cfg.trainer != "", "--trainer is required (dqn, supervised, ppo or glimpse), or a --config file with trainer = ...")
+    require(cfg.jobs >= 0 and cfg.retries >= 0, "--jobs and --retries must be >= 0")
+    sweep_dir = cfg.sweep_dir or Path("sweeps") / cfg.trainer
+    trials = sweep.expand(cfg.trainer, list(cfg.seeds), list(cfg.options), list(cfg.grid), sweep_dir)
+    sweep.validate(trials)
+    if cfg.dry_run:
+        for trial in trials:
+            print(f"{trial.name}: {shlex.join(sweep.trial_args(trial, resume=False))}")
+        return []
+    spec = {"trainer": cfg.trainer, "seeds": list(cfg.seeds), "grid": list(cfg.grid), "options": list(cfg.options),
+            "backend": cfg.backend}
+    sweep.write_manifest(sweep_dir, spec, trials)
+    try:
+        if cfg.backend == "ray":
+            from heed.agents.sweep_ray import run_ray
+
+            records = run_ray(trials, cfg.jobs, cfg.retries, cfg.ray_address)
+        else:
+            records = sweep.run_local(trials, cfg.jobs, cfg.retries)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the running trials wrote checkpoints; run the same command again to continue",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    failed = [t.name for t, r in zip(trials, records) if r.get("status") != "done"]
+    require(not failed, f"{len(failed)} of {len(trials)} trials did not finish ({', '.join(failed[:3])}"
+            f"{', ...' if len(failed) > 3 else ''}); see {sweep_dir}/logs/, then run the same command again")
+    print(f"{len(trials)} trials done in '{sweep_dir}'. Next: heed aggregate {sweep_dir}")
+    return records
+
+
+def _sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _sigterm)
+    cli_main(lambda: main(parse(sys.argv[1:])))

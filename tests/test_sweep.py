@@ -1,0 +1,225 @@
+"""Sweeps and their aggregation: grid syntax, statistics against hand computation, a real local sweep
+of two tiny supervised trials, a killed sweep that resumes, invalid options refused before any trial,
+and (where Ray is installed) the Ray backend giving the local backend's numbers."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from heed.agents import sweep
+from heed.agents.common.errors import HeedError
+from heed.analysis import stats
+from heed.scripts import aggregate
+from heed.scripts import sweep as sweep_cli
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+#: a supervised trial of a couple of seconds (mostly imports): 8 updates of an 8-unit LSTM on copy
+TINY = ["--task", "copy", "--batch-size", "8", "--eval-every", "32", "--eval-sequences", "16", "--log-every", "16",
+        "--image-every", "0", "--task-options", "max_len=3", "model:lstm", "--model.hidden-size", "8"]
+
+
+# --- statistics against hand computation ---------------------------------------------------------------
+
+
+def test_iqm_by_hand():
+    # n = 8: drop the 2 lowest and 2 highest of 1..7, 100 -> mean(3, 4, 5, 6)
+    assert stats.iqm(np.array([1, 2, 3, 4, 100, 5, 6, 7])) == pytest.approx(4.5)
+    assert stats.iqm(np.array([10, 1, 2, 3, 4])) == pytest.approx(3.0)  # n = 5: drop 1 and 10
+    assert stats.iqm(np.array([1, 2, 6])) == pytest.approx(3.0)  # n < 4: the mean
+    scipy_stats = pytest.importorskip("scipy.stats")
+    x = np.random.default_rng(0).normal(size=(11, 3))
+    np.testing.assert_allclose(stats.iqm(x), scipy_stats.trim_mean(x, 0.25, axis=0))
+
+
+def test_bootstrap_by_hand():
+    # two seeds 0 and 1: resampled means are 0 (p 1/4), 0.5 (p 1/2), 1 (p 1/4): the 95 % CI is [0, 1]
+    low, high = stats.bootstrap_ci(np.array([0.0, 1.0]), stats.mean)
+    assert (float(low), float(high)) == (0.0, 1.0)
+    low, high = stats.bootstrap_ci(np.full(5, 3.5), stats.iqm)
+    assert float(low) == float(high) == 3.5
+    # against the exact bootstrap distribution: all 4^4 resamples of 4 seeds, equally likely
+    x = np.array([0.0, 1.0, 2.0, 10.0])
+    exact = np.array([x[list(i)].mean() for i in itertools.product(range(4), repeat=4)])
+    low, high = stats.bootstrap_ci(x, stats.mean, resamples=20000)
+    assert float(low) == pytest.approx(np.quantile(exact, 0.025), abs=0.3)
+    assert float(high) == pytest.approx(np.quantile(exact, 0.975), abs=0.3)
+
+
+def test_bootstrap_of_curves_is_per_point():
+    curves = np.random.default_rng(1).normal(size=(6, 4))  # [seeds, points]
+    low, high = stats.bootstrap_ci(curves, stats.iqm, resamples=300, seed=3)
+    for j in range(4):
+        lo_j, hi_j = stats.bootstrap_ci(curves[:, j], stats.iqm, resamples=300, seed=3)
+        assert (low[j], high[j]) == (lo_j, hi_j)
+    row = stats.summarize(np.array([1.0, 2.0, 3.0, 4.0]))
+    assert row["n"] == 4 and row["mean"] == 2.5 and row["iqm"] == 2.5
+    assert row["mean_low"] <= row["mean"] <= row["mean_high"]
+
+
+# --- grid syntax -------------------------------------------------------------------------------------------
+
+
+def test_axis_syntax_and_option_order():
+    assert sweep.parse_axis("learning-rate=0.1,0.2") == [["--learning-rate", "0.1"], ["--learning-rate", "0.2"]]
+    assert sweep.parse_axis("model:ntm --model.memory-size 16 | model:lstm") == [
+        ["model:ntm", "--model.memory-size", "16"], ["model:lstm"]]
+    with pytest.raises(HeedError, match="NAME=V1,V2"):
+        sweep.parse_axis("just words")
+    # the trainer's own options go before the first subcommand, whichever group they come from
+    ordered = sweep.order_options([["--task", "copy", "model:lstm", "--model.hidden-size", "8"], ["--lr", "1"]])
+    assert ordered == ("--task", "copy", "--lr", "1", "model:lstm", "--model.hidden-size", "8")
+    trials = sweep.expand("supervised", [1, 2], ["--task", "copy"], ["lr=1,2", "model:gru | model:lstm"], Path("s"))
+    assert len(trials) == 8 and len({t.dir for t in trials}) == 8
+    assert trials[0].dir == Path("s/lr=1__model-gru__seed=1") and trials[0].group == "lr=1__model-gru"
+    with pytest.raises(HeedError, match="--seed is set by the sweep"):
+        sweep.expand("supervised", [1], ["--seed", "3"], [], Path("s"))
+
+
+# --- real sweeps -------------------------------------------------------------------------------------------
+
+
+def _jsonl_last(path: Path, key: str) -> float:
+    return json.loads(path.read_text().splitlines()[-1])[key]
+
+
+def test_invalid_options_fail_before_any_trial(tmp_path):
+    cfg = sweep_cli.Config(trainer="supervised", seeds=(1,), grid=("learning-rate=0.1,oops",),
+                           options=("--total-sequences", "64", *TINY), sweep_dir=tmp_path / "s")
+    with pytest.raises(HeedError, match=r"invalid supervised options for trial learning-rate=oops__seed=1"):
+        sweep_cli.main(cfg)
+    assert not (tmp_path / "s").exists()
+    # the command line: one line and exit code 2, no traceback
+    out = subprocess.run([sys.executable, "-m", "heed.scripts.sweep", "--trainer", "supervised", "--sweep-dir",
+                          str(tmp_path / "s"), "--", "--task", "copy", "--no-such-option", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().startswith("error: invalid supervised options") and len(out.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "s").exists()
+
+
+def test_two_trial_sweep_and_aggregate(tmp_path):
+    cfg = sweep_cli.Config(trainer="supervised", seeds=(1, 2), options=("--total-sequences", "64", *TINY),
+                           sweep_dir=tmp_path / "s", jobs=2)
+    records = sweep_cli.main(cfg)
+    assert [r["status"] for r in records] == ["done", "done"]
+    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert manifest["trainer"] == "supervised" and set(manifest["trials"]) == {"base__seed=1", "base__seed=2"}
+    assert manifest["versions"]["torch"] and "commit" in manifest["git"]
+    finals = []
+    for seed in (1, 2):
+        run = tmp_path / "s" / f"base__seed={seed}"
+        assert json.loads((run / "config.json").read_text())["seed"] == seed
+        assert any(run.glob("events.out.tfevents.*")) and (run / "checkpoints" / "latest").exists()
+        finals.append(_jsonl_last(run / "metrics.jsonl", "eval_bits_per_sequence"))
+    assert finals[0] != finals[1]  # the seeds differ
+    rows = aggregate.main(aggregate.Config(sweep_dir=tmp_path / "s", resamples=200))
+    row = next(r for r in rows if r["metric"] == "eval/bits_per_sequence")
+    # aggregated from the TensorBoard events; checked against metrics.jsonl, computed by hand
+    assert row["n"] == 2 and row["mean"] == pytest.approx(np.mean(finals), rel=1e-5)
+    assert row["mean_low"] == pytest.approx(min(finals), rel=1e-5) and row["mean_high"] == pytest.approx(max(finals), rel=1e-5)
+    out = tmp_path / "s" / "aggregate"
+    assert "| eval/bits_per_sequence | base | 2 |" in (out / "table.md").read_text()
+    assert (out / "eval_bits_per_sequence.png").stat().st_size > 0 and any((out / "tensorboard" / "base").iterdir())
+    # a second run of the same sweep redoes nothing
+    before = {s: (tmp_path / "s" / "trials" / f"base__seed={s}.json").read_text() for s in (1, 2)}
+    sweep_cli.main(cfg)
+    assert before == {s: (tmp_path / "s" / "trials" / f"base__seed={s}.json").read_text() for s in (1, 2)}
+
+
+def test_killed_sweep_resumes_without_redoing_finished_trials(tmp_path):
+    sweep_dir = tmp_path / "s"
+    options = ["--total-sequences", "8000", "--checkpoint-every", "64", *TINY]
+    argv = ["--trainer", "supervised", "--seeds", "1", "2", "--jobs", "1", "--sweep-dir", str(sweep_dir), "--", *options]
+    proc = subprocess.Popen([sys.executable, "-m", "heed.scripts.sweep", *argv], stderr=subprocess.PIPE, text=True)
+    first, second = sweep_dir / "base__seed=1", sweep_dir / "base__seed=2"
+    deadline = time.monotonic() + 600
+    while not (second / "checkpoints" / "latest").exists():  # trial 1 finished, trial 2 under way
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert sweep.trial_record(sweep.Trial("supervised", "base", 1, (), first))["status"] == "done"
+    if sweep.is_done(sweep.Trial("supervised", "base", 2, (), second)):
+        pytest.skip("trial 2 finished before the signal arrived (a very fast machine)")
+    record = sweep_dir / "trials" / "base__seed=1.json"
+    done_record, done_metrics = record.read_text(), (first / "metrics.jsonl").read_text()
+    records = sweep_cli.main(sweep_cli.parse(argv))
+    assert record.read_text() == done_record and (first / "metrics.jsonl").read_text() == done_metrics
+    assert records[1]["status"] == "done" and records[1]["resumed"] and records[1]["attempts"] == 2
+    assert _jsonl_last(second / "metrics.jsonl", "sequences") == 8000
+
+
+def test_toml_file_and_flags(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text('trainer = "supervised"\nseeds = [3, 4]\ngrid = ["learning-rate=0.1,0.2"]\n'
+                    'options = "--task copy --total-sequences 64"\n')
+    cfg = sweep_cli.parse(["--config", str(path), "--seeds", "7"])
+    assert cfg.trainer == "supervised" and cfg.seeds == (7,) and cfg.grid == ("learning-rate=0.1,0.2",)
+    assert cfg.options == ("--task", "copy", "--total-sequences", "64")
+    assert sweep_cli.parse(["--config", str(path), "--", "--task", "sort"]).options == ("--task", "sort")
+    path.write_text('trainer = "supervised"\nseed = [3]\n')
+    with pytest.raises(HeedError, match="unknown field"):
+        sweep_cli.parse(["--config", str(path)])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the ray extra: pip install -e '.[ray]'")
+def test_ray_backend_matches_local(tmp_path):
+    options = ("--total-sequences", "64", *TINY)
+    local = sweep_cli.main(sweep_cli.Config(trainer="supervised", seeds=(1, 2), options=options, sweep_dir=tmp_path / "local"))
+    remote = sweep_cli.main(sweep_cli.Config(trainer="supervised", seeds=(1, 2), options=options, sweep_dir=tmp_path / "ray",
+                                             backend="ray", jobs=2))
+    assert [r["status"] for r in local + remote] == ["done"] * 4
+    for seed in (1, 2):
+        a = (tmp_path / "local" / f"base__seed={seed}" / "metrics.jsonl").read_text().splitlines()
+        b = (tmp_path / "ray" / f"base__seed={seed}" / "metrics.jsonl").read_text().splitlines()
+        keys = ("sequences", "eval_bits_per_sequence", "eval_loss")
+        assert [[json.loads(r)[k] for k in keys] for r in a] == [[json.loads(r)[k] for k in keys] for r in b]
+
+
+def _fake_trial(sweep_dir: Path, group: str, seed: int, scalars: dict[str, list[tuple[int, float]]]) -> Path:
+    """A finished trial folder as a DQN, PPO or glimpse run leaves it: TensorBoard events only."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run = sweep_dir / f"{group}__seed={seed}"
+    with SummaryWriter(str(run)) as writer:
+        for tag, points in scalars.items():
+            for step, value in points:
+                writer.add_scalar(tag, value, step)
+    (sweep_dir / "trials").mkdir(exist_ok=True)
+    (sweep_dir / "trials" / f"{run.name}.json").write_text(json.dumps({"status": "done", "group": group, "seed": seed}))
+    return run
+
+
+def test_aggregate_and_summarize_every_trainer_kind(tmp_path, capsys):
+    from heed.scripts import summarize_runs
+
+    finals = [1.0, 2.0, 3.0, 4.0, 100.0]  # IQM by hand: drop 1 and 100 -> mean(2, 3, 4) = 3
+    for seed, final in enumerate(finals):
+        _fake_trial(tmp_path, "dqn", seed, {"eval/return": [(100, 0.0), (150, 50.0), (200, final)],
+                                        "charts/sps": [(100, 9.0)]})
+        _fake_trial(tmp_path, "glimpse", seed, {"charts/test_error": [(50, 50.0), (100, final)]})
+        _fake_trial(tmp_path, "ppo", seed, {"rollout/success_rate": [(64, final / 100)]})
+    rows = aggregate.main(aggregate.Config(sweep_dir=tmp_path, resamples=300))
+    got = {(r["group"], r["metric"]): r for r in rows}
+    assert set(got) == {("dqn", "eval/return"), ("glimpse", "charts/test_error"), ("ppo", "rollout/success_rate")}
+    assert got["dqn", "eval/return"]["iqm"] == pytest.approx(3.0) and got["dqn", "eval/return"]["mean"] == pytest.approx(22.0)
+    assert got["ppo", "rollout/success_rate"]["iqm"] == pytest.approx(0.03)
+    # summarize_runs no longer skips runs that have only events (DQN, PPO)
+    capsys.readouterr()
+    summarize_runs.main([tmp_path / "dqn__seed=0", tmp_path / "ppo__seed=0"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| run | env | model | steps | eval/return last | eval/return best | rollout/success_rate last | rollout/success_rate best |"
+    assert lines[2] == "| dqn__seed=0 |  |  | 200 | 1 | 50 |  |  |"  # last 1.0, best 50.0 (a return: higher is better)
+    assert lines[3] == "| ppo__seed=0 |  |  | 64 |  |  | 0.01 | 0.01 |"
