@@ -29,6 +29,7 @@ import tyro
 from torch import nn
 
 from heed.agents.common.errors import HeedError, suggest
+from heed.agents.common.validate import config_from_dict
 from heed.agents.cores.act import ACTConfig, ACTCore
 from heed.agents.cores.base import RecurrentCore
 from heed.agents.cores.dnc import DNCConfig, DNCCore
@@ -103,18 +104,20 @@ def part_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def part_from_dict(values: dict[str, Any]) -> Any:
-    """The config stored by :func:`part_to_dict` (a core's or a model's); unknown fields are an error."""
-    values = dict(values)
-    name = values.pop("name", None)
-    if name is None:
-        raise HeedError("a stored part config has no 'name'")
+def part_from_dict(values: dict[str, Any], source: str = "a stored part config") -> Any:
+    """The config stored by :func:`part_to_dict` (a core's or a model's), checked before anything is built.
+
+    Types and the ranges declared on the config's fields (sizes, heads, rates) are checked, so a
+    crafted ``{"name": "ntm", "memory_size": 1000000000}`` is one :class:`HeedError` line, not an
+    allocation; unknown fields are an error.
+    """
+    if not isinstance(values, dict):
+        raise HeedError(f"{source} must be a JSON object, got {type(values).__name__}")
+    name = values.get("name")
+    if not isinstance(name, str):
+        raise HeedError(f"{source} has no 'name'")
     config_class = _entry(name, {**CORES, **MODELS}, "core or model")[0]
-    fields = {f.name for f in dataclasses.fields(config_class) if f.init}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise HeedError(f"'{name}' has no field '{unknown[0]}'.{suggest(unknown[0], fields)}")
-    return config_class(**values)
+    return config_from_dict(config_class, values, f"{source} '{name}'")
 
 
 def _choice(table: dict[str, tuple[type, type]], defaults: dict[str, Any]) -> Any:

@@ -23,17 +23,34 @@ A truncated (time-limit) episode is bootstrapped: its last reward gets ``+ gamma
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from heed.agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
+from heed.agents.common.checkpoint import (
+    Checkpoint,
+    checkpoint_meta,
+    load_checkpoint,
+    load_module_state,
+    restore_optimizer,
+    save_checkpoint,
+)
+from heed.agents.common.errors import HeedError
+from heed.agents.common.validate import (
+    NonNegative,
+    Positive,
+    Range,
+    UnitInterval,
+    config_from_dict,
+    validate,
+)
 from heed.agents.cores.base import State, detach_state, map_state
 from heed.agents.recurrent_policy import (
     RecurrentActorCritic,
@@ -45,22 +62,32 @@ from heed.agents.recurrent_policy import (
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyperparameters (SB3's names where they exist)."""
+    """PPO hyperparameters (SB3's names where they exist), with the ranges a checkpoint's copy is checked against."""
 
-    n_steps: int = 128
-    n_epochs: int = 4
-    n_minibatches: int = 4
-    seq_len: int = 0  # 0: the whole rollout of an env is one sequence
-    learning_rate: float = 1e-3
+    n_steps: Annotated[int, Range(1, 65_536)] = 128
+    n_epochs: Annotated[int, Range(1, 1000)] = 4
+    n_minibatches: Annotated[int, Range(1, 1_000_000)] = 4
+    seq_len: Annotated[int, NonNegative] = 0  # 0: the whole rollout of an env is one sequence
+    learning_rate: Annotated[float, Positive] = 1e-3
     anneal_lr: bool = False
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
+    gamma: Annotated[float, UnitInterval] = 0.99
+    gae_lambda: Annotated[float, UnitInterval] = 0.95
+    clip_range: Annotated[float, Positive] = 0.2
+    ent_coef: float = 0.01  # any finite weight
+    vf_coef: Annotated[float, NonNegative] = 0.5
+    max_grad_norm: Annotated[float, Positive] = 0.5
     normalize_advantage: bool = True
-    target_kl: float = 0.0  # 0: no early stop
+    target_kl: Annotated[float, NonNegative] = 0.0  # 0: no early stop
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """What a checkpoint stores to rebuild a :class:`RecurrentActorCritic` (checked before it is built)."""
+
+    obs_dim: Annotated[int, Range(1, 1_000_000)]
+    n_actions: Annotated[int, Range(1, 65_536)]
+    core: dict
+    action_kind: Literal["discrete", "multibinary"] = "discrete"
 
 
 class RolloutStorage:
@@ -151,6 +178,7 @@ class RecurrentPPO:
         self, policy: RecurrentActorCritic, env: Any, cfg: PPOConfig = PPOConfig(), device: str | torch.device = "cpu",
         seed: int = 0,
     ) -> None:
+        validate(cfg)  # NaN, inf and out-of-range hyperparameters: one line
         self.device = torch.device(device)
         self.policy = policy.to(self.device)
         self.cfg = cfg
@@ -263,6 +291,10 @@ class RecurrentPPO:
         """Collect and train until ``num_timesteps >= total_timesteps`` (SB3 counts env steps over all envs).
 
         ``callback(model, stats)`` runs after every iteration; returning ``False`` stops training.
+        An interrupt (Ctrl-C, or SIGTERM turned into one) inside an iteration puts the model back as
+        the last completed iteration left it (weights, optimizer, counters, generator, normalisation
+        statistics) before it propagates, so a checkpoint written then never counts a rollout that
+        was not trained on.
         """
         start_steps, start = self.num_timesteps, time.perf_counter()
         while self.num_timesteps < total_timesteps:
@@ -270,14 +302,32 @@ class RecurrentPPO:
                 frac = 1.0 - self.num_timesteps / max(total_timesteps, 1)
                 for group in self.optimizer.param_groups:
                     group["lr"] = frac * self.cfg.learning_rate
-            self.collect_rollout()
-            stats = self.train()
+            completed = self._snapshot()
+            try:
+                self.collect_rollout()
+                stats = self.train()
+            except KeyboardInterrupt:
+                self._restore(completed)
+                raise
             self.iterations += 1
             stats["fps"] = (self.num_timesteps - start_steps) / max(time.perf_counter() - start, 1e-9)
             stats.update(self.episode_stats())
             if callback is not None and callback(self, stats) is False:
                 break
         return self
+
+    def _snapshot(self) -> dict[str, Any]:
+        """Everything a checkpoint holds, copied (the state of the last completed iteration)."""
+        return {"policy": {k: v.detach().clone() for k, v in self.policy.state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()), "generator": self.generator.get_state(),
+                "normalizer": normalizer_tensors(self.env), "num_timesteps": self.num_timesteps}
+
+    def _restore(self, snapshot: dict[str, Any]) -> None:
+        self.policy.load_state_dict(snapshot["policy"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        self.generator.set_state(snapshot["generator"])
+        restore_normalizer(self.env, snapshot["normalizer"])
+        self.num_timesteps = snapshot["num_timesteps"]
 
     def episode_stats(self) -> dict[str, float]:
         """Means over the last 100 episodes: ``ep_rew_mean``, ``ep_len_mean``, ``success_rate``."""
@@ -314,11 +364,9 @@ class RecurrentPPO:
         tensors = {f"policy.{k}": v for k, v in self.policy.state_dict().items()}
         tensors.update(normalizer_tensors(self.env))
         tensors["rng.generator"] = self.generator.get_state()
-        meta = {
-            "kind": "ppo",
-            "config": {"ppo": asdict(self.cfg), "policy": self.policy.kwargs()},
-            "counters": {"num_timesteps": self.num_timesteps, "iterations": self.iterations},
-        }
+        meta = checkpoint_meta("ppo", {"ppo": asdict(self.cfg), "policy": self.policy.kwargs()},
+                               {"num_timesteps": self.num_timesteps, "iterations": self.iterations},
+                               step=self.num_timesteps)
         return tensors, meta
 
     def save(self, path: str) -> None:
@@ -329,21 +377,27 @@ class RecurrentPPO:
     @classmethod
     def load(cls, path: str, env: Any = None, device: str | torch.device = "cpu") -> RecurrentPPO:
         """Rebuild a model from :meth:`save` (or a run dir: its latest checkpoint); ``env`` is optional."""
-        from heed.agents.common.checkpoint import restore_optimizer
+        return cls.from_checkpoint(load_checkpoint(path, expect_kind="ppo"), env, device)
 
-        ckpt = load_checkpoint(path, expect_kind="ppo")
-        cfg = PPOConfig(**ckpt.config["ppo"])
-        kwargs = ckpt.config["policy"]
-        policy = RecurrentActorCritic(**kwargs)
+    @classmethod
+    def from_checkpoint(cls, ckpt: Checkpoint, env: Any = None, device: str | torch.device = "cpu") -> RecurrentPPO:
+        """Rebuild a model from a loaded checkpoint; the stored configs are checked before anything is built."""
+        where = f"checkpoint '{ckpt.path}'"
+        cfg = config_from_dict(PPOConfig, ckpt.config.get("ppo", {}), f"{where}: ppo")
+        spec = config_from_dict(PolicySpec, ckpt.config.get("policy", {}), f"{where}: policy")
+        policy = RecurrentActorCritic(spec.obs_dim, spec.n_actions, spec.core, spec.action_kind)
         policy_tensors = {k[len("policy."):]: v for k, v in ckpt.tensors.items() if k.startswith("policy.")}
         load_module_state(policy, policy_tensors, where=str(ckpt.path))
         model = cls(policy, None, cfg, device)
         if ckpt.optimizer_tensors is not None and "optimizer" in ckpt.meta:
             restore_optimizer(model.optimizer, ckpt.optimizer_tensors, ckpt.meta["optimizer"])
-        if "rng.generator" in ckpt.tensors:
-            model.generator.set_state(ckpt.tensors["rng.generator"])
-        model.num_timesteps = int(ckpt.counters.get("num_timesteps", 0))
-        model.iterations = int(ckpt.counters.get("iterations", 0))
+        try:
+            if "rng.generator" in ckpt.tensors:
+                model.generator.set_state(ckpt.tensors["rng.generator"])
+            model.num_timesteps = int(ckpt.counters.get("num_timesteps", 0))
+            model.iterations = int(ckpt.counters.get("iterations", 0))
+        except (TypeError, ValueError, RuntimeError):
+            raise HeedError(f"{where} holds damaged counters or a damaged generator state") from None
         model.saved_normalizer = {k: v for k, v in ckpt.tensors.items() if k.startswith(("obs_rms.", "ret_rms."))}
         if env is not None:
             model.attach_env(env)

@@ -191,7 +191,10 @@ def order_options(groups: list[list[str]] | list[tuple[str, ...]]) -> tuple[str,
 
 def trial_args(trial: Trial, resume: bool) -> tuple[str, ...]:
     """The trainer arguments of a trial: the sweep's flags first, then its options."""
-    fields = {f.name for f in dataclasses.fields(importlib.import_module(TRAINERS[trial.trainer]).Config)}
+    config = importlib.import_module(TRAINERS[trial.trainer]).Config
+    fields = {f.name for f in dataclasses.fields(config)}
+    if "run" in fields:  # the shared run flags (RunConfig), nested without a prefix
+        fields |= {f.name for f in dataclasses.fields(next(f for f in dataclasses.fields(config) if f.name == "run").default_factory())}
     flags = ["--seed", str(trial.seed), "--resume" if resume else "--run-dir", str(trial.dir)]
     if "threads" in fields:
         flags += ["--threads", "1"]

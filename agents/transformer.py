@@ -37,13 +37,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from heed.agents.common.errors import require
+from heed.agents.common.validate import NonNegative, Range
 from heed.agents.cores.act import halting_step
-from heed.agents.cores.base import PartName, part_name
+from heed.agents.cores.base import HeadCount, HiddenSize, PartName, part_name
 
 SequenceOutput = tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]  # logits, attention, aux_loss
 
@@ -133,19 +135,19 @@ class SelfAttentionConfig:
     """What every self-attention model here shares (the three configs below add their depth)."""
 
     name: PartName = part_name("self-attention")
-    d_model: int = 64
+    d_model: Annotated[int, HiddenSize] = 64
     """model width d"""
-    heads: int = 4
+    heads: Annotated[int, HeadCount] = 4
     """attention heads H (must divide d_model)"""
     causal: bool = False
     """forbid attending to later steps"""
     pad_zero_inputs: bool = True
     """treat all-zero input rows as padding"""
-    dropout: float = 0.0
+    dropout: Annotated[float, Range(0, 1, hi_open=True)] = 0.0
     """dropout after attention and the transition"""
-    reset_unit: int = -1
+    reset_unit: Annotated[int, Range(-1, 65_536)] = -1
     """restart positions after steps where this input unit is non-zero (-1: absolute positions)"""
-    max_offset: int = 0
+    max_offset: Annotated[int, Range(0, 1_000_000)] = 0
     """random training offset of all positions, up to this (0: none)"""
 
 
@@ -154,7 +156,7 @@ class TransformerConfig(SelfAttentionConfig):
     """A Transformer encoder: ``layers`` distinct pre-norm blocks."""
 
     name: PartName = part_name("transformer")
-    layers: int = 2
+    layers: Annotated[int, Range(1, 256)] = 2
     """blocks"""
 
 
@@ -163,7 +165,7 @@ class UTConfig(SelfAttentionConfig):
     """The Universal Transformer: one block applied ``depth`` times."""
 
     name: PartName = part_name("ut")
-    depth: int = 6
+    depth: Annotated[int, Range(1, 256)] = 6
     """steps over depth"""
 
 
@@ -172,11 +174,11 @@ class UTACTConfig(SelfAttentionConfig):
     """The Universal Transformer with per-position ACT (at most ``depth`` steps)."""
 
     name: PartName = part_name("ut-act")
-    depth: int = 8
+    depth: Annotated[int, Range(1, 256)] = 8
     """the cap on steps over depth"""
-    tau: float = 0.01
+    tau: Annotated[float, NonNegative] = 0.01
     """ponder cost weight"""
-    eps: float = 0.01
+    eps: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.01
     """halt once the summed halting probability reaches 1 - eps"""
     halting_bias: float = 1.0
     """initial bias of the halting unit"""

@@ -19,9 +19,9 @@ import numpy as np
 
 from heed.envs.errors import HeedError
 
-#: the held-out or episodic numbers each trainer logs: supervised/dqn/ppo ``eval/*``, glimpse
-#: ``charts/test_error*``, dqn ``charts/episodic_return``, ppo ``rollout/*``
-DEFAULT_METRICS: tuple[str, ...] = ("eval/*", "charts/test_*", "charts/episodic_return", "rollout/*")
+#: the held-out or episodic numbers each trainer logs: ``eval/*`` (supervised, dqn, ppo, glimpse test
+#: error), dqn ``charts/episodic_return``, ppo ``charts/ep_rew_mean`` and ``charts/success_rate``
+DEFAULT_METRICS: tuple[str, ...] = ("eval/*", "charts/episodic_return", "charts/ep_rew_mean", "charts/success_rate")
 
 #: the tag that maps a run's steps to training CPU seconds, where the trainer logs it
 CPU_TAG = "charts/cpu_seconds"

@@ -23,6 +23,7 @@ import torch
 import tyro
 
 from heed.agents.common.errors import cli_main
+from heed.agents.common.session import RunConfig
 from heed.agents.trainers import ppo as trainer
 
 
@@ -67,8 +68,8 @@ def heed_run(cfg: Config, core: str, length: int) -> dict[str, Any]:
     tcfg = trainer.Config(
         core=replace(trainer.core_config(core), hidden_size=cfg.hidden_size), memory_length=length,
         total_steps=cfg.total_steps, n_envs=cfg.n_envs, n_steps=cfg.n_steps, n_minibatches=cfg.n_minibatches,
-        n_epochs=cfg.n_epochs, seed=cfg.seed, eval_episodes=cfg.eval_episodes, checkpoint_every=10**9,
-        progress=False, run_dir=cfg.runs_root / f"{core}_L{length}_s{cfg.seed}",
+        n_epochs=cfg.n_epochs, eval_episodes=cfg.eval_episodes, checkpoint_every=10**9,
+        run=RunConfig(seed=cfg.seed, progress=False, run_dir=cfg.runs_root / f"{core}_L{length}_s{cfg.seed}"),
     )
     result = trainer.main(tcfg)
     return {"core": core, "L": length, "success": result["eval"]["success_rate"],

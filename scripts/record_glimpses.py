@@ -41,7 +41,7 @@ class Config:
 
 def main(cfg: Config) -> dict[str, Path]:
     """Write the still and the video; returns their paths."""
-    from heed.agents.trainers.glimpse import config_from_dict, make_model, retina
+    from heed.agents.trainers.glimpse import make_model, retina, stored_config
     from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits
 
     require(cfg.video in ("gif", "mp4"), f"unknown --video '{cfg.video}': use gif or mp4")
@@ -50,7 +50,7 @@ def main(cfg: Config) -> dict[str, Path]:
     ckpt = load_checkpoint(cfg.run_dir)
     if not ckpt.kind.startswith("glimpse-"):
         raise HeedError(f"'{cfg.run_dir}' holds a '{ckpt.kind}' checkpoint, not a glimpse model")
-    train_cfg = config_from_dict(ckpt.config)
+    train_cfg = stored_config(ckpt.config)
     if train_cfg.model == "cnn":
         raise HeedError("a CNN takes no glimpses: record a ram, random or soft run")
     spec = dataset_spec(train_cfg.dataset)

@@ -200,13 +200,14 @@ def test_env_rewards_the_right_answer_and_shows_the_right_tile():
 
 
 def _tiny(tmp_path, **kw):
+    from heed.agents.common.session import RunConfig
     from heed.agents.cores.lstm import LSTMConfig
     from heed.agents.trainers.glimpse import Config
 
     base = {"dataset": "mnist", "model": "ram", "glimpses": 2, "steps": 4, "batch_size": 8, "hidden": 16,
             "core": LSTMConfig(hidden_size=16)}
-    base.update(eval_size=20, mc_samples=2, eval_every=2, checkpoint_every=2, log_every=1, progress=False)
-    base.update(run_dir=str(tmp_path / "run"), **kw)
+    base.update(eval_size=20, mc_samples=2, eval_every=2, checkpoint_every=2, log_every=1)
+    base.update(run=RunConfig(run_dir=tmp_path / "run", device="cpu", progress=False), **kw)
     return Config(**base)
 
 
@@ -228,14 +229,15 @@ def test_trainer_runs_and_resumes_exactly(tmp_path):
     ckpts = tmp_path / "run" / "checkpoints"
     shutil.rmtree(ckpts / "step_0000000004")
     (ckpts / "latest").write_text("step_0000000002")
+    from heed.agents.common.session import RunConfig
     from heed.agents.trainers.glimpse import Config
 
-    res2 = main(Config(resume=str(tmp_path / "run"), steps=4, progress=False))
+    res2 = main(Config(run=RunConfig(resume=tmp_path / "run", progress=False), steps=4))
     assert res2["step"] == 4
     resumed = _weights(tmp_path / "run")
     for k in full:
         torch.testing.assert_close(resumed[k], full[k], msg=k)
-    with pytest.raises(HeedError, match="already holds a run"):
+    with pytest.raises(HeedError, match="already holds a heed run"):
         main(cfg)
 
 
@@ -248,14 +250,18 @@ def test_trainer_other_models(tmp_path, model):
 
 
 def test_trainer_bad_input(tmp_path):
+    from heed.agents.common.session import RunConfig
     from heed.agents.trainers.glimpse import Config, main
 
     with pytest.raises(HeedError, match="Did you mean"):
         main(_tiny(tmp_path, dataset="cluttered6"))
     with pytest.raises(HeedError, match="model"):
         main(_tiny(tmp_path, model="rma"))
-    with pytest.raises(HeedError, match="config.json"):
-        main(Config(resume=str(tmp_path / "nowhere")))
+    with pytest.raises(HeedError, match="cannot resume .*no such folder"):
+        main(Config(run=RunConfig(resume=tmp_path / "nowhere")))
+    with pytest.raises(HeedError, match="--patch must be in"):
+        main(_tiny(tmp_path, patch=0))
+    assert not (tmp_path / "run").exists()  # every refusal came before a run folder was made
 
 
 def _load_script(name: str):

@@ -12,6 +12,7 @@ import torch
 
 from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
 from heed.agents.common.errors import HeedError
+from heed.agents.common.session import RunConfig
 from heed.agents.parts import CORES, MODELS, build_core, build_model, part_from_dict
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -43,8 +44,8 @@ def test_every_core_trains_supervised(tmp_path, name):
     from heed.agents.trainers.supervised import Config, main
 
     run = tmp_path / "run"
-    out = main(Config(task="copy", model=tiny(name), run_dir=run, total_sequences=8, batch_size=4,
-                      eval_sequences=4, eval_every=8, log_every=4, image_every=0, progress=False,
+    out = main(Config(task="copy", model=tiny(name), run=RunConfig(run_dir=run, progress=False), total_sequences=8,
+                      batch_size=4, eval_sequences=4, eval_every=8, log_every=4, image_every=0,
                       task_options="max_len=2"))
     assert out["updates"] == 2 and np.isfinite(out["bits_per_sequence"])
     model, _, _ = su.load_sequence_model(str(run))  # the stored config rebuilds the same model
@@ -57,7 +58,7 @@ def test_every_core_drives_a_ppo_policy(tmp_path, name):
     from heed.agents.trainers import ppo
 
     out = ppo.main(ppo.Config(core=tiny(name), memory_length=1, total_steps=16, n_envs=2, n_steps=8,
-                              eval_episodes=0, run_dir=tmp_path / "run", progress=False))
+                              eval_episodes=0, run=RunConfig(run_dir=tmp_path / "run", progress=False)))
     assert out["num_timesteps"] == 16
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["core"]
     assert part_from_dict(saved) == tiny(name)
@@ -88,8 +89,8 @@ def test_every_core_drives_the_glimpse_ram(tmp_path, name):
     from heed.agents.trainers.glimpse import Config, main
 
     res = main(Config(dataset="mnist", model="ram", glimpses=2, steps=2, batch_size=4, hidden=8, core=tiny(name),
-                      eval_size=10, mc_samples=1, eval_every=2, checkpoint_every=2, log_every=1, progress=False,
-                      run_dir=str(tmp_path / "run")))
+                      eval_size=10, mc_samples=1, eval_every=2, checkpoint_every=2, log_every=1,
+                      run=RunConfig(run_dir=tmp_path / "run", progress=False)))
     assert res["step"] == 2 and 0 <= res["test_error"] <= 100
 
 

@@ -173,9 +173,11 @@ def test_checkpoint_stores_resolved_task_options(tmp_path):
 
 def _train_tiny(tmp_path, **fields):
     """A few updates of the supervised trainer into ``tmp_path/run``; returns its result."""
+    from heed.agents.common.session import RunConfig
     from heed.agents.trainers import supervised
 
     base = dict(
-        total_sequences=32, batch_size=16, eval_sequences=16, run_dir=tmp_path / "run", progress=False, image_every=0
+        total_sequences=32, batch_size=16, eval_sequences=16, image_every=0,
+        run=RunConfig(run_dir=tmp_path / "run", progress=False),
     )
     return supervised.main(supervised.Config(**{**base, **fields}))

@@ -12,6 +12,7 @@ import torch
 
 from heed.agents.common.checkpoint import save_checkpoint
 from heed.agents.common.errors import HeedError
+from heed.agents.common.session import RunConfig
 from heed.agents.cores.base import map_state
 from heed.agents.cores.gru import GRUConfig, GRUCore
 from heed.agents.cores.ntm import NTMConfig
@@ -219,12 +220,12 @@ def test_multibinary_actions_on_the_copy_env():
 
 def test_trainer_main_and_resume(tmp_path):
     cfg = trainer.Config(core=GRUConfig(hidden_size=8), memory_length=2, total_steps=64, n_envs=2, n_steps=16,
-                         eval_episodes=4, checkpoint_every=32, run_dir=tmp_path / "run", progress=False)
+                         eval_episodes=4, checkpoint_every=32, run=RunConfig(run_dir=tmp_path / "run", progress=False))
     first = trainer.main(cfg)
     assert first["num_timesteps"] == 64 and "success_rate" in first["eval"]
     run = tmp_path / "run"
     assert (run / "checkpoints" / "latest").exists() and list(run.glob("events.out.tfevents.*"))
-    again = trainer.main(trainer.Config(resume=run, total_steps=128, progress=False))
+    again = trainer.main(trainer.Config(run=RunConfig(resume=run, progress=False), total_steps=128))
     assert again["num_timesteps"] == 128
     saved = json.loads((run / "config.json").read_text())
     assert saved["total_steps"] == 128 and saved["memory_length"] == 2
@@ -260,9 +261,10 @@ def test_policy_memory_shows_ntm_weightings_and_bench_runs(tmp_path):
 )
 def test_trainer_errors(tmp_path, kw, message):
     with pytest.raises(HeedError, match=message):
-        trainer.main(trainer.Config(total_steps=16, run_dir=tmp_path, progress=False, **kw))
-    with pytest.raises(HeedError, match="no config.json"):
-        trainer.main(trainer.Config(resume=tmp_path / "empty", progress=False))
+        trainer.main(trainer.Config(total_steps=16, run=RunConfig(run_dir=tmp_path, progress=False), **kw))
+    assert list(tmp_path.iterdir()) == []  # refused before a run folder was made
+    with pytest.raises(HeedError, match="cannot resume .*no such folder"):
+        trainer.main(trainer.Config(run=RunConfig(resume=tmp_path / "empty", progress=False)))
 
 
 def test_map_state_over_policy_state_keeps_structure():

@@ -12,6 +12,7 @@ import torch
 
 from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
 from heed.agents.common.errors import HeedError
+from heed.agents.common.session import RunConfig
 from heed.agents.cores.lstm import LSTMConfig
 from heed.agents.cores.ntm import NTMConfig
 from heed.agents.trainers import sequence_utils as su
@@ -19,7 +20,12 @@ from heed.agents.trainers.supervised import Config, main
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "agents" / "pretrained" / "ntm-copy"
-TINY = {"batch_size": 4, "eval_sequences": 4, "eval_every": 8, "log_every": 4, "progress": False, "task_options": "max_len=3"}
+TINY = {"batch_size": 4, "eval_sequences": 4, "eval_every": 8, "log_every": 4, "task_options": "max_len=3"}
+
+
+def flags(**kw) -> RunConfig:
+    """The run options of a quiet CPU test run."""
+    return RunConfig(**{"device": "cpu", "progress": False, **kw})
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -62,12 +68,12 @@ def test_parse_options_and_errors():
     # an old checkpoint's options: those the model takes are kept, the ones its builder dropped are not
     assert su.legacy_model_config("lstm", {"hidden_size": 7, "memory_size": 9, "tau": None}) == LSTMConfig(hidden_size=7)
     with pytest.raises(HeedError, match="total-sequences"):
-        main(Config(total_sequences=-1, progress=False))
+        main(Config(total_sequences=-1, run=flags()))
 
 
 def test_train_resume_and_checkpoint(tmp_path):
     run = tmp_path / "run"
-    cfg = Config(task="copy", model=LSTMConfig(hidden_size=8), seed=3, run_dir=run, total_sequences=16,
+    cfg = Config(task="copy", model=LSTMConfig(hidden_size=8), run=flags(seed=3, run_dir=run), total_sequences=16,
                  checkpoint_every=8, image_every=0, **TINY)
     out = main(cfg)
     assert out["sequences"] == 16 and out["updates"] == 4
@@ -78,11 +84,11 @@ def test_train_resume_and_checkpoint(tmp_path):
     assert model.core.hidden_size == 8
     lines = (run / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["sequences"] == 16
-    out2 = main(Config(resume=run, total_sequences=24, progress=False))
+    out2 = main(Config(run=flags(resume=run), total_sequences=24))
     assert out2["sequences"] == 24 and out2["updates"] == 6
     assert load_checkpoint(latest_checkpoint(run)).counters["sequences"] == 24
     # resuming continues the same data stream as an uninterrupted run
-    straight = main(Config(task="copy", model=LSTMConfig(hidden_size=8), seed=3, run_dir=tmp_path / "straight",
+    straight = main(Config(task="copy", model=LSTMConfig(hidden_size=8), run=flags(seed=3, run_dir=tmp_path / "straight"),
                            total_sequences=24, checkpoint_every=100, image_every=0, **TINY))
     a = load_checkpoint(latest_checkpoint(run)).tensors
     b = load_checkpoint(latest_checkpoint(tmp_path / "straight")).tensors
@@ -93,7 +99,7 @@ def test_train_resume_and_checkpoint(tmp_path):
 
 def test_ntm_run_logs_images_and_rmsprop(tmp_path):
     ntm = NTMConfig(hidden_size=8, memory_size=8, memory_width=4, controller="feedforward")
-    cfg = Config(task="repeat-copy", model=ntm, run_dir=tmp_path / "ntm", total_sequences=8, optimizer="rmsprop",
+    cfg = Config(task="repeat-copy", model=ntm, run=flags(run_dir=tmp_path / "ntm"), total_sequences=8, optimizer="rmsprop",
                  learning_rate=1e-4, clip_grad_value=10, image_every=4,
                  **{**TINY, "task_options": "max_len=2,max_repeats=2"})
     out = main(cfg)
@@ -140,7 +146,7 @@ def test_ngram_run_logs_the_bayes_optimum_and_summarize_reads_it(tmp_path, capsy
 
     run = tmp_path / "ng"
     tiny = dict(TINY, task_options="length=30")
-    main(Config(task="dynamic-ngrams", model=LSTMConfig(hidden_size=8), seed=2, run_dir=run, total_sequences=8,
+    main(Config(task="dynamic-ngrams", model=LSTMConfig(hidden_size=8), run=flags(seed=2, run_dir=run), total_sequences=8,
                 checkpoint_every=8, image_every=0, **tiny))
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     eval_set = su.fixed_batches(DynamicNGramsTask(length=30), 4, 4, seed=2 + 1_000_003)  # the trainer's held-out set

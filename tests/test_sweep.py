@@ -119,7 +119,7 @@ def test_two_trial_sweep_and_aggregate(tmp_path):
     finals = []
     for seed in (1, 2):
         run = tmp_path / "s" / f"base__seed={seed}"
-        assert json.loads((run / "config.json").read_text())["seed"] == seed
+        assert json.loads((run / "config.json").read_text())["run"]["seed"] == seed
         assert any(run.glob("events.out.tfevents.*")) and (run / "checkpoints" / "latest").exists()
         finals.append(_jsonl_last(run / "metrics.jsonl", "eval_bits_per_sequence"))
     assert finals[0] != finals[1]  # the seeds differ
@@ -209,17 +209,17 @@ def test_aggregate_and_summarize_every_trainer_kind(tmp_path, capsys):
     for seed, final in enumerate(finals):
         _fake_trial(tmp_path, "dqn", seed, {"eval/return": [(100, 0.0), (150, 50.0), (200, final)],
                                         "charts/sps": [(100, 9.0)]})
-        _fake_trial(tmp_path, "glimpse", seed, {"charts/test_error": [(50, 50.0), (100, final)]})
-        _fake_trial(tmp_path, "ppo", seed, {"rollout/success_rate": [(64, final / 100)]})
+        _fake_trial(tmp_path, "glimpse", seed, {"eval/test_error": [(50, 50.0), (100, final)]})
+        _fake_trial(tmp_path, "ppo", seed, {"charts/success_rate": [(64, final / 100)]})
     rows = aggregate.main(aggregate.Config(sweep_dir=tmp_path, resamples=300))
     got = {(r["group"], r["metric"]): r for r in rows}
-    assert set(got) == {("dqn", "eval/return"), ("glimpse", "charts/test_error"), ("ppo", "rollout/success_rate")}
+    assert set(got) == {("dqn", "eval/return"), ("glimpse", "eval/test_error"), ("ppo", "charts/success_rate")}
     assert got["dqn", "eval/return"]["iqm"] == pytest.approx(3.0) and got["dqn", "eval/return"]["mean"] == pytest.approx(22.0)
-    assert got["ppo", "rollout/success_rate"]["iqm"] == pytest.approx(0.03)
+    assert got["ppo", "charts/success_rate"]["iqm"] == pytest.approx(0.03)
     # summarize_runs no longer skips runs that have only events (DQN, PPO)
     capsys.readouterr()
     summarize_runs.main([tmp_path / "dqn__seed=0", tmp_path / "ppo__seed=0"])
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "| run | env | model | steps | eval/return last | eval/return best | rollout/success_rate last | rollout/success_rate best |"
+    assert lines[0] == "| run | env | model | steps | eval/return last | eval/return best | charts/success_rate last | charts/success_rate best |"
     assert lines[2] == "| dqn__seed=0 |  |  | 200 | 1 | 50 |  |  |"  # last 1.0, best 50.0 (a return: higher is better)
     assert lines[3] == "| ppo__seed=0 |  |  | 64 |  |  | 0.01 | 0.01 |"

@@ -346,6 +346,7 @@ def start_run(
     name: str = "",
     checkpoint_kind: str | tuple[str, ...] | None = None,
     metric_tags: tuple[str, ...] = (),
+    migrate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Run[C]:
     """Start a new run or resume one (``cfg``'s ``--resume``): the one place trainers share for this.
 
@@ -355,7 +356,8 @@ def start_run(
     rebuilds the config by the override rule (:func:`resume_config`), loads the newest valid
     checkpoint (falling back past corrupt ones; ``checkpoint_kind`` defaults to ``kind``), drops the
     ``metrics.jsonl`` rows after its step and rewrites ``config.json`` with the new budgets. Both:
-    one seed call, ``torch.set_num_threads``, the device resolved once.
+    one seed call, ``torch.set_num_threads``, the device resolved once. ``migrate`` maps a saved
+    ``config.json`` written by an older heed to today's field names before it is checked.
     """
     validate(cfg)
     rname = run_field(type(cfg))
@@ -366,6 +368,8 @@ def start_run(
         run_dir = Path(given.resume)
         identity = guard_resume_dir(run_dir, kind)
         saved = read_json_object(run_dir / CONFIG_FILE, "config file", root=run_dir)
+        if migrate is not None:
+            saved = migrate(saved)
         cfg = resume_config(cfg, saved, run_dir)
         run_id = identity["run_id"] or uuid.uuid4().hex
         checkpoint = load_latest_checkpoint(run_dir, checkpoint_kind or kind, run_id=identity["run_id"])

@@ -147,6 +147,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if members is not None:
         if value is None and type(None) in members:
             return None
+        named = _members_named(members, value)
+        members = named or members
         errors = []
         for member in members:
             if member is type(None):
@@ -201,6 +203,29 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise HeedError(f"{where} must be {_type_name(base)}, got {type(value).__name__}")
 
 
+def _fixed_value(f: dataclasses.Field) -> Any:
+    """The value of a non-init field (a part config's ``name``), or MISSING."""
+    return f.default if f.default is not dataclasses.MISSING else dataclasses.MISSING
+
+
+def _members_named(members: tuple[Any, ...], value: Any) -> list[Any]:
+    """The dataclass members of a union whose fixed ``name`` field equals ``value["name"]``.
+
+    A table of part configs (``core:ntm``, ``model:transformer``) is a union of dataclasses told apart
+    by their non-init ``name``: the stored dict names its member, so its errors are that member's.
+    """
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        return []
+    out = []
+    for member in members:
+        base, _ = _split_annotated(member)
+        if dataclasses.is_dataclass(base):
+            fields = {f.name: f for f in dataclasses.fields(base)}
+            if "name" in fields and not fields["name"].init and _fixed_value(fields["name"]) == value["name"]:
+                out.append(member)
+    return out
+
+
 def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "config", ignore_unknown: bool = False) -> T:
     """Build the dataclass ``cls`` from a loaded JSON dict, checking types and ranges before anything else.
 
@@ -217,8 +242,13 @@ def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "config",
         raise HeedError(f"{source} has unknown fields {unknown[:3]}")
     values = {}
     for f in dataclasses.fields(cls):
-        if f.name in data:
-            values[f.name] = _coerce(data[f.name], hints.get(f.name, Any), f"{source}: {f.name}")
+        if f.name not in data:
+            continue
+        if not f.init:  # fixed by the class (a part's name): must match, is not passed
+            if data[f.name] != _fixed_value(f):
+                raise HeedError(f"{source}: {f.name} is {data[f.name]!r}, expected {_fixed_value(f)!r}")
+            continue
+        values[f.name] = _coerce(data[f.name], hints.get(f.name, Any), f"{source}: {f.name}")
     try:
         cfg = cls(**values)
     except (TypeError, ValueError) as exc:

@@ -22,13 +22,14 @@ the core's :meth:`ACTCore.aux_loss`, which the supervised models and the PPO los
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 from torch import nn
 
 from heed.agents.common.errors import require
-from heed.agents.cores.base import PartName, RecurrentCore, State, map_state, part_name
+from heed.agents.common.validate import NonNegative, Range
+from heed.agents.cores.base import HiddenSize, PartName, RecurrentCore, State, map_state, part_name
 from heed.agents.cores.rnn import RNNConfig, RNNCore
 
 
@@ -98,15 +99,15 @@ class ACTConfig:
     """A tanh RNN under Adaptive Computation Time (Graves 2016)."""
 
     name: PartName = part_name("act")
-    hidden_size: int = 128
+    hidden_size: Annotated[int, HiddenSize] = 128
     """H, the inner tanh RNN's size (128 in the paper)"""
-    max_steps: int = 100
+    max_steps: Annotated[int, Range(1, 10_000)] = 100
     """the cap M on ponder steps per input"""
-    eps: float = 0.01
+    eps: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.01
     """halt once the summed halting probability reaches 1 - eps"""
     halting_bias: float = 1.0
     """initial bias of the halting unit"""
-    tau: float = 0.01
+    tau: Annotated[float, NonNegative] = 0.01
     """ponder cost weight: the loss gets tau * mean_b sum_t rho_t"""
 
 

@@ -30,10 +30,21 @@ import torch
 import tyro
 from torch import nn
 
+from heed.agents.common.validate import Range
+
 State = Any  # a NamedTuple (or tuple) of [B, ...] tensors
 
 #: the type of a part config's ``name`` field: in ``asdict`` and JSON, never a command-line flag
 PartName = Annotated[str, tyro.conf.Suppress]
+
+
+#: bounds on a part's sizes, declared on its config fields and checked by
+#: :func:`heed.agents.common.validate.validate` before anything is allocated (a saved config asking for
+#: 10^9 memory rows or 10^7 hidden units is refused with one line)
+HiddenSize = Range(1, 8192)
+MemoryRows = Range(1, 65_536)
+MemoryWidth = Range(1, 4096)
+HeadCount = Range(1, 64)
 
 
 def part_name(name: str) -> Any:

@@ -17,13 +17,22 @@ The output is ``[h_t, r_t]``; the attention dict holds ``read [B, R, N]``, ``wri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 from torch import nn
 
+from heed.agents.common.validate import Positive
 from heed.agents.cores import addressing as A
-from heed.agents.cores.base import PartName, RecurrentCore, part_name
+from heed.agents.cores.base import (
+    HeadCount,
+    HiddenSize,
+    MemoryRows,
+    MemoryWidth,
+    PartName,
+    RecurrentCore,
+    part_name,
+)
 
 
 class DNCState(NamedTuple):
@@ -46,19 +55,19 @@ class DNCConfig:
     """A Differentiable Neural Computer with an LSTM controller."""
 
     name: PartName = part_name("dnc")
-    hidden_size: int = 100
+    hidden_size: Annotated[int, HiddenSize] = 100
     """controller size C"""
-    memory_size: int = 32
+    memory_size: Annotated[int, MemoryRows] = 32
     """memory rows N"""
-    memory_width: int = 20
+    memory_width: Annotated[int, MemoryWidth] = 20
     """memory columns M"""
-    read_heads: int = 2
+    read_heads: Annotated[int, HeadCount] = 2
     """read heads R"""
-    write_heads: int = 1
+    write_heads: Annotated[int, HeadCount] = 1
     """write heads W"""
     memory_init: float = 1e-6
     """the constant every memory cell starts at"""
-    clip: float = 20.0
+    clip: Annotated[float, Positive] = 20.0
     """bound on the controller's interface outputs"""
 
 

@@ -11,12 +11,12 @@ plugs into the same rollout storage and reset logic as every other core.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 from torch import nn
 
-from heed.agents.cores.base import PartName, RecurrentCore, State, part_name
+from heed.agents.cores.base import HiddenSize, PartName, RecurrentCore, State, part_name
 from heed.agents.cores.base import unroll as step_unroll
 
 
@@ -31,7 +31,7 @@ class GRUConfig:
     """A single-layer GRU."""
 
     name: PartName = part_name("gru")
-    hidden_size: int = 100
+    hidden_size: Annotated[int, HiddenSize] = 100
     """H, the hidden and output size"""
     learn_initial_state: bool = False
     """learn h_0 (else zeros)"""

@@ -8,12 +8,12 @@ runs cuDNN/oneDNN's fused ``nn.LSTM`` over the whole sequence (same weights, sam
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 from torch import nn
 
-from heed.agents.cores.base import PartName, RecurrentCore, State, part_name
+from heed.agents.cores.base import HiddenSize, PartName, RecurrentCore, State, part_name
 from heed.agents.cores.base import unroll as step_unroll
 
 
@@ -29,7 +29,7 @@ class LSTMConfig:
     """A single-layer LSTM."""
 
     name: PartName = part_name("lstm")
-    hidden_size: int = 100
+    hidden_size: Annotated[int, HiddenSize] = 100
     """H, the hidden and output size"""
     learn_initial_state: bool = False
     """learn h_0 and c_0 (else zeros)"""

@@ -7,12 +7,12 @@ storage, resets and unrolls treat it like any other core.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import torch
 from torch import nn
 
-from heed.agents.cores.base import PartName, RecurrentCore, part_name
+from heed.agents.cores.base import HiddenSize, PartName, RecurrentCore, part_name
 
 
 class EmptyState(NamedTuple):
@@ -26,7 +26,7 @@ class MLPConfig:
     """Two tanh layers and no memory (the feedforward baseline)."""
 
     name: PartName = part_name("mlp")
-    hidden_size: int = 64
+    hidden_size: Annotated[int, HiddenSize] = 64
     """H, the width of both layers and the output size"""
 
 

@@ -18,12 +18,13 @@ as fast as learned or random initial memory); the initial read vectors r_0 and w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from heed.agents.common.validate import Positive, Range
 from heed.agents.cores.addressing import (
     circular_shift,
     content_weights,
@@ -32,7 +33,15 @@ from heed.agents.cores.addressing import (
     read_memory,
     sharpen,
 )
-from heed.agents.cores.base import PartName, RecurrentCore, part_name
+from heed.agents.cores.base import (
+    HeadCount,
+    HiddenSize,
+    MemoryRows,
+    MemoryWidth,
+    PartName,
+    RecurrentCore,
+    part_name,
+)
 
 
 class NTMState(NamedTuple):
@@ -51,23 +60,23 @@ class NTMConfig:
     """A Neural Turing Machine with any number of read and write heads (Collier & Beel's set-up)."""
 
     name: PartName = part_name("ntm")
-    hidden_size: int = 100
+    hidden_size: Annotated[int, HiddenSize] = 100
     """controller size C"""
-    memory_size: int = 128
+    memory_size: Annotated[int, MemoryRows] = 128
     """memory rows N"""
-    memory_width: int = 20
+    memory_width: Annotated[int, MemoryWidth] = 20
     """memory columns M"""
-    read_heads: int = 1
+    read_heads: Annotated[int, HeadCount] = 1
     """read heads R (at least 1)"""
-    write_heads: int = 1
+    write_heads: Annotated[int, Range(0, 64)] = 1
     """write heads W"""
     controller: Literal["lstm", "feedforward"] = "lstm"
     """an LSTM, or one tanh layer"""
-    shift_range: int = 1
+    shift_range: Annotated[int, Range(0, 64)] = 1
     """shifts allowed in each direction (S = 2 shift_range + 1)"""
     memory_init: float = 1e-6
     """the constant every memory cell starts at"""
-    clip: float = 20.0
+    clip: Annotated[float, Positive] = 20.0
     """bound on the controller's interface outputs"""
     weight_init: Literal["first", "random"] = "first"
     """initial w_0 (learned afterwards): every head on row 0, or near uniform with small random logits"""

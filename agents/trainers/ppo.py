@@ -4,35 +4,39 @@
     python scripts/train.py ppo --total-steps 100000 core:ntm --core.memory-size 32 --core.read-heads 2
     python scripts/train.py ppo --resume runs/ppo__heed-MemoryLength-v0__1__... --total-steps 200000
 
-Logs go to TensorBoard under the run dir (SB3's tags: rollout/, train/, time/, eval/); checkpoints
-(safetensors+JSON) every ``--checkpoint-every`` env steps and at the end; Ctrl-C saves one first.
+TensorBoard under the run dir: ``losses/`` (policy_gradient_loss, value_loss, entropy_loss, aux_loss,
+approx_kl, clip_fraction), ``charts/`` (ep_rew_mean, ep_len_mean, success_rate, fps,
+explained_variance, learning_rate) and ``eval/`` (the greedy evaluation at the end); one row per
+iteration in ``metrics.jsonl``. Checkpoints (safetensors+JSON) every ``--checkpoint-every`` env steps
+and at the end; Ctrl-C or SIGTERM saves the last completed iteration first. The run plumbing is
+:mod:`heed.agents.common.session`'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-import torch
 
-from heed.agents.common.checkpoint import latest_checkpoint, save_run_checkpoint, write_json_atomic
-from heed.agents.common.device import resolve_device
 from heed.agents.common.errors import HeedError, require, suggest
-from heed.agents.common.run import default_run_dir, open_writer, prepare_run_dir, save_config
+from heed.agents.common.run import Every, config_to_dict
+from heed.agents.common.safe_io import disk_errors, write_json_atomic
+from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
+from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range, UnitInterval
 from heed.agents.cores.act import ACTConfig
 from heed.agents.cores.dnc import DNCConfig
 from heed.agents.cores.gru import GRUConfig
 from heed.agents.cores.lstm import LSTMConfig
 from heed.agents.cores.ntm import NTMConfig
 from heed.agents.cores.rnn import RNNConfig
-from heed.agents.parts import CORES, core_choice, part_from_dict
+from heed.agents.parts import CORES, core_choice
 from heed.agents.ppo import PPOConfig, RecurrentPPO
 from heed.agents.recurrent_policy import RecurrentActorCritic
+
+KIND = "ppo"
 
 #: PPO's starting point for each core where it differs from the core's own defaults: a 64-unit
 #: controller and a 16 x 8 memory (the settings of the results in RESULTS.md)
@@ -63,60 +67,50 @@ class Config:
     core: PPOCore = field(default_factory=lambda: PPO_CORE_DEFAULTS["lstm"])
     """Policy core, chosen last on the command line: core:NAME [--core.FIELD VALUE ...] (mlp is the
     feedforward baseline; act adds its ponder cost to the PPO loss)."""
-    memory_length: int | None = None
+    memory_length: Annotated[int | None, Range(0, 1_000_000)] = None
     """heed/MemoryLength-v0 only: steps between the cue and the query (L)."""
     env_option: tuple[str, ...] = ()
     """Extra gym.make keyword arguments as KEY=VALUE (VALUE parsed as JSON when it can be)."""
-    total_steps: int | None = None
+    total_steps: Annotated[int | None, AtLeastOne, ResumeOverride] = None
     """Env steps over all envs (default 100000; on --resume, the saved target unless given)."""
-    n_envs: int = 8
+    n_envs: Annotated[int, Range(1, 1024)] = 8
     """Parallel envs (SB3 DummyVecEnv)."""
-    n_steps: int = 64
+    n_steps: Annotated[int, Range(1, 65_536)] = 64
     """Steps per env per rollout."""
-    seq_len: int = 0
+    seq_len: Annotated[int, NonNegative] = 0
     """Truncated-BPTT sequence length (must divide n_steps; 0 = the whole rollout)."""
-    n_epochs: int = 4
+    n_epochs: Annotated[int, Range(1, 1000)] = 4
     """Passes over each rollout."""
-    n_minibatches: int = 4
+    n_minibatches: Annotated[int, Range(1, 1_000_000)] = 4
     """Minibatches per pass (of sequences)."""
-    learning_rate: float = 1e-3
+    learning_rate: Annotated[float, Positive] = 1e-3
     """Adam step size."""
     anneal_lr: bool = False
     """Decay the learning rate linearly to 0 over total_steps."""
-    gamma: float = 0.99
+    gamma: Annotated[float, UnitInterval] = 0.99
     """Discount."""
-    gae_lambda: float = 0.95
+    gae_lambda: Annotated[float, UnitInterval] = 0.95
     """GAE lambda."""
-    clip_range: float = 0.2
+    clip_range: Annotated[float, Positive] = 0.2
     """PPO ratio clip epsilon."""
     ent_coef: float = 0.01
-    """Entropy bonus weight."""
-    vf_coef: float = 0.5
+    """Entropy bonus weight (any finite number)."""
+    vf_coef: Annotated[float, NonNegative] = 0.5
     """Value loss weight."""
-    max_grad_norm: float = 0.5
+    max_grad_norm: Annotated[float, Positive] = 0.5
     """Global gradient-norm clip."""
-    target_kl: float = 0.0
+    target_kl: Annotated[float, NonNegative] = 0.0
     """Stop an update early when approx KL exceeds 1.5x this (0 = never)."""
     norm_obs: bool = False
     """Normalise observations with running statistics (SB3 VecNormalize)."""
     norm_reward: bool = False
     """Scale rewards by the running std of the discounted return (SB3 VecNormalize)."""
-    eval_episodes: int = 200
+    eval_episodes: Annotated[int, Range(0, 1_000_000), ResumeOverride] = 200
     """Greedy evaluation episodes at the end (0 = none)."""
-    checkpoint_every: int = 50_000
+    checkpoint_every: Annotated[int, AtLeastOne, ResumeOverride] = 50_000
     """Save a checkpoint every this many env steps."""
-    seed: int = 1
-    """Seeds torch, the envs and the minibatch order."""
-    device: str = "cpu"
-    """cpu, cuda or auto (small recurrent policies are usually fastest on the CPU)."""
-    threads: int = 1
-    """torch CPU threads (the machine is shared: keep it small)."""
-    run_dir: Path | None = None
-    """Where logs and checkpoints go (default runs/ppo__ENV__SEED__TIME)."""
-    resume: Path | None = None
-    """Continue the run in this dir from its latest checkpoint (its saved config is used)."""
-    progress: bool = True
-    """Show a tqdm progress bar."""
+    run: RunFlags = field(default_factory=RunConfig)
+    """--seed (torch, the envs, the minibatch order), --device, --threads, --run-dir, --resume, --progress"""
 
 
 DEFAULT_TOTAL_STEPS = 100_000
@@ -137,6 +131,24 @@ def env_kwargs(cfg: Config) -> dict[str, Any]:
     return kwargs
 
 
+def probe_env(env_id: str, kwargs: dict[str, Any]) -> bool:
+    """Check that PPO can drive ``env_id`` (Discrete or 1-D MultiBinary actions); whether to flatten its observations."""
+    import gymnasium as gym
+
+    from heed.envs.registration import make_env
+
+    probe = make_env(env_id, **kwargs)
+    try:
+        space = probe.action_space
+        if not isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiBinary)) or (
+            isinstance(space, gym.spaces.MultiBinary) and len(space.shape) != 1
+        ):
+            raise HeedError(f"recurrent PPO supports Discrete and 1-D MultiBinary actions; '{env_id}' has {space}")
+        return not (isinstance(probe.observation_space, gym.spaces.Box) and len(probe.observation_space.shape) == 1)
+    finally:
+        probe.close()
+
+
 def make_vec_env(
     env_id: str, n_envs: int, seed: int, kwargs: dict[str, Any] | None = None, norm_obs: bool = False,
     norm_reward: bool = False, gamma: float = 0.99,
@@ -148,13 +160,7 @@ def make_vec_env(
     from heed.envs.registration import make_env
 
     kwargs = dict(kwargs or {})
-    probe = make_env(env_id, **kwargs)
-    if not isinstance(probe.action_space, (gym.spaces.Discrete, gym.spaces.MultiBinary)) or (
-        isinstance(probe.action_space, gym.spaces.MultiBinary) and len(probe.action_space.shape) != 1
-    ):
-        raise HeedError(f"recurrent PPO supports Discrete and 1-D MultiBinary actions; '{env_id}' has {probe.action_space}")
-    flat = not (isinstance(probe.observation_space, gym.spaces.Box) and len(probe.observation_space.shape) == 1)
-    probe.close()
+    flat = probe_env(env_id, kwargs)
 
     def factory():
         env = make_env(env_id, **kwargs)
@@ -191,104 +197,88 @@ def evaluate(model: RecurrentPPO, env_id: str, kwargs: dict[str, Any], n_episode
     return out
 
 
-def _resolve(cfg: Config) -> Config:
-    """On ``--resume``, the saved config with the new ``total_steps`` (if given) and the run dir."""
-    if cfg.resume is None:
-        return cfg
-    run_dir = Path(cfg.resume)
-    saved_path = run_dir / "config.json"
-    require(saved_path.exists(), f"cannot resume '{run_dir}': it has no config.json (not a ppo run dir?)")
-    saved = json.loads(saved_path.read_text())
-    names = {f.name for f in dataclasses.fields(Config)}
-    saved = {k: v for k, v in saved.items() if k in names}
-    saved["env_option"] = tuple(saved.get("env_option", ()))
-    saved["core"] = part_from_dict(saved["core"])
-    saved.update(run_dir=run_dir, resume=run_dir, progress=cfg.progress)
-    if cfg.total_steps is not None:
-        saved["total_steps"] = cfg.total_steps
-    return Config(**saved)
+def _check(cfg: Config) -> dict[str, Any]:
+    """What the ranges cannot say: --seq-len divides --n-steps and the env options parse; returns them."""
+    require(cfg.seq_len == 0 or cfg.n_steps % cfg.seq_len == 0, "--seq-len must divide --n-steps (or be 0)")
+    return env_kwargs(cfg)
+
+
+#: the loss terms of PPO's update stats (logged as losses/, where a NaN stops the run); the rest are charts/
+LOSS_STATS = ("policy_gradient_loss", "value_loss", "entropy_loss", "aux_loss", "approx_kl", "clip_fraction")
 
 
 def main(cfg: Config) -> dict[str, Any]:
-    """Train (or resume) and evaluate; returns the final evaluation and the run dir."""
+    """Train (or resume with ``--resume``) and evaluate; returns the final evaluation and the run dir."""
     from tqdm import tqdm
 
-    cfg = _resolve(cfg)
-    require(cfg.n_envs >= 1 and cfg.n_steps >= 1, "--n-envs and --n-steps must be at least 1")
-    require(cfg.seq_len == 0 or cfg.n_steps % cfg.seq_len == 0, "--seq-len must divide --n-steps (or be 0)")
+    if cfg.run.resume is None:
+        probe_env(cfg.env, _check(cfg))  # a bad env or option is refused before a run folder is made
+    run = start_run(KIND, cfg, name=cfg.env, metric_tags=("eval/mean_return", "eval/success_rate"))
+    cfg = run.cfg
+    kwargs = _check(cfg)
     total = cfg.total_steps if cfg.total_steps is not None else DEFAULT_TOTAL_STEPS
-    torch.set_num_threads(max(1, cfg.threads))
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
-    device = resolve_device(cfg.device)
-    kwargs = env_kwargs(cfg)
-    run_dir = prepare_run_dir(cfg.run_dir or default_run_dir("ppo", cfg.env, cfg.seed))
-    ckpt = latest_checkpoint(run_dir) if cfg.resume is not None else None
-    if cfg.resume is not None and ckpt is None:
-        raise HeedError(f"cannot resume '{run_dir}': it has no checkpoint yet")
-    save_config(run_dir, dataclasses.replace(cfg, run_dir=run_dir, resume=None, total_steps=total))
-
-    ppo_cfg = PPOConfig(
-        n_steps=cfg.n_steps, n_epochs=cfg.n_epochs, n_minibatches=cfg.n_minibatches, seq_len=cfg.seq_len,
-        learning_rate=cfg.learning_rate, anneal_lr=cfg.anneal_lr, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
-        clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
-        target_kl=cfg.target_kl,
-    )
-    if ckpt is not None:
-        model = RecurrentPPO.load(str(ckpt), env=None, device=device)
-        venv = make_vec_env(cfg.env, cfg.n_envs, cfg.seed + model.iterations, kwargs, cfg.norm_obs, cfg.norm_reward,
-                            cfg.gamma)
+    if run.checkpoint is not None:
+        model = RecurrentPPO.from_checkpoint(run.checkpoint, device=run.device)
+        venv = make_vec_env(cfg.env, cfg.n_envs, cfg.run.seed + model.iterations, kwargs, cfg.norm_obs,
+                            cfg.norm_reward, cfg.gamma)
         model.attach_env(venv)
     else:
-        venv = make_vec_env(cfg.env, cfg.n_envs, cfg.seed, kwargs, cfg.norm_obs, cfg.norm_reward, cfg.gamma)
         import gymnasium as gym
 
+        venv = make_vec_env(cfg.env, cfg.n_envs, cfg.run.seed, kwargs, cfg.norm_obs, cfg.norm_reward, cfg.gamma)
         space = venv.action_space
         bits = isinstance(space, gym.spaces.MultiBinary)
         policy = RecurrentActorCritic(
             int(np.prod(venv.observation_space.shape)), int(space.n if not bits else space.shape[0]), cfg.core,
             action_kind="multibinary" if bits else "discrete",
         )
-        model = RecurrentPPO(policy, venv, ppo_cfg, device, seed=cfg.seed)
+        ppo_cfg = PPOConfig(
+            n_steps=cfg.n_steps, n_epochs=cfg.n_epochs, n_minibatches=cfg.n_minibatches, seq_len=cfg.seq_len,
+            learning_rate=cfg.learning_rate, anneal_lr=cfg.anneal_lr, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda,
+            clip_range=cfg.clip_range, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
+            target_kl=cfg.target_kl,
+        )
+        model = RecurrentPPO(policy, venv, ppo_cfg, run.device, seed=cfg.run.seed)
 
-    writer = open_writer(run_dir, cfg, purge_step=model.num_timesteps if ckpt is not None else None)
-    bar = tqdm(total=total, initial=min(model.num_timesteps, total), disable=not cfg.progress, unit="step",
-               desc=f"ppo {cfg.core.name}")
-    last_save = [model.num_timesteps]
+    saved_at = [run.start_step if run.resumed else -1]
 
     def save() -> None:
+        """Checkpoint the last completed iteration (once per step)."""
+        if saved_at[0] == model.num_timesteps:
+            return
         tensors, meta = model.checkpoint_payload()
-        meta["config"]["trainer"] = json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
-        save_run_checkpoint(run_dir, model.num_timesteps, tensors, meta, model.optimizer)
-        last_save[0] = model.num_timesteps
+        run.save(model.num_timesteps, tensors, {**meta["config"], "trainer": config_to_dict(cfg)}, meta["counters"],
+                 model.optimizer)
+        saved_at[0] = model.num_timesteps
+
+    checkpoint_due = Every(cfg.checkpoint_every, model.num_timesteps)
+    bar = tqdm(total=total, initial=min(model.num_timesteps, total), disable=not cfg.run.progress, unit="step",
+               desc=f"ppo {cfg.core.name}")
 
     def callback(m: RecurrentPPO, stats: dict[str, float]) -> None:
         step = m.num_timesteps
-        for key, value in stats.items():
-            group = "rollout" if key in ("ep_rew_mean", "ep_len_mean", "success_rate") else (
-                "time" if key == "fps" else "train")
-            writer.add_scalar(f"{group}/{key}", value, step)
+        run.log_scalars("losses", {k: v for k, v in stats.items() if k in LOSS_STATS}, step)  # NaN stops here
+        run.log_scalars("charts", {**{k: v for k, v in stats.items() if k not in LOSS_STATS},
+                                   "learning_rate": m.optimizer.param_groups[0]["lr"]}, step)
+        run.append_metrics(step, {"iterations": m.iterations, **stats})
         bar.update(min(step, total) - bar.n)
         bar.set_postfix({k: f"{stats[k]:.2f}" for k in ("ep_rew_mean", "success_rate") if k in stats})
-        if step - last_save[0] >= cfg.checkpoint_every:
+        if checkpoint_due.due(step):
             save()
 
     started = time.perf_counter()
-    try:
+    with run.interruptible(save, "--total-steps"), bar:
         model.learn(total, callback)
-    except KeyboardInterrupt:
-        save()
-        raise
-    finally:
-        bar.close()
     save()
-    result: dict[str, Any] = {"run_dir": str(run_dir), "num_timesteps": model.num_timesteps,
+    result: dict[str, Any] = {"run_dir": str(run.dir), "num_timesteps": model.num_timesteps,
                               "train_seconds": time.perf_counter() - started}
+    final: dict[str, float] = {}
     if cfg.eval_episodes > 0:
-        result["eval"] = evaluate(model, cfg.env, kwargs, cfg.eval_episodes, seed=cfg.seed + 10_000)
-        for key, value in result["eval"].items():
-            writer.add_scalar(f"eval/{key}", value, model.num_timesteps)
-        write_json_atomic(run_dir / "eval.json", result)
-    writer.close()
+        result["eval"] = evaluate(model, cfg.env, kwargs, cfg.eval_episodes, seed=cfg.run.seed + 10_000)
+        run.log_scalars("eval", result["eval"], model.num_timesteps)
+        with disk_errors(run.dir / "eval.json"):
+            write_json_atomic(run.dir / "eval.json", result)
+        final = {f"eval/{k}": result["eval"][k] for k in ("mean_return", "success_rate") if k in result["eval"]}
     venv.close()
+    run.finish(final, "--total-steps", model.num_timesteps)
     return result

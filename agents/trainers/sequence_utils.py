@@ -158,11 +158,14 @@ _RENAMED = {"act-rnn": "act"}
 
 def model_config_from_meta(meta: dict[str, Any]) -> Any:
     """The model config a checkpoint's meta stores: ``meta["model"]`` (name + fields), or the older
-    ``meta["core"]`` name with ``meta["model_options"]`` (the shipped ``ntm-copy`` has that form)."""
+    ``meta["core"]`` name with ``meta["model_options"]`` (the shipped ``ntm-copy`` has that form).
+
+    Either way the config's types and declared ranges are checked before a model is built from it.
+    """
     if "model" in meta:
-        return part_from_dict(meta["model"])
-    if "core" not in meta:
-        raise HeedError("the checkpoint's meta.json names no model ('model' or 'core')")
+        return part_from_dict(meta["model"], "the checkpoint's model")
+    if not isinstance(meta.get("core"), str) or not isinstance(meta.get("model_options", {}), dict):
+        raise HeedError("the checkpoint's meta.json names no model ('model', or 'core' with 'model_options')")
     return legacy_model_config(meta["core"], dict(meta.get("model_options", {})))
 
 
@@ -185,9 +188,9 @@ def load_sequence_model(path: str, device: torch.device | str = "cpu"):
     """
     ckpt = load_checkpoint(path, expect_kind=KIND)
     meta = ckpt.meta
-    for key in ("task", "task_options"):
-        if key not in meta:
-            raise HeedError(f"checkpoint '{ckpt.path}' lacks '{key}' in meta.json")
+    for key, kind in (("task", str), ("task_options", dict)):
+        if not isinstance(meta.get(key), kind):
+            raise HeedError(f"checkpoint '{ckpt.path}': '{key}' in meta.json is missing or not a {kind.__name__}")
     task = build_task(meta["task"], dict(meta["task_options"]))
     model = build_model(model_config_from_meta(meta), task.input_size, task.output_size)
     load_module_state(model, ckpt.tensors, where=str(ckpt.path))
