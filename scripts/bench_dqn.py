@@ -1,6 +1,7 @@
 """Agent steps/s while learning: heed's Dueling DQN trainer against Stable-Baselines3's stock DQN.
 
     python scripts/bench_dqn.py --rounds 5 --window-steps 2000
+    python scripts/bench_dqn.py --ablation --rounds 7     # the update alone, three ways
 
 Both learn Pong with batch 32, one gradient step per 4 agent steps, Adam, the same replay size and
 warm-up. SB3 runs its standard Atari pipeline (``make_atari_env`` + ``VecFrameStack``, one env as
@@ -10,6 +11,8 @@ warm-up, contenders take turns: each round every contender advances ``window_ste
 so machine noise hits all of them alike. Reported: median and min-max of steps/s over rounds, and
 the ratio to SB3. The compute floor is the pure update (forward of target and online nets on s',
 forward + backward + Adam on s) timed in the same rounds: floor steps/s = train_freq / t_update.
+Everything runs on one torch thread by default (``--threads``), so that a busy second core does not
+decide the result.
 """
 
 from __future__ import annotations
@@ -39,19 +42,23 @@ class Config:
     """Agent steps of experience before learning (not timed)."""
     buffer_size: int = 50_000
     """Replay capacity (same for all)."""
-    threads: int = 2
-    """torch threads."""
+    threads: int = 1
+    """torch threads (the same for every contender)."""
     heed_envs: tuple[int, ...] = (1, 4)
     """heed vector-env sizes to run."""
     out: Path | None = None
     """Write the table (markdown) here as well."""
+    ablation: bool = False
+    """Time only heed's update (sampling included, random frames, no env) three ways, alternating:
+    as shipped (fused Adam), with torch's default Adam loop, and with the online net's passes on s
+    and s' as one batch."""
 
 
 def heed_contender(cfg: Config, num_envs: int, workdir: Path):
-    from heed.agents.trainers.dqn import AtariDQNTrainer
     from heed.agents.trainers.dqn import Config as TrainConfig
+    from heed.agents.trainers.dqn import DQNTrainer
 
-    trainer = AtariDQNTrainer(TrainConfig(
+    trainer = DQNTrainer(TrainConfig(
         env=cfg.env, total_steps=10**9, seed=0, device="cpu", run_dir=workdir / f"heed{num_envs}",
         num_envs=num_envs, buffer_size=cfg.buffer_size, learning_starts=cfg.warmup, eval_interval=0,
         checkpoint_interval=0, progress=False, torch_threads=cfg.threads, n_steps=1,
@@ -66,18 +73,23 @@ def heed_contender(cfg: Config, num_envs: int, workdir: Path):
     return run, trainer
 
 
-def sb3_contender(cfg: Config):
+def sb3_contender(cfg: Config, heed_learner: bool = False):
+    """SB3's ``learn()`` on SB3's Atari pipeline: stock ``DQN``, or heed's ``DuelingDQN`` (heed's replay and update)."""
     from stable_baselines3 import DQN
     from stable_baselines3.common.env_util import make_atari_env
     from stable_baselines3.common.vec_env import VecFrameStack
 
+    from heed.agents.dqn import DuelingDQN
     from heed.envs.atari import check_atari_id
 
     env = VecFrameStack(make_atari_env(check_atari_id(cfg.env), n_envs=1, seed=0,
                                        env_kwargs={"frameskip": 1, "repeat_action_probability": 0.0}), 4)
-    model = DQN("CnnPolicy", env, buffer_size=cfg.buffer_size, learning_starts=cfg.warmup, batch_size=32,
-                train_freq=4, gradient_steps=1, target_update_interval=2000, learning_rate=1e-4,
-                policy_kwargs={"features_extractor_kwargs": {"features_dim": 1024}}, seed=0, device="cpu")
+    common = dict(buffer_size=cfg.buffer_size, learning_starts=cfg.warmup, batch_size=32, train_freq=4,
+                  gradient_steps=1, target_update_interval=2000, learning_rate=1e-4, seed=0, device="cpu")
+    if heed_learner:
+        model = DuelingDQN("CnnPolicy", env, frame_stack=4, **common)
+    else:
+        model = DQN("CnnPolicy", env, policy_kwargs={"features_extractor_kwargs": {"features_dim": 1024}}, **common)
     model.learn(cfg.warmup + 4)
 
     def run(steps: int) -> float:
@@ -90,22 +102,23 @@ def sb3_contender(cfg: Config):
 
 def update_timer(trainer, train_freq: int = 4, updates: int = 20):
     """Steps/s if the loop did nothing but heed's update (sampling included) and, separately, the bare network update."""
-    model = trainer.model
+    learner, buffer = trainer.learner, trainer.buffer
     obs = torch.randint(0, 255, (32, 4, 84, 84), dtype=torch.uint8)
 
     def full() -> float:
         t = time.perf_counter()
-        model.train(updates, 32)
+        for _ in range(updates):
+            learner.update(buffer, 32)
         return train_freq * updates / (time.perf_counter() - t)
 
     def bare() -> float:
-        opt = model.policy.optimizer
+        opt = learner.optimizer
         t = time.perf_counter()
         for _ in range(updates):
             with torch.no_grad():
-                model.q_net_target(obs)
-                model.q_net(obs)
-            loss = model.q_net(obs).mean()
+                learner.q_target(obs)
+                learner.q_net(obs)
+            loss = learner.q_net(obs).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -114,12 +127,78 @@ def update_timer(trainer, train_freq: int = 4, updates: int = 20):
     return full, bare
 
 
+def update_ablation(cfg: Config, updates: int = 10) -> str:
+    """ms per update for variants of the same update, each timed in turn per round (medians)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from heed.agents.dqn import DQNLearner, adam_kwargs
+    from heed.agents.networks import build_q_network
+    from heed.agents.replay import FrameReplayBuffer
+
+    rng = np.random.default_rng(0)
+    buffer = FrameReplayBuffer(cfg.buffer_size, 4, (4, 84, 84), np.uint8, frame_stack=4, n_steps=3, seed=0)
+    obs = rng.integers(0, 255, (4, 4, 84, 84), dtype=np.uint8)
+    for _ in range(min(cfg.warmup, cfg.buffer_size // 4)):
+        nxt = rng.integers(0, 255, (4, 4, 84, 84), dtype=np.uint8)
+        buffer.store(obs, nxt, rng.integers(0, 6, 4), rng.normal(size=4), rng.random(4) < 0.01, np.zeros(4, bool))
+        obs = nxt
+
+    def learner(**adam) -> DQNLearner:
+        torch.manual_seed(0)
+        net = build_q_network((4, 84, 84), 6).to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4, eps=1.5e-4, **adam)
+        return DQNLearner(net, copy.deepcopy(net).requires_grad_(False), opt)
+
+    def one_batch_update(lrn: DQNLearner) -> None:  # the online net on [s; s'] in one pass with grad
+        b = buffer.sample(32)
+        with torch.no_grad():
+            next_target = lrn.q_target(b.next_observations)
+        q_both = lrn.q_net(torch.cat([b.observations, b.next_observations]))
+        best = q_both[32:].detach().argmax(dim=1, keepdim=True)
+        y = b.rewards + (1 - b.dones) * b.discounts * next_target.gather(1, best)
+        loss = F.smooth_l1_loss(q_both[:32].gather(1, b.actions), y)
+        lrn.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(lrn.q_net.parameters(), lrn.max_grad_norm)
+        lrn.optimizer.step()
+
+    shipped, loop, joint = learner(**adam_kwargs()), learner(), learner(**adam_kwargs())
+    variants = {
+        "heed update as shipped (fused Adam)": lambda: shipped.update(buffer, 32),
+        "torch's default Adam (a loop over parameters)": lambda: loop.update(buffer, 32),
+        "online net on s and s' as one batch (fused Adam)": lambda: one_batch_update(joint),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(cfg.rounds):
+        for name, fn in variants.items():
+            t = time.perf_counter()
+            for _ in range(updates):
+                fn()
+            times[name].append((time.perf_counter() - t) / updates * 1000)
+    base = times["heed update as shipped (fused Adam)"]
+    lines = [f"| update variant | ms per update, median (min–max) over {cfg.rounds} rounds | time / shipped (median of per-round ratios) |",
+             "|---|---|---|"]
+    for name, values in times.items():
+        ratio = statistics.median(np.array(values) / np.array(base))
+        lines.append(f"| {name} | {statistics.median(values):.1f} ({min(values):.1f}–{max(values):.1f}) | {ratio:.2f}× |")
+    return "\n".join(lines)
+
+
 def main(cfg: Config) -> str:
     torch.set_num_threads(cfg.threads)
+    if cfg.ablation:
+        table = update_ablation(cfg)
+        print(table)
+        if cfg.out is not None:
+            cfg.out.write_text(table + "\n")
+        return table
     work = Path(tempfile.mkdtemp(prefix="bench_dqn_"))
     contenders: dict[str, object] = {}
     print("warming up (filling replay buffers) ...", flush=True)
     contenders["SB3 DQN (1 env)"], _ = sb3_contender(cfg)
+    contenders["heed DuelingDQN in SB3's learn() (1 env)"], _ = sb3_contender(cfg, heed_learner=True)
     trainers = {}
     for n in cfg.heed_envs:
         contenders[f"heed Dueling DQN ({n} env{'s' if n > 1 else ''})"], trainers[n] = heed_contender(cfg, n, work)

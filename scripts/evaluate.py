@@ -1,10 +1,11 @@
-"""Play a trained dueling DQN agent and report its score.
+"""Play a trained dueling DQN agent and report its score (Atari or any env heed's DQN trained on).
 
     python scripts/evaluate.py --checkpoint agents/pretrained/pong --episodes 10
     python scripts/evaluate.py --checkpoint runs/pong --episodes 3 --video pong.mp4
 
 Full games with unclipped reward (the evaluation protocol of Mnih et al. 2015), epsilon-greedy
-with a small epsilon. ``--checkpoint`` takes a shipped agent folder, a checkpoint folder, or a run
+with a small epsilon. Videos play at game speed (Atari: 15 agent steps per second, each step 4
+emulator frames at 60 Hz). ``--checkpoint`` takes a shipped agent folder, a checkpoint folder, or a run
 folder (its latest checkpoint).
 """
 
@@ -41,14 +42,26 @@ class Config:
     """Show a progress bar over games."""
 
 
+def gif_durations(n: int, fps: float) -> list[int]:
+    """Per-frame GIF delays in ms (whole centiseconds, as GIF stores them) that keep ``fps`` on average.
+
+    15 per second is 66.7 ms a frame, which GIF cannot hold: the delays alternate 70/60/70 ms so
+    that frame i starts at round(i * 1000 / fps) to the centisecond.
+    """
+    starts = [round(i * 100 / fps) * 10 for i in range(n + 1)]
+    return [b - a for a, b in zip(starts[:-1], starts[1:])]
+
+
 def main(cfg: Config) -> dict:
     """Play, print ``mean ± std`` and return ``{"returns": [...], "mean": m, "std": s}``."""
     require(cfg.episodes > 0, f"--episodes must be positive, got {cfg.episodes}")
-    require(0.0 <= cfg.epsilon <= 1.0, "--epsilon must be in [0, 1]")
+    require(0.0 <= cfg.epsilon <= 1.0, f"--epsilon must be in [0, 1], got {cfg.epsilon}")
+    require(0 <= cfg.seed < 2**31, f"--seed must be in [0, 2^31), got {cfg.seed}")
+    require(cfg.video_steps > 0, f"--video-steps must be positive, got {cfg.video_steps}")
     if cfg.video is not None and cfg.video.suffix.lower() not in {".mp4", ".gif"}:
         raise HeedError(f"--video must end in .mp4 or .gif, got '{cfg.video.name}'")
     from heed.agents.common.device import resolve_device
-    from heed.agents.dqn import load_q_network, play_atari
+    from heed.agents.dqn import load_q_network, play_games, playback_fps
 
     device = resolve_device(cfg.device)
     net, meta = load_q_network(cfg.checkpoint, device)
@@ -62,7 +75,7 @@ def main(cfg: Config) -> dict:
         games = tqdm(games, unit="game", desc=Path(cfg.checkpoint).name)
     for ep in games:  # one game per call, so the bar moves; game ep is seeded with seed + ep
         keep = max(0, cfg.video_steps - len(frames)) if cfg.video is not None else 0
-        game = play_atari(net, env_id, 1, cfg.epsilon, cfg.seed + ep, record_frames=keep)[0]
+        game = play_games(net, env_id, 1, cfg.epsilon, cfg.seed + ep, record_frames=keep)[0]
         returns.append(game.total)
         lengths.append(game.length)
         frames.extend(game.frames)
@@ -72,12 +85,16 @@ def main(cfg: Config) -> dict:
     if cfg.video is not None:
         import imageio.v2 as imageio
 
-        cfg.video.parent.mkdir(parents=True, exist_ok=True)
-        if cfg.video.suffix.lower() == ".gif":
-            imageio.mimsave(cfg.video, frames[::2], duration=1000 / 30)
-        else:
-            imageio.mimsave(cfg.video, frames, fps=30, codec="libx264", quality=7, macro_block_size=1)
-        print(f"video: {cfg.video} ({len(frames)} frames)")
+        fps = playback_fps(env_id)
+        try:
+            cfg.video.parent.mkdir(parents=True, exist_ok=True)
+            if cfg.video.suffix.lower() == ".gif":
+                imageio.mimsave(cfg.video, frames, duration=gif_durations(len(frames), fps), loop=0)
+            else:
+                imageio.mimsave(cfg.video, frames, fps=fps, codec="libx264", quality=7, macro_block_size=1)
+        except OSError as exc:
+            raise HeedError(f"cannot write the video '{cfg.video}': {exc.strerror or exc}") from None
+        print(f"video: {cfg.video} ({len(frames)} frames at {fps:g} per second: game speed)")
     return {"env_id": env_id, "returns": returns, "lengths": lengths, "mean": mean, "std": std}
 
 

@@ -2,7 +2,9 @@
 
     python scripts/package_agent.py --run runs/pong --out agents/pretrained/pong
 
-Takes the run's ``best/`` network (highest evaluation return) unless ``--which latest``.
+Takes the run's ``best/`` network (highest evaluation return) unless ``--which latest``. ``--out``
+must be a new or empty folder, or one that this script wrote before (it is then replaced); anything
+else is refused, so that packaging never deletes a folder it did not create.
 """
 
 from __future__ import annotations
@@ -34,6 +36,26 @@ class Config:
     """The exact training command, recorded beside the weights (default: rebuilt from config.json)."""
 
 
+#: what a packaged agent folder holds: the only files --out may already contain
+SHIPPED_FILES = frozenset({"weights.safetensors", "meta.json", "config.json", "learning_curve.csv", "learning_curve.png"})
+
+
+def check_out(run: Path, out: Path) -> None:
+    """Refuse an ``--out`` that overlaps the run or holds anything but a previously packaged agent."""
+    run_r, out_r = run.resolve(), out.resolve()
+    if out_r == run_r or run_r in out_r.parents or out_r in run_r.parents:
+        raise HeedError(f"refusing --out '{out}': it overlaps the run '{run}', which packaging would replace; "
+                        "choose another folder")
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise HeedError(f"refusing --out '{out}': it exists and is not a folder; choose a new folder")
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in SHIPPED_FILES)
+    if foreign:
+        raise HeedError(f"refusing --out '{out}': it holds files this script did not write "
+                        f"({', '.join(foreign[:3])}); choose a new or empty folder")
+
+
 def read_curves(run: Path) -> dict[str, list[tuple[int, float]]]:
     """Scalars of a TensorBoard run as ``{tag: [(step, value), ...]}``."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -60,11 +82,17 @@ def main(cfg: Config) -> Path:
     from heed.agents.common.checkpoint import latest_checkpoint, write_json_atomic
     from heed.agents.dqn import load_q_network, save_q_network
 
+    check_out(cfg.run, cfg.out)
     source = cfg.run / "best" if cfg.which == "best" else latest_checkpoint(cfg.run)
     if source is None or not (source / "weights.safetensors").exists():
         raise HeedError(f"no {cfg.which} network in '{cfg.run}'")
     net, meta = load_q_network(source)
-    train_cfg = json.loads((cfg.run / "config.json").read_text())
+    try:
+        train_cfg = json.loads((cfg.run / "config.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise HeedError(f"'{cfg.run}' has no readable config.json ({exc}): is it a heed dqn run?") from None
+    if not isinstance(train_cfg, dict):
+        raise HeedError(f"'{cfg.run}/config.json' is not a JSON object")
     curves = read_curves(cfg.run)
     counters = meta.get("counters", {})
     save_q_network(cfg.out, net, meta["config"]["env_id"], dtype=torch.float16, extra={

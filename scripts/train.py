@@ -17,7 +17,7 @@ import importlib
 import sys
 
 TRAINERS = {
-    "dqn": ("heed.agents.trainers.dqn", "Dueling / Double DQN on Atari (or any discrete Gymnasium env)"),
+    "dqn": ("heed.agents.trainers.dqn", "Dueling / Double DQN on Atari, or any Gymnasium env with discrete actions and vector observations"),
     "supervised": ("heed.agents.trainers.supervised", "a recurrent core on an algorithmic or QA task"),
     "ppo": ("heed.agents.trainers.ppo", "recurrent PPO over any core on a memory environment"),
     "glimpse": ("heed.agents.trainers.glimpse", "hard (RAM) or soft (DRAW) attention on glimpse MNIST"),

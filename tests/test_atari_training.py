@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
@@ -16,10 +15,8 @@ from heed.envs.atari import make_atari_env, make_vector_env
 TAGS = {"charts/episodic_return", "charts/sps", "charts/epsilon", "charts/q_values", "losses/td_loss", "eval/return"}
 
 
-def test_check_env_on_wrapped_atari():
+def test_wrapped_atari_observation():  # the env contract: tests/test_envs.py (heed/AtariPong-v0)
     env = make_atari_env("ALE/Pong-v5", training=True)
-    check_env(env.unwrapped, skip_render_check=True)
-    check_env(env, skip_render_check=True)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
 
@@ -106,7 +103,15 @@ def test_evaluate_script_plays_full_games(smoke_run, tmp_path):
     assert len(out["returns"]) == 1
     # a full game of Pong ends when one side reaches 21 points
     assert out["returns"][0] <= -1 or out["returns"][0] >= 1
-    assert (tmp_path / "play.gif").stat().st_size > 0
+    from PIL import Image
+
+    with Image.open(tmp_path / "play.gif") as gif:  # every agent step, at game speed: 60 Hz / frame skip 4
+        durations = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+    # identical frames may be merged into one longer frame; the play time is what counts
+    assert sum(durations) == pytest.approx(40 * 1000 / 15, abs=10)
 
 
 def test_validate_rejects_nonsense():
@@ -116,3 +121,59 @@ def test_validate_rejects_nonsense():
         dqn_trainer.validate(dataclasses.replace(tiny_cfg("x"), total_steps=-5))
     with pytest.raises(HeedError, match="gamma"):
         dqn_trainer.validate(dataclasses.replace(tiny_cfg("x"), gamma=1.5))
+    for field, value in [("learning_rate", float("inf")), ("gamma", float("nan")), ("per_alpha", float("nan")),
+                         ("max_grad_norm", float("nan")), ("learning_rate", 0.0)]:
+        with pytest.raises(HeedError, match=field.replace("_", "-")):
+            dqn_trainer.validate(dataclasses.replace(tiny_cfg("x"), **{field: value}))
+
+
+def test_env_ids_any_discrete_gymnasium_env_or_one_line(tmp_path, capsys):
+    from heed.agents.common.errors import HeedError
+    from heed.agents.dqn import load_q_network
+
+    with pytest.raises(HeedError, match="CartPole-v1"):  # a misspelling gets close matches
+        dqn_trainer.main(tiny_cfg(tmp_path / "bad", env="CartPol-v1"))
+    with pytest.raises(HeedError, match="Discrete action space"):
+        dqn_trainer.main(tiny_cfg(tmp_path / "bad", env="Pendulum-v1"))
+    assert not (tmp_path / "bad").exists()
+    # CartPole: an MLP on gym.make_vec; a run shorter than --learning-starts says it trains nothing
+    run = dqn_trainer.main(tiny_cfg(tmp_path / "cp", env="CartPole-v1", total_steps=100, learning_starts=200,
+                                    max_episode_steps=None, eval_episodes=1, checkpoint_interval=0))
+    assert "trains nothing" in capsys.readouterr().err
+    net, meta = load_q_network(run)
+    assert meta["config"]["env_id"] == "CartPole-v1" and meta["config"]["obs_shape"] == [4]
+    assert load_checkpoint(latest_checkpoint(run)).counters["n_updates"] == 0
+    from heed.scripts.evaluate import Config, main
+
+    out = main(Config(checkpoint=run, episodes=1, epsilon=0.0, seed=0, progress=False))
+    assert out["returns"][0] == out["lengths"][0] >= 8  # CartPole: +1 per step until the pole falls
+
+
+def test_package_agent_never_replaces_a_folder_it_did_not_write(smoke_run, tmp_path):
+    from heed.agents.common.errors import HeedError
+    from heed.agents.dqn import load_q_network
+    from heed.scripts.package_agent import Config, main
+
+    before = sorted(p.relative_to(smoke_run) for p in smoke_run.rglob("*"))
+    for out in (smoke_run, smoke_run / "checkpoints", smoke_run.parent):
+        with pytest.raises(HeedError, match="overlaps"):
+            main(Config(run=smoke_run, out=out))
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("keep me")
+    with pytest.raises(HeedError, match="did not write"):
+        main(Config(run=smoke_run, out=other))
+    assert (other / "todo.txt").read_text() == "keep me"
+    assert sorted(p.relative_to(smoke_run) for p in smoke_run.rglob("*")) == before
+    shipped = main(Config(run=smoke_run, out=tmp_path / "agent"))
+    main(Config(run=smoke_run, out=shipped))  # re-packaging its own output is allowed
+    assert load_q_network(shipped)[1]["command"].startswith("python scripts/train.py dqn --")
+
+
+@pytest.mark.parametrize("cores, load, expected", [(2, 0.0, 1), (2, 1.0, 1), (2, 3.5, 1), (16, 0.0, 4), (16, 12.0, 2),
+                                                   (8, 2.0, 3)])
+def test_thread_default_never_exceeds_free_cores(monkeypatch, cores, load, expected):
+    """The 10x trap: 2 threads while another process holds one of 2 cores. auto stays <= half the free cores."""
+    monkeypatch.setattr(dqn_trainer.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(dqn_trainer.os, "getloadavg", lambda: (load, load, load), raising=False)
+    assert dqn_trainer.auto_threads() == expected

@@ -1,13 +1,22 @@
-"""Dueling / Double DQN: the network identity, the target, prioritized replay, learning, save/load, determinism."""
+"""Dueling / Double DQN: the network identity, the target, the schedules, prioritized replay, learning in
+both shapes (SB3's learn() and heed's trainer), save/load, determinism."""
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
-from heed.agents.dqn import DuelingDQN, load_q_network, save_q_network
+from heed.agents.dqn import (
+    DuelingDQN,
+    linear_schedule,
+    load_q_network,
+    save_q_network,
+    target_update_due,
+    td_targets,
+    update_target,
+)
 from heed.agents.networks import build_q_network
-from heed.agents.replay import PrioritizedReplayBuffer, SumTree
+from heed.agents.replay import FrameReplayBuffer, SumTree
 
 
 class Corridor(gym.Env):
@@ -35,6 +44,11 @@ class Corridor(gym.Env):
         return self._obs(), (1.0 if done else -0.01), done, self.t >= 20, {}
 
 
+def register_corridor() -> None:
+    if "heedtest/Corridor-v0" not in gym.registry:
+        gym.register("heedtest/Corridor-v0", entry_point=Corridor)
+
+
 def test_dueling_identity_mean_q_is_v():
     torch.manual_seed(0)
     for shape, n in [((4, 84, 84), 6), ((5,), 3)]:
@@ -49,23 +63,38 @@ def test_dueling_identity_mean_q_is_v():
 
 
 def test_double_dqn_target_by_hand():
-    model = DuelingDQN("MlpPolicy", Corridor(), gamma=0.9, learning_starts=0, seed=0)
     online = torch.tensor([[1.0, 3.0], [5.0, 2.0]])
     target = torch.tensor([[10.0, 20.0], [30.0, 40.0]])
-    model.q_net.forward = lambda obs: online  # hand-built batch: fixed Q-values
-    model.q_net_target.forward = lambda obs: target
     rewards = torch.tensor([[1.0], [2.0]])
     dones = torch.tensor([[0.0], [1.0]])
-    y = model.td_targets(rewards, torch.zeros(2, 8), dones, 0.9)
+
+    def y(double_q):
+        return td_targets(lambda obs: online, lambda obs: target, rewards, torch.zeros(2, 8), dones, 0.9, double_q)
+
     # row 0: online picks action 1 -> target scores 20 -> 1 + 0.9 * 20; row 1 is terminal -> 2
-    torch.testing.assert_close(y, torch.tensor([[19.0], [2.0]]))
-    model.double_q = False  # vanilla DQN: the target net both picks and scores (max = 20)
-    torch.testing.assert_close(model.td_targets(rewards, torch.zeros(2, 8), dones, 0.9), torch.tensor([[19.0], [2.0]]))
+    torch.testing.assert_close(y(True), torch.tensor([[19.0], [2.0]]))
+    # vanilla DQN: the target net both picks and scores (max = 20)
+    torch.testing.assert_close(y(False), torch.tensor([[19.0], [2.0]]))
     target[0] = torch.tensor([25.0, 20.0])  # now the two rules disagree on row 0
-    model.double_q = True
-    assert model.td_targets(rewards, torch.zeros(2, 8), dones, 0.9)[0, 0].item() == pytest.approx(1 + 0.9 * 20)
-    model.double_q = False
-    assert model.td_targets(rewards, torch.zeros(2, 8), dones, 0.9)[0, 0].item() == pytest.approx(1 + 0.9 * 25)
+    assert y(True)[0, 0].item() == pytest.approx(1 + 0.9 * 20)
+    assert y(False)[0, 0].item() == pytest.approx(1 + 0.9 * 25)
+
+
+def test_schedules_and_target_update():
+    assert linear_schedule(0, 1.0, 0.1, 100) == 1.0
+    assert linear_schedule(50, 1.0, 0.1, 100) == pytest.approx(0.55)
+    assert linear_schedule(500, 1.0, 0.1, 100) == pytest.approx(0.1)
+    assert linear_schedule(5, 1.0, 0.1, 0) == pytest.approx(0.1)
+    # a vector step of 3 agent steps, target sync every 4 agent steps: due when a multiple of 4 is crossed
+    assert [s for s in range(3, 24, 3) if target_update_due(s - 3, s, 4)] == [6, 9, 12, 18, 21]
+    a, b = build_q_network((3,), 2), build_q_network((3,), 2)
+    before = [p.detach().clone() for p in b.parameters()]
+    update_target(a, b, tau=0.5)
+    for pa, pb, p0 in zip(a.parameters(), b.parameters(), before):
+        torch.testing.assert_close(pb, 0.5 * pa + 0.5 * p0)
+    update_target(a, b)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb, pa, rtol=0, atol=0)
 
 
 def test_sum_tree_sampling_is_proportional():
@@ -80,29 +109,31 @@ def test_sum_tree_sampling_is_proportional():
 
 
 def test_prioritized_buffer_probabilities_and_weights():
-    space = gym.spaces.Box(0, 1, (2,), np.float32)
-    buf = PrioritizedReplayBuffer(8, space, gym.spaces.Discrete(2), alpha=0.5)
-    for i in range(4):
-        buf.add(np.full((1, 2), i, np.float32), np.full((1, 2), i, np.float32), np.array([[0]]),
-                np.array([float(i)]), np.array([False]), [{}])
+    buf = FrameReplayBuffer(8, 1, (2,), np.float32, prioritized=True, alpha=0.5, seed=0)
+    for i in range(4):  # one start row, then transitions with reward i at leaves 1..4
+        buf.store(np.full((1, 2), i, np.float32), np.full((1, 2), i + 1, np.float32), np.array([0]),
+                  np.array([float(i)]), np.array([False]), np.array([False]))
     prios = np.array([1.0, 4.0, 9.0, 16.0])
-    buf.update_priorities(np.arange(4), prios)
+    buf.update_priorities(np.arange(1, 5), prios)
     expected = prios**0.5 / (prios**0.5).sum()
-    buf.beta = 0.7
     counts = np.zeros(4)
     for s in range(400):
         buf.rng = np.random.default_rng(s)
-        batch = buf.sample(32)
-        counts += np.bincount(batch.indices, minlength=4)
-        w_expected = (4 * expected[batch.indices]) ** -0.7
+        batch = buf.sample(32, beta=0.7)
+        i = batch.indices - 1
+        counts += np.bincount(i, minlength=4)
+        w_expected = (4 * expected[i]) ** -0.7
         np.testing.assert_allclose(batch.weights.squeeze(1).numpy(), w_expected / w_expected.max(), rtol=1e-5)
-        np.testing.assert_array_equal(batch.rewards.squeeze(1).numpy(), batch.indices.astype(np.float32))
+        np.testing.assert_array_equal(batch.rewards.squeeze(1).numpy(), i.astype(np.float32))
     np.testing.assert_allclose(counts / counts.sum(), expected, atol=0.01)
 
 
-def corridor_model(seed: int, **kw) -> DuelingDQN:
+def corridor_model(seed: int, n_envs: int = 1, **kw) -> DuelingDQN:
+    from stable_baselines3.common.env_util import make_vec_env
+
+    env = Corridor() if n_envs == 1 else make_vec_env(Corridor, n_envs=n_envs, seed=seed)
     return DuelingDQN(
-        "MlpPolicy", Corridor(), learning_rate=2e-3, buffer_size=5000, learning_starts=200, batch_size=32,
+        "MlpPolicy", env, learning_rate=2e-3, buffer_size=5000, learning_starts=200, batch_size=32,
         gamma=0.95, train_freq=1, target_update_interval=100, exploration_fraction=0.4,
         exploration_final_eps=0.05, policy_kwargs={"net_arch": [32]}, seed=seed, **kw,
     )
@@ -120,7 +151,7 @@ def greedy_return(model) -> float:
     return total
 
 
-@pytest.mark.parametrize("kw", [{}, {"prioritized": True, "n_steps": 3}])
+@pytest.mark.parametrize("kw", [{}, {"prioritized": True, "n_steps": 3}, {"prioritized": True, "n_envs": 2}])
 def test_learns_corridor_within_few_thousand_steps(kw):
     torch.set_num_threads(1)
     model = corridor_model(0, **kw)
@@ -163,3 +194,46 @@ def test_sb3_save_load_roundtrip(tmp_path):
     obs = torch.eye(8)
     torch.testing.assert_close(loaded.q_net(obs), model.q_net(obs))
     assert type(loaded.q_net).__name__ == "DuelingQNetwork"
+
+
+def test_trainer_learns_corridor_from_a_gymnasium_id(tmp_path):
+    """The fast shape, on a registered non-Atari id: an MLP, gym.make_vec, the same mechanisms."""
+    from heed.agents.trainers import dqn as trainer
+
+    register_corridor()
+    cfg = trainer.Config(env="heedtest/Corridor-v0", total_steps=3000, seed=0, device="cpu", run_dir=tmp_path / "c",
+                         num_envs=2, buffer_size=5000, learning_starts=200, batch_size=32, learning_rate=2e-3,
+                         gamma=0.95, n_steps=3, prioritized=True, train_freq=1, target_update_interval=100,
+                         exploration_steps=1200, final_epsilon=0.05, eval_interval=0, eval_episodes=1,
+                         checkpoint_interval=0, torch_threads=1, progress=False)
+    run = trainer.main(cfg)
+    net, meta = load_q_network(run)
+    assert meta["config"]["env_id"] == "heedtest/Corridor-v0" and meta["config"]["obs_shape"] == [8]
+    env = Corridor()
+    obs, _ = env.reset(seed=0)
+    total, done = 0.0, False
+    while not done:
+        obs, r, term, trunc, _ = env.step(int(net(torch.as_tensor(obs[None])).argmax()))
+        total, done = total + r, term or trunc
+    assert total == pytest.approx(0.94)
+
+
+def test_from_checkpoint_matches_heed_network(tmp_path):
+    torch.manual_seed(0)
+    net = build_q_network((8,), 2, [32])
+    register_corridor()
+    save_q_network(tmp_path / "agent", net, "heedtest/Corridor-v0")
+    model = DuelingDQN.from_checkpoint(tmp_path / "agent", device="cpu")
+    obs = torch.eye(8)
+    torch.testing.assert_close(model.q_net(obs), net(obs))
+    torch.testing.assert_close(model.q_net_target(obs), net(obs))
+    actions, _ = model.predict(obs.numpy(), deterministic=True)
+    np.testing.assert_array_equal(actions, net(obs).argmax(dim=1).numpy())
+
+
+def test_bench_dqn_update_ablation_runs_tiny():
+    from heed.scripts.bench_dqn import Config, main
+
+    table = main(Config(ablation=True, rounds=1, buffer_size=2000, warmup=100))
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "variant" not in line]
+    assert len(rows) == 3 and "1.00×" in rows[0]
