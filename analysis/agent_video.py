@@ -5,9 +5,11 @@ Duck-typed, so ``analysis`` imports nothing from ``agents``: ``env`` is any Gymn
 ``value(obs) -> [B, 1]`` and ``advantage(obs) -> [B, A]`` (and optionally ``streams``), such as
 ``agents.networks.DuelingQNetwork``.
 
-Pipeline: :func:`play` (keeps the colour frames and observations), :func:`stream_saliency` (batched
-Wang et al. 2016 saliency of both streams), :func:`render_recording` (one colour scale per stream
-for the whole video), :func:`summarize` (return, length, saliency mass per screen region).
+Pipeline: :func:`play` (keeps the colour frames and observations), :func:`stream_saliency` (the
+value and advantage maps of Wang et al. 2016 by any method of
+:data:`heed.analysis.saliency_methods.SALIENCY_METHODS`, batched), :func:`render_recording` (one
+colour scale per stream for the whole video, at game speed), :func:`summarize` (return, length and
+the object focus of both maps, :mod:`heed.analysis.focus`).
 Memory: about 100 kB per recorded step (the 210x160 colour frame) plus 28 kB of observation.
 """
 
@@ -21,16 +23,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from heed.analysis.saliency import AnalysisError, dueling_saliency
+from heed.analysis.focus import focus_summary
+from heed.analysis.saliency import AnalysisError
+from heed.analysis.saliency_methods import dueling_saliency, get_saliency_method
 from heed.analysis.video import (
+    GAME_FPS,
+    MP4_CRF,
     FrameInfo,
+    MapOptions,
     compose_frame,
     percentile_scale,
-    region_mass,
-    screen_regions,
+    smooth_over_time,
     stack_to_maps,
     write_video,
 )
+
+DEFAULT_METHOD = "perturbation"
+"""The videos' and the demo's method (docs/analysis.md, "Which method": the highest object focus
+on the Pong agent at a cost the demo affords)."""
 
 Policy = Callable[[np.ndarray], tuple[int, float]]  # obs [C, H, W] -> (action, value estimate)
 
@@ -114,22 +124,39 @@ def greedy_policy(net, epsilon: float, rng: np.random.Generator, device: str | t
 
 
 def stream_saliency(
-    net, obs: np.ndarray | list, batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = True
+    net,
+    obs: np.ndarray | list,
+    method: str = DEFAULT_METHOD,
+    options: MapOptions | None = None,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    **method_options,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``|dV/ds|`` and ``|dA(s, argmax A)/ds|`` summed over stacked frames: two ``[N, H, W]`` arrays."""
+    """The value and advantage maps of ``obs [N, C, H, W]`` by ``method``: two ``[N, H, W]`` arrays.
+
+    ``net`` has ``value``, ``advantage`` (and optionally ``streams``); ``options`` (default
+    :class:`MapOptions`: newest frame, magnitude, no smoothing) turn each attribution into a map,
+    including the moving average over consecutive frames; ``method_options`` go to the method.
+    """
     from tqdm.auto import tqdm
 
+    get_saliency_method(method)  # an unknown name fails before any work
+    opts = options or MapOptions()
     arr = np.asarray(obs)
     if arr.ndim < 2 or len(arr) == 0:
         raise AnalysisError("no observations to explain")
+    if batch_size < 1:
+        raise AnalysisError(f"batch_size must be positive, got {batch_size}")
     values, advantages = [], []
     streams = getattr(net, "streams", None)
-    for start in tqdm(range(0, len(arr), batch_size), desc="saliency", unit="batch", disable=not progress, leave=False):
+    for start in tqdm(range(0, len(arr), batch_size), desc=method, unit="batch", disable=not progress, leave=False):
         x = torch.as_tensor(arr[start : start + batch_size], device=device)
-        sal = dueling_saliency(net.value, net.advantage, x, streams_fn=streams)
-        values.append(stack_to_maps(sal.value))
-        advantages.append(stack_to_maps(sal.advantage))
-    return np.concatenate(values), np.concatenate(advantages)
+        sal = dueling_saliency(net.value, net.advantage, x, streams, method, absolute=False, **method_options)
+        values.append(stack_to_maps(sal.value, opts))
+        advantages.append(stack_to_maps(sal.advantage, opts))
+    v, a = np.concatenate(values), np.concatenate(advantages)
+    return smooth_over_time(v, opts.time_window), smooth_over_time(a, opts.time_window)
 
 
 def video_frames(
@@ -141,6 +168,7 @@ def video_frames(
     action_names: list[str] | None = None,
     indices: list[int] | None = None,
     zoom: int = 2,
+    method: str = DEFAULT_METHOD,
 ) -> Iterator[np.ndarray]:
     """Composed frames (see :func:`analysis.video.compose_frame`) with one colour scale per stream."""
     scales = (percentile_scale(sal_value, percentile), percentile_scale(sal_advantage, percentile))
@@ -148,7 +176,7 @@ def video_frames(
         a = rec.actions[i]
         name = action_names[a] if action_names and a < len(action_names) else str(a)
         info = FrameInfo(step=i, episode_return=rec.returns[i], value=rec.values[i], action=name)
-        yield compose_frame(rec.frames[i], sal_value[i], sal_advantage[i], scales, info, mode=mode, zoom=zoom)
+        yield compose_frame(rec.frames[i], sal_value[i], sal_advantage[i], scales, info, mode, zoom, method)
 
 
 def render_recording(
@@ -157,30 +185,36 @@ def render_recording(
     sal_advantage: np.ndarray,
     out: str | os.PathLike,
     mode: str = "panels",
-    fps: int = 30,
+    fps: int = GAME_FPS,
     percentile: float = 99.5,
     action_names: list[str] | None = None,
     max_frames: int | None = None,
     progress: bool = True,
     zoom: int = 2,
+    method: str = DEFAULT_METHOD,
+    crf: int = MP4_CRF,
 ) -> Path:
-    """Write the saliency video of ``rec`` to ``out`` (``.mp4`` or ``.gif``).
+    """Write the saliency video of ``rec`` to ``out`` (``.mp4`` or ``.gif``), one frame per agent step.
 
-    ``max_frames`` keeps the first ones; ``zoom`` enlarges the 210x160 screen (nearest).
+    ``fps`` defaults to game speed; ``max_frames`` keeps the first ones; ``zoom`` enlarges the
+    210x160 screen (nearest); ``method`` is named on screen.
     """
     from tqdm.auto import tqdm
 
     if len(sal_value) != len(rec) or len(sal_advantage) != len(rec):
         raise AnalysisError(f"{len(rec)} frames but {len(sal_value)}/{len(sal_advantage)} saliency maps")
     n = len(rec) if max_frames is None else min(len(rec), max_frames)
-    frames = video_frames(rec, sal_value, sal_advantage, mode, percentile, action_names, list(range(n)), zoom)
+    frames = video_frames(rec, sal_value, sal_advantage, mode, percentile, action_names, list(range(n)), zoom, method)
     bar = tqdm(frames, total=n, desc=f"write {Path(out).name}", unit="frame", disable=not progress, leave=False)
-    return write_video(out, bar, fps=fps)
+    return write_video(out, bar, fps=fps, crf=crf)
 
 
 def summarize(rec: Recording, sal_value: np.ndarray, sal_advantage: np.ndarray, env_id: str) -> dict:
-    """Return, length and mean saliency mass of each stream per screen region (JSON-ready)."""
-    regions = screen_regions(env_id)
+    """Return, length and the object focus of both maps (:func:`heed.analysis.focus.focus_summary`), JSON-ready.
+
+    ``focus`` is None for a game without object masks. Maps are taken as magnitudes here.
+    """
+    maps = {"value": np.abs(sal_value), "advantage": np.abs(sal_advantage)}
     return {
         "env_id": env_id,
         "steps": len(rec),
@@ -189,11 +223,7 @@ def summarize(rec: Recording, sal_value: np.ndarray, sal_advantage: np.ndarray, 
         "episode_lengths": rec.episode_lengths,
         "unfinished_episode": {"return": rec.partial_return, "length": rec.partial_length},
         "mean_value_estimate": float(np.mean(rec.values)),
-        "regions": {name: list(box) for name, box in regions.items()},
-        "saliency_mass": {
-            "value": region_mass(sal_value, regions),
-            "advantage": region_mass(sal_advantage, regions),
-        },
+        "focus": focus_summary(env_id, rec.frames, maps),
     }
 
 
@@ -207,12 +237,24 @@ def format_summary(summary: dict) -> str:
     if part["length"]:
         lines.append(f"unfinished episode: return {part['return']:+g} after {part['length']} steps")
     lines.append(f"steps recorded: {summary['steps']}  mean V: {summary['mean_value_estimate']:+.3f}")
-    lines.append(f"{'region':<22}{'area':>7}{'value mass':>12}{'adv. mass':>11}")
-    mass = summary["saliency_mass"]
-    for name in mass["value"]:
-        v, a = mass["value"][name], mass["advantage"][name]
-        lines.append(f"{name:<22}{v['area']:>7.3f}{v['mass']:>12.3f}{a['mass']:>11.3f}")
+    focus = summary.get("focus")
+    if not focus:
+        lines.append(f"(no object masks for {summary['env_id']}: no focus measure)")
+        return "\n".join(lines)
+
+    def fmt(x: float | None, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    lines.append(f"{'object focus (1 = chance)':<28}{'area':>7}{'value':>8}{'adv.':>8}{'frames':>8}")
+    v, a = focus["value"], focus["advantage"]
+    key = " + ".join(focus["key_objects"])
+    rows = [(name, v["objects"][name], a["objects"][name]) for name in v["objects"]] + [(key, v["key"], a["key"])]
+    for name, vs, as_ in rows:
+        lines.append(f"{name:<28}{vs['area']:>7.3f}{fmt(vs['focus'], '>8.2f')}{fmt(as_['focus'], '>8.2f')}{vs['frames']:>8}")
+    play = f" (frames with the {focus['in_play']} on screen: {v['peak_frames']})" if focus["in_play"] else ""
+    lines.append(f"peak on an object{play}: value {fmt(v['peak_on_object'], '.0%')}, advantage {fmt(a['peak_on_object'], '.0%')}")
+    lines.append(f"value/advantage map correlation: {focus['value_advantage_correlation']:.2f}")
     return "\n".join(lines)
 
 
-__all__ = ["Recording", "format_summary", "greedy_policy", "play", "render_recording", "stream_saliency", "summarize", "video_frames"]
+__all__ = ["DEFAULT_METHOD", "Recording", "format_summary", "greedy_policy", "play", "render_recording", "stream_saliency", "summarize", "video_frames"]

@@ -1,28 +1,27 @@
-"""Saliency for any callable or ``nn.Module`` on a batch: gradients, Captum's methods, perturbation.
+"""Saliency primitives for any callable or ``nn.Module`` on a batch: gradients, perturbations, Captum.
 
 Every function takes ``fn: inputs [B, ...] -> outputs [B, K]`` (or ``[B]``), treats dimension 0 as
-the batch, returns a tensor shaped like ``inputs`` (float), never mutates ``inputs`` and leaves its
-``requires_grad`` alone. Rows of a batch must not interact inside ``fn`` (true for a network in eval
-mode), so the gradient of ``sum_b y[b, target_b]`` holds every row's own gradient.
+the batch, never mutates ``inputs`` and leaves its ``requires_grad`` alone. Rows of a batch must not
+interact inside ``fn`` (true for a network in eval mode), so the gradient of ``sum_b y[b, t_b]``
+holds every row's own gradient.
 
-- :func:`jacobian_saliency`: ``|dy[b, target_b] / dx[b]|`` in one forward and one backward.
-- :func:`multi_target_saliency`: several targets per row at once: one forward, then a backward
-  vectorised over the targets' one-hot cotangents (``torch.autograd.grad(..., is_grads_batched=True)``,
-  i.e. ``vmap`` over vector-Jacobian products), not one backward per frame per target.
-- :func:`dueling_saliency`: the two maps of Wang et al. (2016): ``|dV(s)/ds|`` and
-  ``|dA(s, argmax_a A(s, a))/ds|``, from one forward through the shared trunk when ``streams_fn`` is
-  given.
-- :func:`captum_saliency`: Captum's methods by name (Saliency, IntegratedGradients, NoiseTunnel
-  (SmoothGrad), GuidedBackprop, InputXGradient, Occlusion).
-- :func:`perturbation_saliency`: Greydanus et al. (2018): blur a Gaussian-masked patch,
-  ``I' = I (1 - M) + blur(I) M``, score ``S = 1/2 ||L(I) - L(I')||^2`` on a grid (stride 5, mask
-  sigma 5, blur sigma 3), all mask positions of a frame batched through ``fn``.
+Targets, the same everywhere (:func:`resolve_targets`): ``None`` (the single output, else each
+row's argmax), an int, ``[B]`` indices (one per row) -> a result shaped like ``inputs``; ``[B, M]``
+indices (M targets per row, sharing the forward pass) -> ``[B, M, *inputs.shape[1:]]``.
+
+- :func:`gradients`: ``d y[b, t] / d x[b]`` (signed), one forward and one backward vmapped over the
+  M one-hot cotangents (``torch.autograd.grad(..., is_grads_batched=True)``).
+- :func:`jacobian_saliency` / :func:`multi_target_saliency`: ``|dy/dx|`` (Simonyan et al. 2014).
+- :func:`perturbed_outputs`, :func:`perturbation_saliency` (Greydanus et al. 2018) and
+  :func:`occlusion_saliency` (Zeiler & Fergus 2014): forward passes on batches of masked images.
+- :func:`captum_saliency`: Captum's own implementation of a method, by name.
+
+The table of methods with one signature is :data:`heed.analysis.saliency_methods.SALIENCY_METHODS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -38,9 +37,10 @@ class AnalysisError(HeedError, ValueError):
     """Bad input to an analysis function (a :class:`HeedError`: the CLIs print it as one line)."""
 
 
-def _owner(fn: Fn) -> object:
+def owner_module(fn: Fn) -> nn.Module | None:
     """The module behind ``fn`` (itself, or the ``self`` of a bound method such as ``net.value``)."""
-    return fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+    owner = fn if isinstance(fn, nn.Module) else getattr(fn, "__self__", None)
+    return owner if isinstance(owner, nn.Module) else None
 
 
 def check_input_shape(fn: Fn, inputs: torch.Tensor) -> None:
@@ -52,7 +52,7 @@ def check_input_shape(fn: Fn, inputs: torch.Tensor) -> None:
         raise AnalysisError(f"inputs must be a batched tensor [B, ...], got {type(inputs).__name__}")
     if inputs.shape[0] == 0:
         raise AnalysisError("inputs hold an empty batch (B = 0)")
-    space = getattr(_owner(fn), "observation_space", None)
+    space = getattr(owner_module(fn), "observation_space", None)
     expected = getattr(space, "shape", None)
     if expected is not None and tuple(inputs.shape[1:]) != tuple(expected):
         raise AnalysisError(
@@ -61,13 +61,13 @@ def check_input_shape(fn: Fn, inputs: torch.Tensor) -> None:
         )
 
 
-def _float_leaf(inputs: torch.Tensor) -> torch.Tensor:
-    """A float copy of ``inputs`` that requires grad (uint8 pixels become float pixel values)."""
+def float_inputs(inputs: torch.Tensor) -> torch.Tensor:
+    """A detached float copy of ``inputs`` (uint8 pixels become float pixel values)."""
     dtype = inputs.dtype if inputs.is_floating_point() else torch.float32
-    return inputs.detach().to(dtype).clone().requires_grad_(True)
+    return inputs.detach().to(dtype).clone()
 
 
-def _call(fn: Fn, x: torch.Tensor) -> torch.Tensor:
+def call(fn: Fn, x: torch.Tensor) -> torch.Tensor:
     """``fn(x)`` as ``[B, K]``, with a clear error when ``fn`` rejects ``x``'s shape."""
     try:
         y = fn(x)
@@ -79,181 +79,85 @@ def _call(fn: Fn, x: torch.Tensor) -> torch.Tensor:
     return y.reshape(y.shape[0], -1)
 
 
-def _resolve_targets(y: torch.Tensor, target: Target) -> torch.Tensor:
-    """Per-row target indices ``[B]`` (``None`` -> 0 for one output, else argmax of the output)."""
+def resolve_targets(y: torch.Tensor, target: Target) -> tuple[torch.Tensor, bool]:
+    """``(idx [B, M], single)``: the target indices per row, and whether the caller asked for one.
+
+    ``None`` -> 0 for a single output, else the argmax of ``y [B, K]``; an int or ``[B]`` -> M = 1;
+    ``[B, M]`` -> M targets per row (``single`` is False: results get an M axis).
+    """
     batch, width = y.shape
     if target is None:
         idx = torch.zeros(batch, dtype=torch.long, device=y.device) if width == 1 else y.detach().argmax(1)
+        idx, single = idx[:, None], True
     elif isinstance(target, int):
-        idx = torch.full((batch,), target, dtype=torch.long, device=y.device)
+        idx, single = torch.full((batch, 1), target, dtype=torch.long, device=y.device), True
     else:
-        idx = torch.as_tensor(target, dtype=torch.long, device=y.device).reshape(-1)
-        if idx.numel() == 1:
-            idx = idx.expand(batch)
-        if idx.numel() != batch:
-            raise AnalysisError(f"target must be an int or hold one index per row ({batch}), got {idx.numel()}")
+        idx = torch.as_tensor(target, dtype=torch.long, device=y.device)
+        single = idx.dim() <= 1
+        if single:
+            idx = idx.reshape(-1)
+            idx = (idx.expand(batch) if idx.numel() == 1 else idx)[:, None]
+        if idx.dim() != 2 or idx.shape[0] != batch:
+            raise AnalysisError(
+                f"target must be an int, [B] or [B, M] indices for a batch of {batch}, got shape {tuple(idx.shape)}"
+            )
     if int(idx.min()) < 0 or int(idx.max()) >= width:
-        raise AnalysisError(f"target {idx.tolist()[:8]} out of range for {width} outputs")
-    return idx
+        raise AnalysisError(f"target {idx.reshape(-1).tolist()[:8]} out of range for {width} outputs")
+    return idx, single
 
 
-def _batched_vjp(y: torch.Tensor, x: torch.Tensor, cotangents: torch.Tensor) -> torch.Tensor:
-    """``[M, *x.shape]``: the vector-Jacobian products of ``y`` with each of ``cotangents [M, *y.shape]``.
+def finish(attr: torch.Tensor, single: bool) -> torch.Tensor:
+    """``[B, M, ...]`` -> ``[B, ...]`` when one target per row was asked for; detached."""
+    attr = attr.detach()
+    return attr[:, 0] if single else attr
 
-    One backward vectorised over M (vmap); falls back to M backwards if an operator has no
-    batching rule.
+
+def gradients(fn: Fn, points: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``[N, M, ...]`` with entry ``[n, m] = d fn(z)[n, idx[n, m]] / dz[n]`` at ``z = points [N, ...]``.
+
+    One forward, then one backward vectorised over the M one-hot cotangents (falls back to M
+    backwards if an operator has no batching rule).
     """
-    if cotangents.shape[0] == 1:
-        (g,) = torch.autograd.grad(y, x, cotangents[0])
-        return g.unsqueeze(0)
-    try:
-        (g,) = torch.autograd.grad(y, x, cotangents, retain_graph=True, is_grads_batched=True)
-        return g
-    except (RuntimeError, NotImplementedError):
-        grads = [torch.autograd.grad(y, x, c, retain_graph=True)[0] for c in cotangents]
-        return torch.stack(grads)
-
-
-def multi_target_saliency(fn: Fn, inputs: torch.Tensor, targets: torch.Tensor | Sequence, absolute: bool = True):
-    """Gradient saliency for several targets per row: ``[B, M, *inputs.shape[1:]]``.
-
-    Args:
-        fn: ``[B, ...] -> [B, K]``.
-        inputs: ``[B, ...]`` (uint8 or float; not mutated).
-        targets: ``[M]`` output indices shared by all rows, or ``[B, M]`` per row.
-        absolute: return ``|g|`` (default) or the signed gradient.
-
-    Entry ``[b, m]`` is ``d y[b, targets[b, m]] / d inputs[b]``: one forward, one vmapped backward.
-    """
-    check_input_shape(fn, inputs)
     with torch.enable_grad():
-        x = _float_leaf(inputs)
-        y = _call(fn, x)
-        idx = torch.as_tensor(targets, dtype=torch.long, device=y.device)
-        idx = idx.unsqueeze(0).expand(y.shape[0], -1) if idx.dim() == 1 else idx
-        if idx.shape[0] != y.shape[0] or int(idx.min()) < 0 or int(idx.max()) >= y.shape[1]:
-            raise AnalysisError(f"targets shaped {tuple(idx.shape)} do not fit outputs shaped {tuple(y.shape)}")
-        cot = F.one_hot(idx.t(), y.shape[1]).to(y.dtype)  # [M, B, K]
-        grads = _batched_vjp(y, x, cot).transpose(0, 1)  # [B, M, ...]
-    grads = grads.detach()
-    return grads.abs() if absolute else grads
+        z = points.detach().requires_grad_(True)
+        y = call(fn, z)
+        cot = F.one_hot(idx.t(), y.shape[1]).to(y.dtype)  # [M, N, K]
+        if cot.shape[0] == 1:
+            (g,) = torch.autograd.grad(y, z, cot[0])
+            return g.unsqueeze(1)
+        try:
+            (g,) = torch.autograd.grad(y, z, cot, is_grads_batched=True)
+        except (RuntimeError, NotImplementedError):
+            g = torch.stack([torch.autograd.grad(y, z, c, retain_graph=True)[0] for c in cot])
+    return g.transpose(0, 1)
 
 
 def jacobian_saliency(fn: Fn, inputs: torch.Tensor, target: Target = None, absolute: bool = True) -> torch.Tensor:
-    """Gradient saliency ``|d fn(x)[b, target_b] / d x[b]|``, shaped like ``inputs``.
+    """Gradient saliency ``|d fn(x)[b, target_b] / d x[b]|``, shaped like ``inputs`` (see targets above).
 
     Args:
         fn: any callable or module ``[B, ...] -> [B, K]`` (or ``[B]``).
         inputs: ``[B, ...]``; uint8 pixels are differentiated as float pixel values.
-        target: ``None`` (the single output, or each row's argmax), an int, or ``[B]`` indices.
+        target: ``None`` (the single output, or each row's argmax), an int, ``[B]`` or ``[B, M]``.
         absolute: ``|g|`` (default, as Simonyan et al. 2014) or the signed gradient.
     """
     check_input_shape(fn, inputs)
-    with torch.enable_grad():
-        x = _float_leaf(inputs)
-        y = _call(fn, x)
-        idx = _resolve_targets(y, target)
-        (g,) = torch.autograd.grad(y.gather(1, idx[:, None]).sum(), x)
-    g = g.detach()
+    x = float_inputs(inputs)
+    with torch.no_grad():
+        idx, single = resolve_targets(call(fn, x), target)
+    g = finish(gradients(fn, x, idx), single)
     return g.abs() if absolute else g
 
 
-class DuelingSaliency(NamedTuple):
-    """Value-stream and advantage-stream saliency, each shaped like the observations."""
-
-    value: torch.Tensor
-    advantage: torch.Tensor
-
-
-def dueling_saliency(
-    value_fn: Fn,
-    advantage_fn: Fn,
-    obs: torch.Tensor,
-    streams_fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-) -> DuelingSaliency:
-    """Wang et al. (2016): ``|dV(s)/ds|`` and ``|dA(s, a*)/ds|`` with ``a* = argmax_a A(s, a)``.
-
-    Args:
-        value_fn: ``obs [B, ...] -> V [B, 1]`` (e.g. ``net.value``).
-        advantage_fn: ``obs -> A [B, n_actions]`` (e.g. ``net.advantage``).
-        obs: ``[B, ...]`` observations (uint8 or float pixels; not mutated).
-        streams_fn: optional ``obs -> (V, A)`` sharing one trunk pass (e.g. ``net.streams``).
-
-    Both maps come from one vmapped backward over the two cotangents.
-    """
-    check_input_shape(value_fn, obs)
-
-    def both(x: torch.Tensor) -> torch.Tensor:
-        if streams_fn is not None:
-            v, a = streams_fn(x)
-        else:
-            v, a = value_fn(x), advantage_fn(x)
-        v = v.reshape(v.shape[0], -1)[:, :1]
-        best = a.detach().argmax(dim=1, keepdim=True)
-        return torch.cat([v, a.gather(1, best)], dim=1)  # [B, 2]
-
-    both_sal = multi_target_saliency(both, obs, [0, 1])  # [B, 2, ...]
-    return DuelingSaliency(both_sal[:, 0], both_sal[:, 1])
+def multi_target_saliency(fn: Fn, inputs: torch.Tensor, targets, absolute: bool = True) -> torch.Tensor:
+    """``[B, M, *inputs.shape[1:]]``: gradient saliency for ``targets`` (``[M]`` shared, or ``[B, M]``)."""
+    idx = torch.as_tensor(targets, dtype=torch.long)
+    if idx.dim() == 1:
+        idx = idx.unsqueeze(0).expand(inputs.shape[0], -1)
+    return jacobian_saliency(fn, inputs, idx, absolute)
 
 
-CAPTUM_METHODS = ("Saliency", "IntegratedGradients", "NoiseTunnel", "GuidedBackprop", "InputXGradient", "Occlusion")
-
-
-class _CallableModule(nn.Module):
-    """Wrap a bound method of a module so that Captum's module hooks (GuidedBackprop) see its layers."""
-
-    def __init__(self, fn: Fn) -> None:
-        super().__init__()
-        owner = _owner(fn)
-        self.owner = owner if isinstance(owner, nn.Module) else None
-        self.fn = fn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)
-
-
-def captum_saliency(
-    fn: Fn, inputs: torch.Tensor, method: str = "Saliency", target: Target = None, **kwargs
-) -> torch.Tensor:
-    """Captum's attribution ``method`` (by name, see :data:`CAPTUM_METHODS`), shaped like ``inputs``.
-
-    ``kwargs`` go to ``attribute`` (e.g. ``n_steps`` for IntegratedGradients, ``nt_samples``/``stdevs``
-    for NoiseTunnel, which wraps Saliency as SmoothGrad; ``sliding_window_shapes``/``strides`` for
-    Occlusion, default a 5x5 window with stride 5 over every channel of ``[B, C, H, W]`` inputs,
-    single features otherwise). ``target`` as in :func:`jacobian_saliency` (``None`` -> argmax).
-    """
-    import captum.attr as ca
-
-    if method not in CAPTUM_METHODS:
-        raise AnalysisError(f"unknown Captum method '{method}'.{suggest(method, CAPTUM_METHODS)}")
-    check_input_shape(fn, inputs)
-    x = _float_leaf(inputs)
-    with torch.no_grad():
-        idx = _resolve_targets(_call(fn, x.detach()), target)
-    module = fn if isinstance(fn, nn.Module) else _CallableModule(fn)
-    if method == "Saliency":
-        kwargs.setdefault("abs", True)
-        attr = ca.Saliency(module).attribute(x, target=idx, **kwargs)
-    elif method == "IntegratedGradients":
-        attr = ca.IntegratedGradients(module).attribute(x, target=idx, **kwargs)
-    elif method == "NoiseTunnel":
-        kwargs.setdefault("nt_type", "smoothgrad")
-        kwargs.setdefault("nt_samples", 8)
-        kwargs.setdefault("stdevs", float(x.detach().std()) * 0.1 + 1e-8)
-        attr = ca.NoiseTunnel(ca.Saliency(module)).attribute(x, target=idx, **kwargs)
-    elif method == "GuidedBackprop":
-        attr = ca.GuidedBackprop(module).attribute(x, target=idx, **kwargs)
-    elif method == "InputXGradient":
-        attr = ca.InputXGradient(module).attribute(x, target=idx, **kwargs)
-    else:
-        if x.dim() == 4:
-            window = (x.shape[1], min(5, x.shape[2]), min(5, x.shape[3]))
-        else:
-            window = (1,) * (x.dim() - 1)
-        kwargs.setdefault("sliding_window_shapes", window)
-        kwargs.setdefault("strides", window)
-        attr = ca.Occlusion(module).attribute(x, target=idx, **kwargs)
-    return attr.detach()
+# ---------------------------------------------------------------- perturbations of image batches
 
 
 def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
@@ -267,8 +171,10 @@ def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``[N, C, H, W]`` (reflect padding), shape kept."""
     k = _gaussian_kernel(sigma, images.device)
     n, c, h, w = images.shape
+    pad = min(k.numel() // 2, h - 1, w - 1)
+    k = k[k.numel() // 2 - pad : k.numel() // 2 + pad + 1]
+    k = k / k.sum()
     flat = images.reshape(n * c, 1, h, w)
-    pad = k.numel() // 2
     flat = F.conv2d(F.pad(flat, (pad, pad, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
     flat = F.conv2d(F.pad(flat, (0, 0, pad, pad), mode="reflect"), k.view(1, 1, -1, 1))
     return flat.reshape(n, c, h, w)
@@ -289,53 +195,206 @@ def perturbation_masks(height: int, width: int, radius: float = 5.0, stride: int
     return masks.reshape(-1, height, width), rows, cols
 
 
+def box_masks(height: int, width: int, window: int = 5, stride: int = 5, device=None) -> torch.Tensor:
+    """Occlusion windows ``[N, H, W]`` (1 inside a ``window x window`` box) on a ``stride`` grid.
+
+    Boxes start at 0, ``stride``, ... and the last one in each direction is moved to touch the border,
+    so every pixel is covered.
+    """
+    def starts(size: int) -> list[int]:
+        w = min(window, size)
+        return sorted({min(s, size - w) for s in range(0, size, stride)})
+
+    masks = []
+    for r in starts(height):
+        for c in starts(width):
+            m = torch.zeros(height, width, device=device)
+            m[r : r + window, c : c + window] = 1.0
+            masks.append(m)
+    return torch.stack(masks)
+
+
+def _channel_gate(channels: int, newest_only: bool, device) -> torch.Tensor:
+    """``[1, C, 1, 1]``: 1 for the perturbed channels (all, or only the last = newest stacked frame)."""
+    gate = torch.zeros(1, channels, 1, 1, device=device)
+    gate[:, -1 if newest_only else slice(None)] = 1.0
+    return gate
+
+
+@torch.no_grad()
+def perturbed_outputs(
+    fn: Fn,
+    x: torch.Tensor,
+    masks: torch.Tensor,
+    replacement: torch.Tensor,
+    batch_size: int = 256,
+    newest_only: bool = False,
+) -> torch.Tensor:
+    """``[B, N, K]``: ``fn`` on ``I' = I (1 - M_n) + R M_n`` for every row and every mask.
+
+    ``x, replacement [B, C, H, W]`` float; ``masks [N, H, W]`` in [0, 1], applied to every channel
+    (or, with ``newest_only``, to the last channel only: the newest of stacked frames).
+    The perturbed images of one row go through ``fn`` ``batch_size`` at a time.
+    """
+    gate = _channel_gate(x.shape[1], newest_only, x.device)
+    out = []
+    for i in range(x.shape[0]):
+        rows = []
+        for s in range(0, masks.shape[0], batch_size):
+            m = masks[s : s + batch_size, None] * gate  # [n, C, H, W]
+            rows.append(call(fn, x[i] * (1 - m) + replacement[i] * m))
+        out.append(torch.cat(rows))
+    return torch.stack(out)
+
+
+def _image_inputs(fn: Fn, inputs: torch.Tensor, what: str) -> torch.Tensor:
+    check_input_shape(fn, inputs)
+    if inputs.dim() != 4:
+        raise AnalysisError(f"{what} needs images [B, C, H, W], got {tuple(inputs.shape)}")
+    return float_inputs(inputs)
+
+
 @torch.no_grad()
 def perturbation_saliency(
     fn: Fn,
     inputs: torch.Tensor,
+    target: Target = None,
     radius: float = 5.0,
     stride: int = 5,
     blur_sigma: float = 3.0,
     batch_size: int = 256,
+    newest_only: bool = False,
 ) -> torch.Tensor:
-    """Greydanus et al. (2018) perturbation saliency of ``fn`` for image batches ``[B, C, H, W]``.
+    """Greydanus et al. (2018) perturbation saliency of image batches ``[B, C, H, W]``.
 
     For each grid centre (stride ``stride``), ``I' = I (1 - M) + blur(I) M`` with ``M`` a Gaussian
-    mask of std ``radius`` applied to every channel (all stacked frames), and
-    ``S = 1/2 ||fn(I) - fn(I')||^2`` over all outputs of ``fn``. The score grid is upsampled
-    (bilinear) to ``H x W`` and repeated over channels, so the result is shaped like ``inputs``.
-    Mask positions of one frame are batched ``batch_size`` at a time through ``fn``.
+    mask of std ``radius`` on every channel (all stacked frames; with ``newest_only`` the last
+    channel only), and ``S = 1/2 (y_t(I) - y_t(I'))^2`` for each target output ``t`` (the paper's
+    score of a vector output is the sum of these over its entries). The score grid is upsampled
+    (bilinear) to ``H x W`` and given to the perturbed channels (the others get 0). All targets
+    share the perturbed forward passes (``B * N`` images, ``N`` = grid points).
     """
-    check_input_shape(fn, inputs)
-    if inputs.dim() != 4:
-        raise AnalysisError(f"perturbation saliency needs images [B, C, H, W], got {tuple(inputs.shape)}")
-    x = inputs.detach().float()
+    x = _image_inputs(fn, inputs, "perturbation saliency")
     b, c, h, w = x.shape
+    idx, single = resolve_targets(call(fn, x), target)
     masks, rows, cols = perturbation_masks(h, w, radius, stride, x.device)
-    blurred = gaussian_blur(x, blur_sigma)
-    base = _call(fn, x)  # [B, K]
-    scores = torch.empty(b, masks.shape[0], device=x.device)
-    for i in range(b):
-        for s in range(0, masks.shape[0], batch_size):
-            m = masks[s : s + batch_size, None]  # [n, 1, H, W]
-            perturbed = x[i] * (1 - m) + blurred[i] * m  # [n, C, H, W]
-            out = _call(fn, perturbed)
-            scores[i, s : s + len(m)] = 0.5 * (out - base[i]).pow(2).sum(1)
-    grid = scores.view(b, 1, len(rows), len(cols))
+    base = call(fn, x).gather(1, idx)  # [B, M]
+    out = perturbed_outputs(fn, x, masks, gaussian_blur(x, blur_sigma), batch_size, newest_only)  # [B, N, K]
+    picked = out.gather(2, idx[:, None, :].expand(-1, out.shape[1], -1))  # [B, N, M]
+    scores = 0.5 * (picked - base[:, None]).pow(2)
+    grid = scores.permute(0, 2, 1).reshape(b * idx.shape[1], 1, len(rows), len(cols))
     up = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
-    return up.expand(b, c, h, w).contiguous()
+    gate = _channel_gate(c, newest_only, x.device)[None]  # [1, 1, C, 1, 1]
+    return finish(up.reshape(b, idx.shape[1], 1, h, w) * gate, single)
+
+
+@torch.no_grad()
+def occlusion_saliency(
+    fn: Fn,
+    inputs: torch.Tensor,
+    target: Target = None,
+    window: int = 5,
+    stride: int = 5,
+    baseline: float = 0.0,
+    batch_size: int = 256,
+    newest_only: bool = False,
+) -> torch.Tensor:
+    """Occlusion (Zeiler & Fergus 2014) of image batches ``[B, C, H, W]``, as Captum's ``Occlusion``.
+
+    Each ``window x window`` box (all channels, or the last only with ``newest_only``) is set to
+    ``baseline``; the drop ``y_t(I) - y_t(I_occluded)`` is given to every pixel of the box and
+    averaged over the boxes that cover a pixel. Signed; all targets share the ``B * N`` occluded
+    forward passes.
+    """
+    x = _image_inputs(fn, inputs, "occlusion")
+    b, c, h, w = x.shape
+    idx, single = resolve_targets(call(fn, x), target)
+    masks = box_masks(h, w, window, stride, x.device)  # [N, H, W]
+    base = call(fn, x).gather(1, idx)  # [B, M]
+    out = perturbed_outputs(fn, x, masks, torch.full_like(x, baseline), batch_size, newest_only)
+    drop = base[:, None] - out.gather(2, idx[:, None, :].expand(-1, out.shape[1], -1))  # [B, N, M]
+    attr = torch.einsum("bnm,nhw->bmhw", drop, masks) / masks.sum(0).clamp_min(1.0)
+    return finish(attr[:, :, None] * _channel_gate(c, newest_only, x.device)[None], single)
+
+
+# ---------------------------------------------------------------- Captum, the reference implementations
+
+CAPTUM_METHODS = ("Saliency", "IntegratedGradients", "NoiseTunnel", "GuidedBackprop", "InputXGradient", "Occlusion")
+
+
+class _CallableModule(nn.Module):
+    """Wrap a bound method of a module so that Captum's module hooks (GuidedBackprop) see its layers."""
+
+    def __init__(self, fn: Fn) -> None:
+        super().__init__()
+        self.owner = owner_module(fn)
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def captum_saliency(
+    fn: Fn, inputs: torch.Tensor, method: str = "Saliency", target: Target = None, **kwargs
+) -> torch.Tensor:
+    """Captum's attribution ``method`` (by name, see :data:`CAPTUM_METHODS`), shaped like ``inputs``.
+
+    ``kwargs`` go to ``attribute`` (e.g. ``n_steps`` for IntegratedGradients, ``nt_samples``/``stdevs``
+    for NoiseTunnel, which wraps Saliency as SmoothGrad, noise std 0.1 of the input range; ``sliding_window_shapes``/``strides`` for
+    Occlusion, default a 5x5 window with stride 5 over every channel of ``[B, C, H, W]`` inputs,
+    single features otherwise). ``target`` as in :func:`resolve_targets`; ``[B, M]`` targets cost M calls.
+    Each call runs with the global generator seeded 0 (restored after), so NoiseTunnel's maps repeat.
+    """
+    import captum.attr as ca
+
+    if method not in CAPTUM_METHODS:
+        raise AnalysisError(f"unknown Captum method '{method}'.{suggest(method, CAPTUM_METHODS)}")
+    check_input_shape(fn, inputs)
+    x = float_inputs(inputs).requires_grad_(True)
+    with torch.no_grad():
+        idx, single = resolve_targets(call(fn, x.detach()), target)
+    module = fn if isinstance(fn, nn.Module) else _CallableModule(fn)
+    kwargs = dict(kwargs)
+    if method == "Saliency":
+        kwargs.setdefault("abs", True)
+        algo = ca.Saliency(module)
+    elif method == "IntegratedGradients":
+        algo = ca.IntegratedGradients(module)
+    elif method == "NoiseTunnel":
+        kwargs.setdefault("nt_type", "smoothgrad")
+        kwargs.setdefault("nt_samples", 8)
+        kwargs.setdefault("stdevs", float(x.detach().max() - x.detach().min()) * 0.1 + 1e-8)  # as heed's smoothgrad
+        algo = ca.NoiseTunnel(ca.Saliency(module))
+    elif method == "GuidedBackprop":
+        algo = ca.GuidedBackprop(module)
+    elif method == "InputXGradient":
+        algo = ca.InputXGradient(module)
+    else:
+        window = (x.shape[1], min(5, x.shape[2]), min(5, x.shape[3])) if x.dim() == 4 else (1,) * (x.dim() - 1)
+        kwargs.setdefault("sliding_window_shapes", window)
+        kwargs.setdefault("strides", window)
+        algo = ca.Occlusion(module)
+    attrs = []
+    for m in range(idx.shape[1]):
+        with torch.random.fork_rng(devices=[]):  # NoiseTunnel draws from the global generator: seed it
+            torch.manual_seed(0)
+            attrs.append(algo.attribute(x, target=idx[:, m], **kwargs).detach())
+    return finish(torch.stack(attrs, dim=1), single)
 
 
 __all__ = [
     "CAPTUM_METHODS",
     "AnalysisError",
-    "DuelingSaliency",
+    "box_masks",
     "captum_saliency",
     "check_input_shape",
-    "dueling_saliency",
     "gaussian_blur",
+    "gradients",
     "jacobian_saliency",
     "multi_target_saliency",
+    "occlusion_saliency",
     "perturbation_masks",
     "perturbation_saliency",
+    "perturbed_outputs",
+    "resolve_targets",
 ]

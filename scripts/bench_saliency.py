@@ -1,47 +1,63 @@
-"""Benchmark heed's batched saliency and sensitivity matrix against the per-frame / per-step ways.
+"""Benchmark every saliency method on the shipped Pong agent (object focus and speed), and the sensitivity matrix.
 
-    nice -n 10 python scripts/bench_saliency.py
+    OMP_NUM_THREADS=1 nice -n 10 python scripts/bench_saliency.py
 
-A. Value + advantage saliency frames/s on the dueling Nature CNN (``[4, 84, 84]`` uint8, 6 actions):
-   heed's :func:`analysis.dueling_saliency` on batches vs Captum ``Saliency`` called per frame
-   (one call per stream: Captum takes one target per example) vs Greydanus perturbation saliency
-   (one pass per stream, as in the paper's actor and critic maps).
+A. The shipped Pong agent (``--checkpoint``) plays ``--steps`` steps (epsilon 0.01, seed ``--seed``).
+   For every method of :data:`heed.analysis.SALIENCY_METHODS` (heed's batched implementations),
+   the value and advantage maps of every step (:func:`heed.analysis.agent_video.stream_saliency`,
+   batches of ``--batch-size``, default map options: newest frame, magnitude) are scored with the
+   object-focus measure (:mod:`heed.analysis.focus`): focus on the ball + agent paddle (1 = chance),
+   peak on an object in frames with the ball in play, value/advantage map correlation. Speed:
+   frames/s (both maps) in process CPU time, and the ratio to the per-frame Captum equivalent
+   (:data:`heed.analysis.saliency_methods.CAPTUM_EQUIVALENT`, one frame per call, one call per
+   stream) timed on ``--captum-frames`` frames in the same run, alternating with heed. Sanity check
+   (Adebayo et al. 2018, model randomisation): the same focus for a randomly initialised network of
+   the same architecture on the first ``--sanity-steps`` frames, and the cascading version: only the
+   value and advantage heads re-initialised (trunk kept), with the correlation of those maps to the
+   trained ones. A method whose maps hardly change when the heads are random shows what the shared
+   trunk sees, not what either stream uses.
 B. The ``[T, T]`` sensitivity matrix of an ``nn.LSTM`` (hidden 128, T = 256, D inputs) for one
-   sequence: :func:`analysis.sensitivity_matrix` vs a naive loop of one backward pass per output
-   step (``torch.autograd.grad`` of ``y[:, t]`` with its K cotangents, default PyTorch settings).
-   The naive loop is timed on ``naive_steps`` evenly spaced output steps and scaled to T (each of
-   its backward passes runs through the whole sequence, so every step costs the same).
+   sequence: :func:`heed.analysis.sensitivity_matrix` vs one backward pass per output step
+   (timed on ``naive_steps`` evenly spaced output steps and scaled to T). ``--no-sensitivity`` skips it.
 
-Methods alternate in windows within one run; each window reports wall time and the process's CPU
-time (on a shared machine the CPU time is the steadier number). Prints a markdown table.
+Prints markdown tables; ``--json-out`` keeps every number.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 
 
 @dataclass(frozen=True)
 class Config:
-    rounds: int = 3
-    """alternating windows per method"""
-    heed_frames: int = 64
-    """frames per heed window (batches of --batch-size)"""
-    captum_frames: int = 16
-    """frames per Captum window"""
-    perturbation_frames: int = 2
-    """frames per perturbation window"""
+    checkpoint: Path = Path("agents/pretrained/pong")
+    """the dueling agent whose maps are measured (Pong, Breakout or Enduro get object focus)"""
+    steps: int = 300
+    """agent steps played and explained by every method"""
+    methods: tuple[str, ...] = field(default_factory=tuple)
+    """methods to measure (default: all of heed's, not the captum-* references)"""
+    captum_frames: int = 4
+    """frames per timing window of each per-frame Captum equivalent"""
+    sanity_steps: int = 60
+    """frames explained again with randomly initialised weights (0: skip the check)"""
+    rounds: int = 2
+    """alternating timing windows (heed on all frames, then Captum on --captum-frames)"""
     batch_size: int = 32
-    """heed saliency batch size"""
+    """observations per heed saliency call"""
+    sensitivity: bool = True
+    """also run part B (the LSTM sensitivity matrix)"""
     lstm_rounds: int = 2
     """alternating windows for the sensitivity matrix"""
     hidden: int = 128
     """LSTM hidden size (= outputs K)"""
-    steps: int = 256
+    seq_steps: int = 256
     """sequence length T"""
     inputs: int = 8
     """LSTM input size D"""
@@ -50,60 +66,123 @@ class Config:
     threads: int = 1
     """torch CPU threads"""
     seed: int = 0
-    """seed of the network and inputs"""
+    """seed of the game, the epsilon draws, the LSTM and its inputs"""
+    json_out: Path | None = None
+    """also write every measurement here"""
 
 
-def _timed(fn) -> tuple[float, float]:
-    w, c = time.perf_counter(), time.process_time()
+def _cpu(fn) -> float:
+    c = time.process_time()
     fn()
-    return time.perf_counter() - w, time.process_time() - c
+    return time.process_time() - c
 
 
 def _stats(values: list[float]) -> str:
     return f"{statistics.median(values):.4g} ({min(values):.4g}-{max(values):.4g})"
 
 
-def bench_saliency(cfg: Config) -> list[dict]:
-    from captum.attr import Saliency
+def record(cfg: Config):
+    """``(net, env_id, recording)``: the agent plays ``cfg.steps`` steps."""
+    from heed.agents.dqn import load_q_network
+    from heed.analysis.agent_video import greedy_policy, play
+    from heed.envs.atari import make_atari_env
 
+    net, meta = load_q_network(cfg.checkpoint, "cpu")
+    env_id = meta.get("config", {}).get("env_id", "ALE/Pong-v5")
+    env = make_atari_env(env_id, training=False, render_mode="rgb_array")
+    try:
+        rec = play(env, greedy_policy(net, 0.01, np.random.default_rng(cfg.seed)), cfg.steps, seed=cfg.seed, progress=False)
+    finally:
+        env.close()
+    return net.eval(), env_id, rec
+
+
+def random_heads(net):
+    """A copy of ``net`` with its value and advantage heads re-initialised (None if it has no such heads)."""
+    import copy
+
+    heads = [getattr(net, "value_net", None), getattr(net, "advantage_net", None)]
+    if any(h is None for h in heads):
+        return None
+    out = copy.deepcopy(net)
+    for head in (out.value_net, out.advantage_net):
+        for module in head.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    return out.eval()
+
+
+def bench_methods(cfg: Config) -> list[dict]:
     from heed.agents.networks import build_q_network
-    from heed.analysis import dueling_saliency, perturbation_saliency
+    from heed.analysis.agent_video import stream_saliency
+    from heed.analysis.focus import focus_summary, map_correlation
+    from heed.analysis.saliency_methods import CAPTUM_EQUIVALENT, SALIENCY_METHODS, get_saliency_method
 
+    net, env_id, rec = record(cfg)
+    names = cfg.methods or tuple(m for m in SALIENCY_METHODS if not m.startswith("captum-"))
+    for m in names:
+        get_saliency_method(m)
+    obs = np.asarray(rec.obs)
     torch.manual_seed(cfg.seed)
-    net = build_q_network((4, 84, 84), 6).eval()
-    obs = torch.randint(0, 256, (max(cfg.heed_frames, cfg.captum_frames), 4, 84, 84), dtype=torch.uint8)
-    sal_v, sal_a = Saliency(net.value), Saliency(net.advantage)
+    random_net = build_q_network(tuple(net.observation_space.shape), int(net.action_space.n)).eval()
+    heads_net = random_heads(net)
+    rows = []
+    for name in names:
+        captum = CAPTUM_EQUIVALENT.get(name, name)
+        maps: dict = {}
 
-    def heed():
-        for s in range(0, cfg.heed_frames, cfg.batch_size):
-            dueling_saliency(net.value, net.advantage, obs[s : s + cfg.batch_size], streams_fn=net.streams)
+        def heed(name=name, maps=maps):
+            maps["value"], maps["advantage"] = stream_saliency(net, obs, name, batch_size=cfg.batch_size, progress=False)
 
-    def captum():
-        for i in range(cfg.captum_frames):
-            x = obs[i : i + 1].float().requires_grad_(True)
-            with torch.no_grad():
-                best = int(net.advantage(x).argmax(1))
-            sal_v.attribute(x, target=0)
-            sal_a.attribute(x, target=best)
+        def per_frame(captum=captum):
+            stream_saliency(net, obs[: cfg.captum_frames], captum, batch_size=1, progress=False)
 
-    def perturbation():
-        x = obs[: cfg.perturbation_frames]
-        perturbation_saliency(net.value, x)
-        perturbation_saliency(net.advantage, x)
+        heed_cpu, captum_cpu = [], []
+        for _ in range(cfg.rounds):
+            heed_cpu.append(len(obs) / _cpu(heed))
+            captum_cpu.append(cfg.captum_frames / _cpu(per_frame))
+        focus = focus_summary(env_id, rec.frames, {"value": maps["value"], "advantage": maps["advantage"]})
+        row = {"method": name, "captum_equivalent": captum, "fps": heed_cpu, "captum_fps": captum_cpu, "focus": focus}
+        if cfg.sanity_steps > 0:
+            n = min(cfg.sanity_steps, len(obs))
+            v, a = stream_saliency(random_net, obs[:n], name, batch_size=cfg.batch_size, progress=False)
+            row["random_weights_focus"] = focus_summary(env_id, rec.frames[:n], {"value": v, "advantage": a})
+            if heads_net is not None:
+                v, a = stream_saliency(heads_net, obs[:n], name, batch_size=cfg.batch_size, progress=False)
+                row["random_heads"] = {
+                    "focus": focus_summary(env_id, rec.frames[:n], {"value": v, "advantage": a}),
+                    "corr_value": map_correlation(v, maps["value"][:n]),
+                    "corr_advantage": map_correlation(a, maps["advantage"][:n]),
+                }
+        rows.append(row)
+        print(f"  measured {name}: {statistics.median(heed_cpu):.3g} frames/s", flush=True)
+    return rows
 
-    methods = {"heed batched (vmap over 2 cotangents)": (heed, cfg.heed_frames),
-               "Captum Saliency, per-frame loop": (captum, cfg.captum_frames),
-               "perturbation (Greydanus)": (perturbation, cfg.perturbation_frames)}
-    heed()  # warm-up (vmap's first call is slow)
-    captum()
-    wall: dict[str, list[float]] = {k: [] for k in methods}
-    cpu: dict[str, list[float]] = {k: [] for k in methods}
-    for _ in range(cfg.rounds):
-        for name, (fn, frames) in methods.items():
-            w, c = _timed(fn)
-            wall[name].append(frames / w)
-            cpu[name].append(frames / c)
-    return [{"method": k, "wall_fps": wall[k], "cpu_fps": cpu[k]} for k in methods]
+
+def print_methods(rows: list[dict]) -> None:
+    def pct(x):
+        return "-" if x is None else f"{x:.0%}"
+
+    def num(x):
+        return "-" if x is None else f"{x:.2f}"
+
+    print("| method | focus ball + agent paddle: value / adv. | ball / agent paddle / opponent (adv.) |"
+          " peak on object (ball in play): value / adv. | V/A correlation | random weights: focus value / adv. |"
+          " random heads: focus value / adv.; corr. with trained maps | frames/s (CPU) | per-frame Captum equivalent | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        f = r["focus"]
+        v, a = f["value"], f["advantage"]
+        objs = " / ".join(num(a["objects"][k]["focus"]) for k in a["objects"])
+        fps, cfps = statistics.median(r["fps"]), statistics.median(r["captum_fps"])
+        rnd = r.get("random_weights_focus")
+        rnd = f"{num(rnd['value']['key']['focus'])} / {num(rnd['advantage']['key']['focus'])}" if rnd else "-"
+        hd = r.get("random_heads")
+        hd = (f"{num(hd['focus']['value']['key']['focus'])} / {num(hd['focus']['advantage']['key']['focus'])};"
+              f" {hd['corr_value']:.2f} / {hd['corr_advantage']:.2f}") if hd else "-"
+        print(f"| {r['method']} | {num(v['key']['focus'])} / {num(a['key']['focus'])} | {objs} |"
+              f" {pct(v['peak_on_object'])} / {pct(a['peak_on_object'])} | {f['value_advantage_correlation']:.2f} | {rnd} | {hd} |"
+              f" {_stats(r['fps'])} | {r['captum_equivalent']}: {_stats(r['captum_fps'])} | {fps / cfps:.1f}x |")
 
 
 def bench_sensitivity(cfg: Config) -> list[dict]:
@@ -111,8 +190,8 @@ def bench_sensitivity(cfg: Config) -> list[dict]:
 
     torch.manual_seed(cfg.seed)
     lstm = torch.nn.LSTM(cfg.inputs, cfg.hidden, batch_first=True).eval()
-    x = torch.randn(1, cfg.steps, cfg.inputs)
-    picks = torch.linspace(0, cfg.steps - 1, cfg.naive_steps).long().tolist()
+    x = torch.randn(1, cfg.seq_steps, cfg.inputs)
+    picks = torch.linspace(0, cfg.seq_steps - 1, cfg.naive_steps).long().tolist()
 
     def heed():
         sensitivity_matrix(lstm, x)
@@ -125,40 +204,40 @@ def bench_sensitivity(cfg: Config) -> list[dict]:
             (g,) = torch.autograd.grad(y[:, t], xr, eye, retain_graph=True, is_grads_batched=True)
             g.pow(2).sum((0, 3)).sqrt()
 
-    scale = cfg.steps / len(picks)
-    wall: dict[str, list[float]] = {"heed": [], "naive": []}
+    scale = cfg.seq_steps / len(picks)
     cpu: dict[str, list[float]] = {"heed": [], "naive": []}
     for _ in range(cfg.lstm_rounds):
-        for name, fn, mult in (("heed", heed, 1.0), ("naive", naive, scale)):
-            w, c = _timed(fn)
-            wall[name].append(w * mult)
-            cpu[name].append(c * mult)
+        cpu["heed"].append(_cpu(heed))
+        cpu["naive"].append(_cpu(naive) * scale)
     return [
-        {"method": "heed sensitivity_matrix (forward mode, vmapped JVPs)", "wall_s": wall["heed"], "cpu_s": cpu["heed"]},
-        {"method": f"naive: one backward per output step (timed on {len(picks)} steps, x{scale:g})",
-         "wall_s": wall["naive"], "cpu_s": cpu["naive"]},
+        {"method": "heed sensitivity_matrix (forward mode, vmapped JVPs)", "cpu_s": cpu["heed"]},
+        {"method": f"naive: one backward per output step (timed on {len(picks)} steps, x{scale:g})", "cpu_s": cpu["naive"]},
     ]
 
 
 def main(cfg: Config) -> dict:
-    """Run both benchmarks and print markdown tables."""
+    """Run the benchmarks and print markdown tables."""
+    from heed.agents.common.errors import require
+
+    require(cfg.steps >= 1 and cfg.captum_frames >= 1 and cfg.rounds >= 1, "--steps, --captum-frames, --rounds must be positive")
+    require(cfg.threads >= 1 and cfg.batch_size >= 1, "--threads and --batch-size must be positive")
     torch.set_num_threads(cfg.threads)
-    sal = bench_saliency(cfg)
-    print("| value + advantage saliency | frames/s, CPU time: median (min-max) | frames/s, wall | heed / this (CPU) |")
-    print("|---|---|---|---|")
-    heed_cpu = statistics.median(sal[0]["cpu_fps"])
-    for row in sal:
-        ratio = heed_cpu / statistics.median(row["cpu_fps"])
-        print(f"| {row['method']} | {_stats(row['cpu_fps'])} | {_stats(row['wall_fps'])} | {ratio:.1f}x |")
-    sens = bench_sensitivity(cfg)
-    print(f"\n| [T, T] sensitivity, LSTM hidden {cfg.hidden}, T={cfg.steps}, D={cfg.inputs} |"
-          " CPU seconds: median (min-max) | wall seconds | this / heed (CPU) |")
-    print("|---|---|---|---|")
-    base = statistics.median(sens[0]["cpu_s"])
-    for row in sens:
-        print(f"| {row['method']} | {_stats(row['cpu_s'])} | {_stats(row['wall_s'])} |"
-              f" {statistics.median(row['cpu_s']) / base:.1f}x |")
-    return {"saliency": sal, "sensitivity": sens}
+    result: dict = {"config": {k: str(v) for k, v in vars(cfg).items()}}
+    result["methods"] = bench_methods(cfg)
+    print_methods(result["methods"])
+    if cfg.sensitivity:
+        sens = bench_sensitivity(cfg)
+        result["sensitivity"] = sens
+        print(f"\n| [T, T] sensitivity, LSTM hidden {cfg.hidden}, T={cfg.seq_steps}, D={cfg.inputs} |"
+              " CPU seconds: median (min-max) | this / heed |")
+        print("|---|---|---|")
+        base = statistics.median(sens[0]["cpu_s"])
+        for row in sens:
+            print(f"| {row['method']} | {_stats(row['cpu_s'])} | {statistics.median(row['cpu_s']) / base:.1f}x |")
+    if cfg.json_out is not None:
+        cfg.json_out.parent.mkdir(parents=True, exist_ok=True)
+        cfg.json_out.write_text(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":

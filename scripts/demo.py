@@ -4,8 +4,9 @@
 
 1. The bundled Pong agent (``agents/pretrained/pong``; if it is absent, an untrained network, and the
    demo says so) plays; heed writes the value/advantage saliency video of Wang et al. (2016) as mp4
-   (two panels, and a Greydanus-style overlay) and a short GIF, plus a JSON summary of where each
-   stream looks (score bar, paddles, ball field).
+   (two panels, and a Greydanus-style overlay) at game speed and a short GIF, plus a JSON summary of
+   where each stream looks (object focus on the ball and paddles, heed.analysis.focus). The method
+   is ``--method`` (default: Greydanus et al. 2018 perturbation, see docs/analysis.md).
 2. A small LSTM is trained in seconds on cue recall (the answer is the input at step 0) and its
    sequential Jacobian is drawn: input time 0 lights up.
 3. Stills, the figure and the summary go to a TensorBoard run.
@@ -21,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from heed.analysis.agent_video import DEFAULT_METHOD
+
 ENV_ID = "ALE/Pong-v5"
 
 
@@ -31,7 +34,9 @@ class Config:
     checkpoint: Path | None = None
     """a dueling Q-network checkpoint to show instead of the bundled Pong agent"""
     steps: int = 450
-    """agent steps in the video (15 s at 30 fps)"""
+    """agent steps in the video (30 s of play at game speed, 15 frames/s)"""
+    method: str = DEFAULT_METHOD
+    """saliency method of the videos (heed.analysis.SALIENCY_METHODS)"""
     gif_frames: int = 60
     """frames in the GIF (the first ones of the video)"""
     jacobian_updates: int = 300
@@ -96,25 +101,25 @@ def agent_part(cfg: Config, device: torch.device, writer, files: dict) -> dict:
         rec = play(env, greedy_policy(net, 0.01, rng, device), steps=cfg.steps, seed=cfg.seed, progress=cfg.progress)
     finally:
         env.close()
-    sal_v, sal_a = stream_saliency(net, rec.obs, 32, device, cfg.progress)
+    sal_v, sal_a = stream_saliency(net, rec.obs, cfg.method, batch_size=32, device=device, progress=cfg.progress)
     out = cfg.out_dir
+    common = {"action_names": names, "progress": cfg.progress, "method": cfg.method}
     files["saliency video (value | advantage)"] = render_recording(
-        rec, sal_v, sal_a, out / "pong_saliency_panels.mp4", "panels", progress=cfg.progress, action_names=names
+        rec, sal_v, sal_a, out / "pong_saliency_panels.mp4", "panels", **common
     )
     files["saliency video (overlay: value red, advantage blue)"] = render_recording(
-        rec, sal_v, sal_a, out / "pong_saliency_overlay.mp4", "overlay", progress=cfg.progress, action_names=names
+        rec, sal_v, sal_a, out / "pong_saliency_overlay.mp4", "overlay", **common
     )
     files["saliency GIF (first frames)"] = render_recording(
-        rec, sal_v, sal_a, out / "pong_saliency.gif", "panels", fps=15, action_names=names,
-        max_frames=cfg.gif_frames, progress=cfg.progress, zoom=1,
+        rec, sal_v, sal_a, out / "pong_saliency.gif", "panels", max_frames=cfg.gif_frames, zoom=1, **common
     )
     summary = summarize(rec, sal_v, sal_a, env_id)
-    summary["agent"] = description
+    summary.update(agent=description, method=cfg.method)
     (out / "pong_saliency.json").write_text(json.dumps(summary, indent=2))
     files["saliency summary (JSON)"] = out / "pong_saliency.json"
     idx = sorted({int(i) for i in np.linspace(0, len(rec) - 1, 4)})
     for mode in ("panels", "overlay"):
-        for i, frame in zip(idx, video_frames(rec, sal_v, sal_a, mode, 99.5, names, idx)):
+        for i, frame in zip(idx, video_frames(rec, sal_v, sal_a, mode, 99.5, names, idx, method=cfg.method)):
             log_image(writer, f"saliency/{mode}", frame, step=i)
     for i, value in enumerate(rec.values):
         writer.add_scalar("agent/value_estimate", value, i)
@@ -125,8 +130,9 @@ def agent_part(cfg: Config, device: torch.device, writer, files: dict) -> dict:
 
 def jacobian_part(cfg: Config, writer, files: dict) -> dict:
     """Train the cue-recall LSTM and draw its sequential Jacobian."""
-    from heed.analysis.cue_demo import cue_batch, cue_sensitivity_ratio, input_labels, train_cue_lstm
     from heed.analysis.figures import figure_to_array, log_image, save_figure, sequential_jacobian_figure
+    from heed.analysis.sequential import cue_sensitivity_ratio
+    from heed.scripts.sequential_jacobian import cue_batch, input_labels, train_cue_lstm
 
     steps = 24
     model, metrics = train_cue_lstm(steps=steps, updates=cfg.jacobian_updates, seed=cfg.seed, progress=cfg.progress)
@@ -146,7 +152,12 @@ def main(cfg: Config) -> dict:
     from heed.agents.common.errors import HeedError, require
     from heed.agents.common.run import open_writer, prepare_run_dir
     from heed.analysis.saliency import AnalysisError
+    from heed.analysis.saliency_methods import get_saliency_method
 
+    try:
+        get_saliency_method(cfg.method)
+    except AnalysisError as exc:
+        raise HeedError(str(exc)) from None
     require(cfg.steps >= 1 and cfg.gif_frames >= 1, "--steps and --gif-frames must be positive")
     require(cfg.jacobian_updates >= 0, "--jacobian-updates must not be negative")
     start = time.perf_counter()

@@ -1,12 +1,14 @@
-"""Play a dueling DQN agent and write its value/advantage saliency video (Wang et al. 2016).
+"""Play a dueling DQN agent and write its value/advantage saliency video (Wang et al. 2016) by any method.
 
 Examples::
 
     python scripts/render_saliency.py --checkpoint agents/pretrained/pong --steps 600 --out saliency.mp4
+    python scripts/render_saliency.py --checkpoint agents/pretrained/pong --method gradient --frames stack --out grad.mp4
     python scripts/render_saliency.py --checkpoint runs/pong --episodes 1 --mode overlay --out pong.gif
 
-Writes the video, a JSON summary next to it (return, length, mean saliency mass of each stream in a
-few screen regions) and, with ``--tensorboard DIR``, a few stills as TensorBoard images.
+Writes the video (one frame per agent step, at game speed: 15 frames/s), a JSON summary next to it
+(return, length, and the object focus of each stream's map: heed.analysis.focus) and, with
+``--tensorboard DIR``, a few stills as TensorBoard images. Methods: heed.analysis.SALIENCY_METHODS.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from heed.analysis.agent_video import DEFAULT_METHOD
+
 
 @dataclass(frozen=True)
 class Config:
@@ -30,16 +34,29 @@ class Config:
     """stop after this many finished episodes (0: only --steps counts)"""
     out: Path = Path("saliency.mp4")
     """video path, .mp4 (H.264) or .gif"""
+    method: str = DEFAULT_METHOD
+    """saliency method: gradient, smoothgrad, integrated-gradients, gradient-x-input, guided-backprop, occlusion,
+    perturbation, or a captum-* reference (heed.analysis.SALIENCY_METHODS)"""
     mode: Literal["panels", "overlay"] = "panels"
     """panels: value | advantage, saliency in red (Wang et al.); overlay: value red, advantage blue (Greydanus et al.)"""
+    frames: Literal["newest", "stack"] = "newest"
+    """explain the newest of the 4 stacked frames, or the whole stack (summed)"""
+    signed: bool = False
+    """show signed attributions (panels: positive red, negative blue) instead of magnitudes"""
+    space_sigma: float = 0.0
+    """Gaussian blur of each map over space, std in input pixels (0: none)"""
+    time_window: int = 1
+    """moving average of the maps over this many consecutive video frames (1: none)"""
     device: str = "auto"
     """auto, cpu or cuda"""
     epsilon: float = 0.01
     """probability of a random action at each step"""
     seed: int = 0
     """seed of the env reset and of the epsilon draws"""
-    fps: int = 30
-    """frames per second of the video"""
+    fps: int = 15
+    """frames per second of the video (15 = game speed: one frame per agent step of 4 ALE frames at 60 Hz)"""
+    crf: int = 23
+    """x264 quality of an .mp4 (constant rate factor: lower is better and larger; 23 is x264's default)"""
     batch_size: int = 32
     """observations per batched saliency pass"""
     percentile: float = 99.5
@@ -50,6 +67,12 @@ class Config:
     """also log stills to a TensorBoard run in this directory"""
     stills: int = 4
     """number of evenly spaced stills logged to TensorBoard"""
+    still: Path | None = None
+    """also write one composed frame as a PNG here (step --still-step)"""
+    still_step: int = -1
+    """the step shown by --still (-1: the middle of the recording)"""
+    zoom: int = 2
+    """enlargement of the 210x160 screen in the video (nearest neighbour)"""
     threads: int = 0
     """torch CPU threads (0: leave torch's default)"""
     progress: bool = True
@@ -74,18 +97,41 @@ def record_agent(net, env_id: str, cfg, device: torch.device, rng: np.random.Gen
         rec = play(env, greedy_policy(net, cfg.epsilon, rng, device), cfg.steps, cfg.episodes, cfg.seed, cfg.progress)
     finally:
         env.close()
-    sal_v, sal_a = stream_saliency(net, rec.obs, cfg.batch_size, device, cfg.progress)
+    sal_v, sal_a = stream_saliency(net, rec.obs, cfg.method, map_options(cfg), cfg.batch_size, device, cfg.progress)
     return rec, sal_v, sal_a, names
 
 
-def log_stills(writer, rec, sal_v, sal_a, mode: str, names: list[str], count: int, percentile: float) -> None:
+def map_options(cfg):
+    """The :class:`heed.analysis.video.MapOptions` of a config with ``frames``/``signed``/``space_sigma``/``time_window``."""
+    from heed.analysis.video import MapOptions
+
+    return MapOptions(cfg.frames, not cfg.signed, cfg.space_sigma, cfg.time_window)
+
+
+def log_stills(
+    writer, rec, sal_v, sal_a, mode: str, names: list[str], count: int, percentile: float, method: str = DEFAULT_METHOD
+) -> None:
     """``count`` evenly spaced composed frames as TensorBoard images ``saliency/<mode>`` (step = frame)."""
     from heed.analysis.agent_video import video_frames
     from heed.analysis.figures import log_image
 
     idx = sorted({int(i) for i in np.linspace(0, len(rec) - 1, max(1, count))})
-    for i, frame in zip(idx, video_frames(rec, sal_v, sal_a, mode, percentile, names, idx)):
+    for i, frame in zip(idx, video_frames(rec, sal_v, sal_a, mode, percentile, names, idx, method=method)):
         log_image(writer, f"saliency/{mode}", frame, step=i)
+
+
+def write_still(cfg: Config, rec, sal_v, sal_a, names: list[str]) -> None:
+    """The composed frame of step ``cfg.still_step`` (video colour scale) as a PNG at ``cfg.still``."""
+    import imageio.v2 as imageio
+
+    from heed.agents.common.errors import require
+    from heed.analysis.agent_video import video_frames
+
+    step = len(rec) // 2 if cfg.still_step < 0 else cfg.still_step
+    require(step < len(rec), f"--still-step {step} is past the recording's {len(rec)} steps")
+    (frame,) = video_frames(rec, sal_v, sal_a, cfg.mode, cfg.percentile, names, [step], cfg.zoom, cfg.method)
+    cfg.still.parent.mkdir(parents=True, exist_ok=True)
+    imageio.imwrite(cfg.still, frame)
 
 
 def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
@@ -95,12 +141,22 @@ def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
     from heed.agents.dqn import load_q_network
     from heed.analysis.agent_video import format_summary, render_recording, summarize
     from heed.analysis.saliency import AnalysisError
+    from heed.analysis.saliency_methods import get_saliency_method
 
+    try:
+        get_saliency_method(cfg.method)
+    except AnalysisError as exc:
+        raise HeedError(str(exc)) from None
     require(cfg.steps >= 0 and cfg.episodes >= 0, "--steps and --episodes must not be negative")
     require(cfg.steps > 0 or cfg.episodes > 0, "give --steps N or --episodes N (at least one positive)")
     require(0.0 <= cfg.epsilon <= 1.0, f"--epsilon must be in [0, 1], got {cfg.epsilon}")
     require(cfg.out.suffix.lower() in (".mp4", ".gif"), f"--out must end in .mp4 or .gif, got '{cfg.out}'")
     require(cfg.fps >= 1 and cfg.batch_size >= 1, "--fps and --batch-size must be positive")
+    require(0 <= cfg.crf <= 51, f"--crf must be in [0, 51], got {cfg.crf}")
+    require(cfg.space_sigma >= 0 and cfg.time_window >= 1, "--space-sigma must be >= 0 and --time-window >= 1")
+    require(0 < cfg.percentile <= 100, f"--percentile must be in (0, 100], got {cfg.percentile}")
+    require(1 <= cfg.zoom <= 8, f"--zoom must be in [1, 8], got {cfg.zoom}")
+    require(cfg.still is None or cfg.still.suffix.lower() == ".png", f"--still must end in .png, got '{cfg.still}'")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -112,18 +168,28 @@ def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
     rng = np.random.default_rng(cfg.seed)
     try:
         rec, sal_v, sal_a, names = record_agent(net, env_id, cfg, device, rng)
-        video = render_recording(rec, sal_v, sal_a, cfg.out, cfg.mode, cfg.fps, cfg.percentile, names, progress=cfg.progress)
+        video = render_recording(
+            rec, sal_v, sal_a, cfg.out, cfg.mode, cfg.fps, cfg.percentile, names, progress=cfg.progress, method=cfg.method,
+            crf=cfg.crf, zoom=cfg.zoom,
+        )
+        if cfg.still is not None:
+            write_still(cfg, rec, sal_v, sal_a, names)
         summary = summarize(rec, sal_v, sal_a, env_id)
         if cfg.tensorboard is not None:
             from heed.agents.common.run import open_writer
 
             writer = open_writer(cfg.tensorboard)
-            log_stills(writer, rec, sal_v, sal_a, cfg.mode, names, cfg.stills, cfg.percentile)
+            log_stills(writer, rec, sal_v, sal_a, cfg.mode, names, cfg.stills, cfg.percentile, cfg.method)
             writer.add_text("saliency/summary", "```\n" + format_summary(summary) + "\n```")
             writer.close()
     except AnalysisError as exc:
         raise HeedError(str(exc)) from None
-    summary.update(video=str(video), checkpoint=str(cfg.checkpoint), mode=cfg.mode, epsilon=cfg.epsilon)
+    if cfg.still is not None:
+        summary["still"] = str(cfg.still)
+    summary.update(
+        video=str(video), checkpoint=str(cfg.checkpoint), mode=cfg.mode, epsilon=cfg.epsilon, method=cfg.method,
+        map_options=vars(map_options(cfg)), fps=cfg.fps,
+    )
     summary_path = cfg.summary or cfg.out.with_suffix(".json")
     summary_path.parent.mkdir(parents=True, exist_ok=True)
     summary_path.write_text(json.dumps(summary, indent=2))

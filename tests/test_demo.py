@@ -40,16 +40,21 @@ def random_agent(tmp_path_factory):
 def test_render_saliency_writes_video_and_summary(tmp_path, random_agent):
     mod = load_script("render_saliency")
     out = tmp_path / "s.gif"
-    cfg = mod.Config(checkpoint=random_agent, steps=5, out=out, mode="overlay", device="cpu",
-                     tensorboard=tmp_path / "tb", stills=2, progress=False)
+    cfg = mod.Config(checkpoint=random_agent, steps=5, out=out, mode="overlay", device="cpu", method="gradient",
+                     frames="stack", time_window=2, still=tmp_path / "s.png", tensorboard=tmp_path / "tb", stills=2,
+                     progress=False)
     summary = mod.main(cfg)
     frames = np.stack(list(iio.imiter(out)))
     assert frames.shape == (5, 34 + 420, 320, 3)
     saved = json.loads((tmp_path / "s.json").read_text())
-    assert saved["steps"] == 5 and set(saved["saliency_mass"]["value"]) >= {"score_bar", "ball_field"}
-    masses = [r["mass"] for r in saved["saliency_mass"]["advantage"].values()]
-    assert 0 < sum(masses) <= 1.0 + 1e-6
+    assert saved["steps"] == 5 and saved["method"] == "gradient" and saved["map_options"]["frames"] == "stack"
+    focus = saved["focus"]
+    assert set(focus["value"]["objects"]) == {"ball", "agent_paddle", "opponent_paddle"}
+    shares = [r["mass"] for r in focus["advantage"]["objects"].values()]
+    assert 0 < sum(shares) <= 1.0 + 1e-6 and -1 <= focus["value_advantage_correlation"] <= 1
     assert summary["video"] == str(out) and list((tmp_path / "tb").glob("events.*"))
+    assert iio.imread(tmp_path / "s.png").shape == (34 + 420, 320, 3)
+    assert summary["still"] == str(tmp_path / "s.png")
 
 
 def test_render_saliency_bad_input(tmp_path, random_agent):
@@ -60,6 +65,8 @@ def test_render_saliency_bad_input(tmp_path, random_agent):
         mod.main(mod.Config(checkpoint=random_agent, steps=2, out=tmp_path / "a.avi", progress=False))
     with pytest.raises(HeedError, match="steps"):
         mod.main(mod.Config(checkpoint=random_agent, steps=0, episodes=0, out=tmp_path / "a.mp4", progress=False))
+    with pytest.raises(HeedError, match="Did you mean: smoothgrad"):
+        mod.main(mod.Config(checkpoint=random_agent, steps=2, method="smothgrad", out=tmp_path / "a.mp4", progress=False))
 
 
 def test_sequential_jacobian_script(tmp_path):
@@ -84,7 +91,8 @@ def test_demo_tiny_budget(tmp_path, random_agent):
     assert np.stack(list(iio.imiter(video))).shape[0] == 4
     assert np.stack(list(iio.imiter(files["saliency GIF (first frames)"]))).shape[:3] == (2, 34 + 210, 2 * 160 + 4)
     assert list((tmp_path / "demo" / "tensorboard").glob("events.*"))
-    assert result["saliency"]["steps"] == 4
+    assert result["saliency"]["steps"] == 4 and result["saliency"]["method"] == mod.DEFAULT_METHOD
+    assert result["saliency"]["focus"]["value"]["key"]["objects"] == ["ball", "agent_paddle"]
 
 
 def test_demo_falls_back_to_an_untrained_agent(tmp_path, monkeypatch, capsys):
@@ -95,3 +103,14 @@ def test_demo_falls_back_to_an_untrained_agent(tmp_path, monkeypatch, capsys):
     _, env_id, note = mod.load_agent(cfg, torch.device("cpu"))
     assert "UNTRAINED" in note and env_id == "ALE/Pong-v5"
     assert (tmp_path / "d" / "untrained_agent" / "meta.json").exists()
+
+
+def test_bench_saliency_tiny_budget(random_agent, capsys):
+    mod = load_script("bench_saliency")
+    cfg = mod.Config(checkpoint=random_agent, steps=3, methods=("gradient", "perturbation"), captum_frames=1,
+                     rounds=1, sanity_steps=2, sensitivity=False)
+    result = mod.main(cfg)
+    rows = {r["method"]: r for r in result["methods"]}
+    assert rows["perturbation"]["captum_equivalent"] == "captum-occlusion"
+    assert rows["gradient"]["focus"]["value"]["key"]["objects"] == ["ball", "agent_paddle"]
+    assert rows["gradient"]["random_weights_focus"] is not None and "corr_value" in rows["gradient"]["random_heads"] and "| gradient |" in capsys.readouterr().out

@@ -1,17 +1,21 @@
-"""Video composition, writing (mp4/GIF decode back), region statistics and figures."""
+"""Video composition, writing (mp4/GIF decode back), map options, every method through the pipeline, figures."""
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
-from heed.analysis import AnalysisError
+from heed.analysis import SALIENCY_METHODS, AnalysisError
+from heed.analysis.agent_video import Recording, render_recording, stream_saliency, summarize
 from heed.analysis.figures import figure_to_array, log_image, plot_sensitivity
 from heed.analysis.video import (
+    GAME_FPS,
     FrameInfo,
+    MapOptions,
     compose_frame,
     percentile_scale,
-    region_mass,
-    screen_regions,
+    smooth_over_time,
     stack_to_maps,
     wang_panel,
     write_video,
@@ -72,19 +76,90 @@ def test_compose_frame_sizes_and_stable_scale():
         compose_frame(rgb, maps[0], maps[1], scales, info, "sideways")
 
 
-def test_stack_to_maps_sums_frames():
+def test_stack_to_maps_options():
     sal = np.ones((2, 4, 3, 3), np.float32)
-    np.testing.assert_array_equal(stack_to_maps(sal), np.full((2, 3, 3), 4.0))
+    sal[:, 0] = -2.0
+    sal[:, -1, 1, 1] = 5.0
+    np.testing.assert_array_equal(stack_to_maps(sal)[:, 0, 0], [5.0, 5.0])  # default: sum of |.| over frames
+    newest = stack_to_maps(sal, MapOptions("newest"))
+    assert newest.shape == (2, 3, 3) and newest[0, 1, 1] == 5.0 and newest[0, 0, 0] == 1.0
+    signed = stack_to_maps(sal, MapOptions("stack", absolute=False))
+    assert signed[0, 0, 0] == 1.0  # -2 + 1 + 1 + 1
+    blurred = stack_to_maps(sal, MapOptions("newest", space_sigma=1.0))
+    assert blurred[0, 1, 1] < 5.0 and blurred[0, 0, 0] > 1.0  # the peak spreads to its neighbours
 
 
-def test_region_mass_on_pong_regions():
-    regions = screen_regions("ALE/Pong-v5")
-    maps = np.zeros((2, 84, 84))
-    maps[:, :5, :] = 1.0  # all mass in the score bar rows (screen rows 0-12)
-    mass = region_mass(maps, regions)
-    assert mass["score_bar"]["mass"] == pytest.approx(1.0)
-    assert mass["ball_field"]["mass"] == 0.0
-    assert 0 < mass["ball_field"]["area"] < 1
+def test_smooth_over_time_is_a_centred_moving_average():
+    maps = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    out = smooth_over_time(maps, 3)
+    np.testing.assert_allclose(out[:, 0, 0], [1.0, 1.0, 2.0, 3.0, 3.0])  # windows stay inside the video
+    np.testing.assert_array_equal(smooth_over_time(maps, 1), maps)
+    with pytest.raises(AnalysisError):
+        smooth_over_time(maps, 0)
+
+
+class TinyDueling(nn.Module):
+    """A dueling network on ``[4, 16, 16]`` stacks, small enough to push every method through the video."""
+
+    def __init__(self, n_actions: int = 3) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.trunk = nn.Sequential(nn.Conv2d(4, 4, 4, stride=2), nn.ReLU(), nn.Flatten())
+        self.v = nn.Linear(4 * 7 * 7, 1)
+        self.a = nn.Linear(4 * 7 * 7, n_actions)
+
+    def value(self, obs):
+        return self.v(self.trunk(obs.float() / 255))
+
+    def advantage(self, obs):
+        return self.a(self.trunk(obs.float() / 255))
+
+    def streams(self, obs):
+        phi = self.trunk(obs.float() / 255)
+        return self.v(phi), self.a(phi)
+
+
+def _recording(n: int) -> Recording:
+    rng = np.random.default_rng(2)
+    rec = Recording()
+    for i in range(n):
+        rec.frames.append(rng.integers(0, 256, (210, 160, 3), dtype=np.uint8))
+        rec.obs.append(rng.integers(0, 256, (4, 16, 16), dtype=np.uint8))
+        rec.actions.append(i % 3)
+        rec.values.append(0.1 * i)
+        rec.returns.append(0.0)
+    return rec
+
+
+@pytest.mark.parametrize("method", list(SALIENCY_METHODS))
+def test_every_method_makes_a_decodable_video_of_the_asked_length(tmp_path, method):
+    rec = _recording(3)
+    opts = MapOptions("newest", time_window=2)
+    sal_v, sal_a = stream_saliency(TinyDueling(), rec.obs, method, opts, batch_size=2, progress=False)
+    assert sal_v.shape == sal_a.shape == (3, 16, 16) and (sal_v >= 0).all() and sal_v.sum() > 0
+    path = render_recording(rec, sal_v, sal_a, tmp_path / f"{method}.mp4", "panels", progress=False, method=method)
+    assert np.stack(list(iio.imiter(path))).shape[0] == 3
+    gif = render_recording(rec, sal_v, sal_a, tmp_path / "o.gif", "overlay", max_frames=2, zoom=1, progress=False)
+    assert np.stack(list(iio.imiter(gif))).shape[:3] == (2, 34 + 210, 160)
+
+
+def test_video_plays_at_game_speed_and_summary_has_focus(tmp_path):
+    rec = _recording(4)
+    sal_v, sal_a = stream_saliency(TinyDueling(), rec.obs, "gradient", progress=False)
+    path = render_recording(rec, sal_v, sal_a, tmp_path / "v.mp4", progress=False)
+    import imageio.v2 as imageio
+
+    reader = imageio.get_reader(path)
+    assert reader.get_meta_data()["fps"] == pytest.approx(GAME_FPS)  # one frame per agent step, 15 steps/s
+    reader.close()
+    summary = summarize(rec, sal_v, sal_a, "ALE/Pong-v5")
+    assert set(summary["focus"]) >= {"value", "advantage", "value_advantage_correlation"}
+    assert summarize(rec, sal_v, sal_a, "ALE/Qbert-v5")["focus"] is None
+
+
+def test_unknown_method_in_the_pipeline(tmp_path):
+    with pytest.raises(AnalysisError, match="Did you mean: guided-backprop"):
+        stream_saliency(TinyDueling(), _recording(1).obs, "guided-backprob", progress=False)
 
 
 def test_sensitivity_figure_and_tensorboard(tmp_path):
