@@ -9,23 +9,31 @@ scalar tag; default: the held-out and episodic numbers of every trainer, see
 and the mean, each with a percentile-bootstrap confidence interval (``heed.analysis.stats``).
 Written to ``SWEEP_DIR/aggregate/``: ``table.md`` (ready for RESULTS.md, also printed),
 ``summary.json``, one PNG per metric with an IQM line and CI band per configuration, and
-``tensorboard/CONFIG/`` with the same curves (``TAG/iqm``, ``TAG/ci_low``, ``TAG/ci_high``).
+``tensorboard/CONFIG/`` with the same curves (``TAG/iqm``, ``TAG/ci_low``, ``TAG/ci_high``). Files of
+these names there are replaced only when heed wrote them (or with ``--overwrite``).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import tyro
 
-from heed.agents.common.checkpoint import write_json_atomic
+from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.common.safe_io import (
+    OutputFolder,
+    check_file_name,
+    disk_errors,
+    read_json_object,
+    write_json_atomic,
+)
+from heed.agents.common.validate import Range, validate
 from heed.analysis import runs, stats
 
 
@@ -39,14 +47,16 @@ class Config:
     """TensorBoard scalar tags to aggregate (shell patterns; '*' for every tag)"""
     x: Literal["step", "cpu_seconds"] = "step"
     """x axis of the curves: the trainer's step counter, or training CPU seconds (where charts/cpu_seconds is logged)"""
-    level: float = 0.95
+    level: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.95
     """confidence level of the bootstrap intervals"""
-    resamples: int = 2000
+    resamples: Annotated[int, Range(1, 1_000_000)] = 2000
     """bootstrap resamples"""
-    points: int = 200
+    points: Annotated[int, Range(2, 100_000)] = 200
     """at most this many points per curve"""
     out_dir: Path | None = None
     """where the table, JSON, PNGs and TensorBoard curves go (default SWEEP_DIR/aggregate)"""
+    overwrite: bool = False
+    """replace existing files of the output names that heed did not write"""
 
 
 def load_trials(sweep_dir: Path) -> dict[str, dict[int, Path]]:
@@ -54,9 +64,14 @@ def load_trials(sweep_dir: Path) -> dict[str, dict[int, Path]]:
     require(sweep_dir.is_dir(), f"no sweep folder at '{sweep_dir}'")
     groups: dict[str, dict[int, Path]] = defaultdict(dict)
     for record_path in sorted((sweep_dir / "trials").glob("*.json")):  # the sweep's records (heed.agents.sweep)
-        record = json.loads(record_path.read_text())
-        if record.get("status") == "done":
-            groups[record["group"]][int(record["seed"])] = sweep_dir / record_path.stem
+        record = read_json_object(record_path, "trial record", root=sweep_dir / "trials")
+        if record.get("status") != "done":
+            continue
+        group, seed = record.get("group"), record.get("seed")
+        if not isinstance(group, str) or not isinstance(seed, int) or isinstance(seed, bool):
+            raise HeedError(f"trial record '{record_path}' has no group name or integer seed")
+        check_file_name(group, f"the group of trial record '{record_path}'")
+        groups[group][seed] = sweep_dir / record_path.stem
     require(groups, f"'{sweep_dir}' holds no finished trial (trials/NAME.json saying done); run heed sweep first")
     return dict(sorted(groups.items()))
 
@@ -113,15 +128,31 @@ def plot(metric: str, bands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray,
 
 def main(cfg: Config) -> list[dict]:
     """Aggregate; write the outputs; return the summary rows."""
-    require(0 < cfg.level < 1, "--level must be between 0 and 1")
-    require(cfg.resamples >= 1 and cfg.points >= 2, "--resamples must be >= 1 and --points >= 2")
+    validate(cfg)
     groups = load_trials(cfg.sweep_dir)
     out = cfg.out_dir or cfg.sweep_dir / "aggregate"
-    out.mkdir(parents=True, exist_ok=True)
     scalars = {g: {seed: runs.read_scalars(d) for seed, d in seeds.items()} for g, seeds in groups.items()}
     all_tags = {tag for seeds in scalars.values() for s in seeds.values() for tag in s}
     metrics = runs.select(all_tags, cfg.metrics)
     require(metrics, f"no scalar tag matches {', '.join(cfg.metrics)}; the trials log: {', '.join(sorted(all_tags)[:12])}")
+    folder = OutputFolder(out, cfg.overwrite)
+    table_md, summary_json = folder.claim("table.md"), folder.claim("summary.json")
+    pngs = {metric: folder.claim(f"{metric.replace('/', '_')}.png", "a metric tag") for metric in metrics}
+    with disk_errors(out):
+        rows, figures = _aggregate(cfg, groups, scalars, metrics, out, pngs)
+        table = markdown(rows, cfg.level)
+        table_md.write_text(table + "\n")
+        write_json_atomic(summary_json, {"level": cfg.level, "resamples": cfg.resamples, "rows": rows,
+                                         "figures": {k: str(v) for k, v in figures.items()}})
+    print(table)
+    print(f"\nwrote {table_md}, summary.json, {len(figures)} PNG(s) and TensorBoard curves "
+          f"(tensorboard --logdir {out / 'tensorboard'})")
+    return rows
+
+
+def _aggregate(cfg: Config, groups: dict[str, dict[int, Path]], scalars: dict, metrics: list[str], out: Path,
+               pngs: dict[str, Path]) -> tuple[list[dict], dict[str, Path]]:
+    """The summary rows, and the PNG written per metric (with the TensorBoard curves beside them)."""
     rows, figures = [], {}
     from torch.utils.tensorboard import SummaryWriter
 
@@ -150,17 +181,10 @@ def main(cfg: Config) -> list[dict]:
                 low, high = stats.bootstrap_ci(values, stats.iqm, cfg.level, cfg.resamples)
             bands[group] = (x, stats.iqm(values), low, high)
         if bands:
-            figures[metric] = out / f"{metric.replace('/', '_')}.png"
+            figures[metric] = pngs[metric]
             plot(metric, bands, "training CPU seconds" if cfg.x == "cpu_seconds" else "step", cfg.level, figures[metric])
-    table = markdown(rows, cfg.level)
-    (out / "table.md").write_text(table + "\n")
-    write_json_atomic(out / "summary.json", {"level": cfg.level, "resamples": cfg.resamples, "rows": rows,
-                                             "figures": {k: str(v) for k, v in figures.items()}})
-    print(table)
-    print(f"\nwrote {out / 'table.md'}, summary.json, {len(figures)} PNG(s) and TensorBoard curves "
-          f"(tensorboard --logdir {out / 'tensorboard'})")
-    return rows
+    return rows, figures
 
 
 if __name__ == "__main__":
-    cli_main(lambda: main(tyro.cli(Config, args=sys.argv[1:], description=__doc__)))
+    cli_main(lambda: main(parse_config(Config, args=sys.argv[1:], prog="heed aggregate", description=__doc__)))

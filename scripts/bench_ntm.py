@@ -24,12 +24,15 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
-import tyro
 
-from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.common.cli import parse_config
+from heed.agents.common.errors import HeedError, cli_main
+from heed.agents.common.safe_io import claim_output_file, disk_errors
+from heed.agents.common.validate import Range, SeedRange, validate
 from heed.agents.cores.ntm import NTMConfig
 from heed.agents.parts import build_model
 from heed.agents.trainers import sequence_utils as su
@@ -43,16 +46,18 @@ class Config:
     """path to a (patched) checkout of loudinthecloud/pytorch-ntm"""
     extra_path: Path | None = None
     """a directory with attrs and argcomplete for the reference (pip install --target DIR attrs argcomplete)"""
-    batch_size: int = 32
+    batch_size: Annotated[int, Range(1, 4096)] = 32
     """heed's batch besides batch 1"""
-    window_seconds: float = 5.0
+    window_seconds: Annotated[float, Range(0, 3600, lo_open=True)] = 5.0
     """CPU seconds per window"""
-    windows: int = 3
+    windows: Annotated[int, Range(1, 1000)] = 3
     """windows per contender"""
-    seed: int = 0
+    seed: Annotated[int, SeedRange] = 0
     """seed for both"""
     json_out: Path | None = None
     """also write the results as JSON here"""
+    overwrite: bool = False
+    """let --json-out replace an existing file that heed did not write"""
 
 
 def load_reference(cfg: Config):
@@ -124,8 +129,9 @@ def window(contender, seconds: float) -> float:
 
 def main(cfg: Config) -> dict:
     """Run the alternating windows; print a markdown table; return the results."""
-    require(cfg.windows >= 1 and cfg.window_seconds > 0 and cfg.batch_size >= 1, "windows, seconds, batch must be positive")
+    validate(cfg)
     modules = load_reference(cfg)
+    json_out = claim_output_file(cfg.json_out, cfg.overwrite, "--json-out") if cfg.json_out is not None else None
     torch.set_num_threads(1)
     contenders = {
         "pytorch-ntm, batch 1": Reference(modules, cfg.seed),
@@ -146,11 +152,11 @@ def main(cfg: Config) -> dict:
         rows.append({"contender": name, "median": med, "min": min(values), "max": max(values), "ratio": med / base})
         print(f"| {name} | {med:.1f} ({min(values):.1f}-{max(values):.1f}) | {med / base:.2f}x |")
     result = {"config": {k: str(v) for k, v in vars(cfg).items()}, "rows": rows, "torch": torch.__version__}
-    if cfg.json_out is not None:
-        Path(cfg.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json_out).write_text(json.dumps(result, indent=2))
+    if json_out is not None:
+        with disk_errors(json_out):
+            json_out.write_text(json.dumps(result, indent=2))
     return result
 
 
 if __name__ == "__main__":
-    cli_main(lambda: main(tyro.cli(Config)))
+    cli_main(lambda: main(parse_config(Config, prog="bench_ntm.py", description=__doc__)))

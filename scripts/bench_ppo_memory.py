@@ -8,22 +8,25 @@ For every core (feedforward, LSTM, GRU, NTM, DNC) it trains recurrent PPO on
 evaluates 200 greedy episodes, and stops at the first L below ``--threshold`` success ("largest L
 solved" = the last L that passed). Then sb3-contrib's ``RecurrentPPO`` (LSTM) and heed's LSTM train
 on the same env, budget and matched hyperparameters in this one process: success and wall-clock.
-Results are written to ``--out`` (JSON) after every run and printed as markdown.
+Results are written to ``--out`` (JSON) after every run and printed as markdown; an existing ``--out``
+is replaced only when heed wrote it (or with ``--overwrite``), and every option is checked before the
+first run starts.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
-import tyro
 
+from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import cli_main
+from heed.agents.common.safe_io import claim_output_file, disk_errors, write_json_atomic
 from heed.agents.common.session import RunConfig
+from heed.agents.common.validate import AtLeastOne, Range, SeedRange, UnitInterval, validate
 from heed.agents.trainers import ppo as trainer
 
 
@@ -33,45 +36,51 @@ class Config:
 
     cores: tuple[str, ...] = ("mlp", "lstm", "ntm", "dnc", "gru")
     """Policy cores to sweep."""
-    lengths: tuple[int, ...] = (1, 2, 4, 8, 16)
+    lengths: Annotated[tuple[int, ...], Range(0, 1_000_000)] = (1, 2, 4, 8, 16)
     """Memory lengths L, tried in order until one fails."""
-    total_steps: int = 24_576
+    total_steps: Annotated[int, AtLeastOne] = 24_576
     """Env steps per run (the same for every core and L)."""
-    threshold: float = 0.9
+    threshold: Annotated[float, UnitInterval] = 0.9
     """Success rate that counts as solved."""
-    seed: int = 1
+    seed: Annotated[int, SeedRange] = 1
     """Seed of every run."""
-    n_envs: int = 32
+    n_envs: Annotated[int, Range(1, 1024)] = 32
     """Parallel envs."""
-    n_steps: int = 32
+    n_steps: Annotated[int, Range(1, 65_536)] = 32
     """Steps per env per rollout (one BPTT sequence)."""
-    n_minibatches: int = 2
+    n_minibatches: Annotated[int, Range(1, 1_000_000)] = 2
     """Minibatches per epoch."""
-    n_epochs: int = 4
+    n_epochs: Annotated[int, Range(1, 1000)] = 4
     """Epochs per rollout."""
-    hidden_size: int = 64
+    hidden_size: Annotated[int, Range(1, 4096)] = 64
     """Core hidden size (the other core fields: PPO's defaults, agents/trainers/ppo.py PPO_CORE_DEFAULTS)."""
-    eval_episodes: int = 200
+    eval_episodes: Annotated[int, Range(1, 1_000_000)] = 200
     """Greedy evaluation episodes per run."""
     sweep: bool = True
     """Run the sweep over cores and lengths."""
-    sb3_length: int = 8
+    sb3_length: Annotated[int, Range(-1, 1_000_000)] = 8
     """Memory length of the heed-vs-sb3-contrib LSTM comparison (-1 = skip it)."""
     runs_root: Path = Path("runs/bench_ppo_memory")
     """Where the runs go."""
     out: Path = Path("docs/figures/ppo_memory_bench.json")
     """Results JSON (rewritten after each run)."""
+    overwrite: bool = False
+    """let --out replace an existing file that heed did not write"""
 
 
-def heed_run(cfg: Config, core: str, length: int) -> dict[str, Any]:
-    """Train and evaluate one heed policy; returns success rate and train seconds."""
-    tcfg = trainer.Config(
+def trial_config(cfg: Config, core: str, length: int) -> trainer.Config:
+    """The PPO trainer config of one run of the benchmark."""
+    return trainer.Config(
         core=replace(trainer.core_config(core), hidden_size=cfg.hidden_size), memory_length=length,
         total_steps=cfg.total_steps, n_envs=cfg.n_envs, n_steps=cfg.n_steps, n_minibatches=cfg.n_minibatches,
         n_epochs=cfg.n_epochs, eval_episodes=cfg.eval_episodes, checkpoint_every=10**9,
         run=RunConfig(seed=cfg.seed, progress=False, run_dir=cfg.runs_root / f"{core}_L{length}_s{cfg.seed}"),
     )
-    result = trainer.main(tcfg)
+
+
+def heed_run(cfg: Config, core: str, length: int) -> dict[str, Any]:
+    """Train and evaluate one heed policy; returns success rate and train seconds."""
+    result = trainer.main(trial_config(cfg, core, length))
     return {"core": core, "L": length, "success": result["eval"]["success_rate"],
             "train_seconds": round(result["train_seconds"], 1), "run_dir": result["run_dir"]}
 
@@ -98,14 +107,20 @@ def sb3_run(cfg: Config, length: int) -> dict[str, Any]:
 
 
 def main(cfg: Config) -> dict[str, Any]:
+    """Run the sweep and the comparison; write ``--out`` after every run; return the results."""
+    validate(cfg)
+    trials = [(core, length) for core in (cfg.cores if cfg.sweep else ()) for length in cfg.lengths]
+    trials += [("lstm", cfg.sb3_length)] if cfg.sb3_length >= 0 else []
+    for core, length in trials:  # unknown cores and out-of-range sizes: refused before the first run
+        validate(trial_config(cfg, core, length))
+    out = claim_output_file(cfg.out, cfg.overwrite, "--out")
     torch.set_num_threads(1)
     results: dict[str, Any] = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()},
                                "sweep": [], "largest_solved": {}, "sb3": []}
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     def dump() -> None:
-        out.write_text(json.dumps(results, indent=2))
+        with disk_errors(out):
+            write_json_atomic(out, results)
 
     if cfg.sweep:
         for core in cfg.cores:
@@ -130,4 +145,4 @@ def main(cfg: Config) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    cli_main(lambda: main(tyro.cli(Config)))
+    cli_main(lambda: main(parse_config(Config, prog="bench_ppo_memory.py", description=__doc__)))

@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     name = argv[0].replace("_", "-")
     if name not in COMMANDS:
-        print(f"error: unknown command '{argv[0]}'.{suggest(name, COMMANDS)}\n\n{usage()}", file=sys.stderr)
+        print(f"error: unknown command '{argv[0]}'.{suggest(name, COMMANDS)} (heed --help lists the commands)",
+              file=sys.stderr)
         raise SystemExit(2)
     module = COMMANDS[name][0]
     if importlib.util.find_spec(module) is None:  # pragma: no cover - a broken install

@@ -5,7 +5,9 @@
 ``--checkpoint`` takes a run dir (its latest checkpoint), a checkpoint dir or shipped weights.
 "Length" is the task's own length (copy/repeat-copy length, number of associative-recall items,
 n-gram sequence length, vectors to sort). ``--export DIR`` also writes the weights as fp16
-safetensors with the meta (how ``agents/pretrained/`` is made).
+safetensors with the meta (how ``agents/pretrained/`` is made): a new or empty folder, or a heed
+checkpoint folder; anything else there is refused, never emptied. ``--json-out`` replaces only a
+file heed wrote (or any, with ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -13,13 +15,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import torch
-import tyro
 
 from heed.agents.common.checkpoint import save_checkpoint
-from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.common.cli import parse_config
+from heed.agents.common.errors import HeedError, cli_main
+from heed.agents.common.safe_io import claim_output_file, disk_errors
+from heed.agents.common.validate import Range, SeedRange, validate
 from heed.agents.trainers import sequence_utils as su
+
+#: the longest test length and the most test sequences per length (the test batches are held in memory)
+MAX_LENGTH = 10_000
+MAX_SEQUENCES = 100_000
 
 
 @dataclass(frozen=True)
@@ -28,28 +37,32 @@ class Config:
 
     checkpoint: Path
     """run dir, checkpoint dir or shipped weights dir (e.g. agents/pretrained/ntm-copy)"""
-    lengths: tuple[int, ...] = field(default_factory=lambda: (10, 20, 30, 50, 80, 120))
+    lengths: Annotated[tuple[int, ...], Range(1, MAX_LENGTH)] = field(default_factory=lambda: (10, 20, 30, 50, 80, 120))
     """test lengths"""
-    sequences: int = 128
+    sequences: Annotated[int, Range(1, MAX_SEQUENCES)] = 128
     """test sequences per length"""
-    batch_size: int = 32
+    batch_size: Annotated[int, Range(1, 65_536)] = 32
     """sequences per forward pass"""
-    seed: int = 12345
-    """seed of the test sequences"""
-    threads: int = 1
+    seed: Annotated[int, SeedRange] = 12345
+    """seed of the test sequences (length n uses seed + n)"""
+    threads: Annotated[int, Range(1, 1024)] = 1
     """torch CPU threads"""
     json_out: Path | None = None
     """also write the table as JSON here"""
     export: Path | None = None
-    """write the model as fp16 safetensors + meta.json into this dir"""
+    """write the model as fp16 safetensors + meta.json into this dir (new, empty or a heed checkpoint)"""
+    overwrite: bool = False
+    """let --json-out replace an existing file that heed did not write"""
 
 
 def main(cfg: Config) -> list[dict]:
     """Print one row per length; return the rows."""
-    require(cfg.sequences >= 1 and cfg.batch_size >= 1, "--sequences and --batch-size must be >= 1")
-    require(all(n >= 1 for n in cfg.lengths), "--lengths must be positive")
+    validate(cfg)
+    if not cfg.lengths:
+        raise HeedError("--lengths needs at least one length")
     torch.set_num_threads(cfg.threads)
     model, task, ckpt = su.load_sequence_model(str(cfg.checkpoint))
+    json_out = claim_output_file(cfg.json_out, cfg.overwrite, "--json-out") if cfg.json_out is not None else None
     if not hasattr(task, "fixed_length"):
         raise HeedError(f"task '{ckpt.meta['task']}' has no fixed_length(): it cannot be tested per length")
     memory = getattr(getattr(model, "core", None), "memory_size", None)
@@ -78,9 +91,9 @@ def main(cfg: Config) -> list[dict]:
         rows.append(row)
     if memory is not None and max(cfg.lengths) > memory:
         print(f"note: lengths above the memory size ({memory}) overwrite earlier rows")
-    if cfg.json_out is not None:
-        Path(cfg.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(cfg.json_out).write_text(json.dumps(rows, indent=2))
+    if json_out is not None:
+        with disk_errors(json_out):
+            json_out.write_text(json.dumps(rows, indent=2))
     if cfg.export is not None:
         params = {name for name, _ in model.named_parameters()}  # buffers (memory_init) stay fp32
         tensors = {k: v.half() if k in params else v for k, v in model.state_dict().items()}
@@ -91,4 +104,4 @@ def main(cfg: Config) -> list[dict]:
 
 
 if __name__ == "__main__":
-    cli_main(lambda: main(tyro.cli(Config)))
+    cli_main(lambda: main(parse_config(Config, prog="evaluate_memory.py", description=__doc__)))

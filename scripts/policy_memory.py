@@ -12,7 +12,8 @@ for every action step t and every observation step s (the sequential Jacobian, G
 - ``<prefix>.json``: per episode, the input step where the decision's sensitivity peaks, and the return.
 
 Derivatives are taken with respect to the observations the policy sees (normalised, if the run used
-``--norm-obs``).
+``--norm-obs``). ``--prefix`` is a plain file name prefix: every output stays in ``--out-dir``, and
+files of these names there are replaced only when heed wrote them (or with ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
-import tyro
 
+from heed.agents.common.checkpoint import load_checkpoint
+from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main
+from heed.agents.common.safe_io import OutputFolder, check_file_name, disk_errors
+from heed.agents.common.validate import Range, SeedRange, config_from_dict, validate
 from heed.agents.ppo import RecurrentPPO
 from heed.analysis import policy_figures as pf
 
@@ -39,28 +43,40 @@ class Config:
     """A ppo run dir (its latest checkpoint) or a checkpoint dir."""
     env: str | None = None
     """Env id (default: the run's)."""
-    memory_length: int | None = None
+    memory_length: Annotated[int | None, Range(0, 1_000_000)] = None
     """heed/MemoryLength-v0: override the run's L."""
-    episodes: int = 8
+    episodes: Annotated[int, Range(1, 10_000)] = 8
     """Greedy episodes to analyse (the figure and video show the first)."""
-    max_steps: int = 200
+    max_steps: Annotated[int, Range(1, 10_000)] = 200
     """Cut episodes longer than this."""
-    seed: int = 0
+    seed: Annotated[int, SeedRange] = 0
     """Env seed of the first episode (episode i uses seed + i)."""
     out_dir: Path | None = None
     """Where the outputs go (default: RUN/analysis)."""
     prefix: str = "policy_memory"
-    """File name prefix."""
+    """File name prefix (a plain name: the files stay in --out-dir)."""
     video: bool = True
     """Write the mp4."""
-    fps: int = 2
+    fps: Annotated[int, Range(1, 240)] = 2
     """Video frame rate."""
+    overwrite: bool = False
+    """replace existing files of the output names that heed did not write"""
 
 
-def _normaliser(model: RecurrentPPO, trainer_cfg: dict[str, Any]):
+def _trainer_options(saved: Any, where: str):
+    """The env, L and observation normalisation a PPO checkpoint was trained with, types and ranges checked."""
+    from heed.agents.trainers import ppo as trainer
+
+    if not isinstance(saved, dict):
+        raise HeedError(f"{where}: 'trainer' is not an object")
+    wanted = {k: saved[k] for k in ("env", "memory_length", "norm_obs") if k in saved}
+    return config_from_dict(trainer.Config, wanted, f"{where}: trainer")
+
+
+def _normaliser(model: RecurrentPPO, norm_obs: bool):
     """SB3 VecNormalize's observation transform from the saved statistics (identity if none)."""
     saved = model.saved_normalizer
-    if not trainer_cfg.get("norm_obs") or "obs_rms.mean" not in saved:
+    if not norm_obs or "obs_rms.mean" not in saved:
         return lambda o: o
     mean, var = saved["obs_rms.mean"].numpy(), saved["obs_rms.var"].numpy()
     return lambda o: np.clip((o - mean) / np.sqrt(var + 1e-8), -10.0, 10.0).astype(np.float32)
@@ -96,32 +112,45 @@ def play(model: RecurrentPPO, env, normalise, seed: int, max_steps: int) -> dict
 
 
 def main(cfg: Config) -> dict[str, Any]:
-    from heed.analysis.sequential import sensitivity_matrix
+    """Play the episodes, write the figures, video and JSON into ``--out-dir``; return the summary."""
     from heed.envs.registration import make_env
 
+    validate(cfg)
+    if cfg.prefix:
+        check_file_name(cfg.prefix, "--prefix")  # before any loading: the outputs stay in --out-dir
     torch.set_num_threads(1)
-    model = RecurrentPPO.load(str(cfg.run))
-    from heed.agents.common.checkpoint import load_checkpoint
-
-    trainer_cfg = load_checkpoint(str(cfg.run), expect_kind="ppo").config.get("trainer", {})
-    env_id = cfg.env or trainer_cfg.get("env")
+    ckpt = load_checkpoint(str(cfg.run), expect_kind="ppo")
+    model = RecurrentPPO.from_checkpoint(ckpt)
+    saved = ckpt.config.get("trainer", {})
+    trained = _trainer_options(saved, f"checkpoint '{ckpt.path}'")
+    env_id = cfg.env or (trained.env if "env" in saved else None)
     if env_id is None:
         raise HeedError("the checkpoint does not name its env: pass --env")
     kwargs = {}
-    length = cfg.memory_length if cfg.memory_length is not None else trainer_cfg.get("memory_length")
+    length = cfg.memory_length if cfg.memory_length is not None else trained.memory_length
     if env_id == "heed/MemoryLength-v0" and length is not None:
         kwargs["memory_length"] = length
+    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else Path(cfg.run) / "analysis"
+    folder = OutputFolder(out_dir, cfg.overwrite)
+    names = {"figure": "_sensitivity.png", "weightings": "_weightings.png", "json": ".json"}
+    names.update({"video": "_sensitivity.mp4"} if cfg.video else {})
+    files = {key: folder.claim(cfg.prefix + suffix, "--prefix") for key, suffix in names.items()}
     env = make_env(env_id, **kwargs)
     if "rgb_array" in env.metadata.get("render_modes", []):
         env = make_env(env_id, render_mode="rgb_array", **kwargs)
-    normalise = _normaliser(model, trainer_cfg)
     model.policy.eval()
-    out_dir = Path(cfg.out_dir) if cfg.out_dir is not None else Path(cfg.run) / "analysis"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with disk_errors(out_dir):
+        return _analyse(cfg, model, env, env_id, kwargs, _normaliser(model, trained.norm_obs), files)
 
+
+def _analyse(cfg: Config, model: RecurrentPPO, env, env_id: str, kwargs: dict[str, Any], normalise,
+             files: dict[str, Path]) -> dict[str, Any]:
+    from heed.analysis.sequential import sensitivity_matrix
+
+    length = kwargs.get("memory_length")
     episodes, profiles = [], []
     first: dict[str, Any] = {}
-    for i in range(max(1, cfg.episodes)):
+    for i in range(cfg.episodes):
         ep = play(model, env, normalise, cfg.seed + i, cfg.max_steps)
         sens = sensitivity_matrix(model.policy.logits_fn(), ep["obs"][None])[0]  # [T, T]
         decision = sens[-1]
@@ -134,7 +163,7 @@ def main(cfg: Config) -> dict[str, Any]:
     lengths = {len(p) for p in profiles}
     prof = np.stack(profiles) if len(lengths) == 1 else None
     paths = {"figure": str(pf.sensitivity_figure(
-        first["sens"], out_dir / f"{cfg.prefix}_sensitivity.png", profiles=prof,
+        first["sens"], files["figure"], profiles=prof,
         title=f"{model.policy.core_name} policy on {env_id}{f' (L = {length})' if 'memory_length' in kwargs else ''}",
     ))}
     ep = first["ep"]
@@ -142,19 +171,19 @@ def main(cfg: Config) -> dict[str, Any]:
     if heads:
         from heed.analysis.memory_figures import weighting_heatmaps
 
-        paths["weightings"] = str(weighting_heatmaps(heads, out_dir / f"{cfg.prefix}_weightings.png",
+        paths["weightings"] = str(weighting_heatmaps(heads, files["weightings"],
                                                      title=f"{model.policy.core_name} weightings over the episode"))
     if cfg.video:
         from heed.analysis.memory_figures import write_video
 
         frames = pf.sensitivity_frames(first["sens"], ep["obs"], ep["renders"], ep["actions"])
-        paths["video"] = str(write_video(frames, out_dir / f"{cfg.prefix}_sensitivity.mp4", fps=cfg.fps))
+        paths["video"] = str(write_video(frames, files["video"], fps=cfg.fps))
     summary = {"run": str(cfg.run), "env": env_id, "env_kwargs": kwargs, "core": model.policy.core_name,
                "episodes": episodes, "peak_at_step_0": float(np.mean([e["peak_step"] == 0 for e in episodes])),
                "paths": paths}
-    (out_dir / f"{cfg.prefix}.json").write_text(json.dumps(summary, indent=2))
+    files["json"].write_text(json.dumps(summary, indent=2))
     return summary
 
 
 if __name__ == "__main__":
-    cli_main(lambda: main(tyro.cli(Config)))
+    cli_main(lambda: main(parse_config(Config, prog="policy_memory.py", description=__doc__)))

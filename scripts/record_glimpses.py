@@ -4,39 +4,47 @@
 
 Writes ``<out>/glimpse_path.png`` (every glimpse of each image, numbered, with its retina boxes or
 DRAW read window) and ``<out>/glimpse_path.{gif,mp4}`` (one frame per glimpse, images side by side).
-Images are held-out test canvases; RAM's path is one stochastic sample (``--seed``).
+Images are held-out test canvases; RAM's path is one stochastic sample (``--seed``). Files of these
+names in the output folder are replaced only when heed wrote them (or with ``--overwrite``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
-import tyro
 
 from heed.agents.common.checkpoint import load_checkpoint, load_module_state
-from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.common.cli import parse_config
+from heed.agents.common.errors import HeedError, cli_main
+from heed.agents.common.safe_io import OutputFolder, disk_errors
+from heed.agents.common.validate import Range, SeedRange, validate
 from heed.analysis.glimpse_figures import glimpse_frames, path_figure, write_video
 
 
 @dataclass(frozen=True)
 class Config:
+    """Glimpse paths of a trained glimpse model: a still and a video."""
+
     run_dir: str
     """A glimpse run folder (its latest checkpoint is used) or a checkpoint folder."""
     out: str | None = None
     """Output folder (default: <run_dir>/recordings)."""
-    count: int = 4
+    count: Annotated[int, Range(1, 64)] = 4
     """Number of test images to record."""
-    seed: int = 0
+    seed: Annotated[int, SeedRange] = 0
     """Seed for choosing the test images and for RAM's stochastic glimpse path."""
-    video: str = "gif"
+    video: Literal["gif", "mp4"] = "gif"
     """Video format: gif or mp4."""
-    fps: float = 2.0
+    fps: Annotated[float, Range(0.1, 240)] = 2.0
     """Video frames (glimpses) per second."""
-    scale: int = 4
+    scale: Annotated[int, Range(1, 32)] = 4
     """Pixel upscaling of the video frames."""
+    overwrite: bool = False
+    """replace existing files of the output names that heed did not write"""
 
 
 def main(cfg: Config) -> dict[str, Path]:
@@ -44,8 +52,9 @@ def main(cfg: Config) -> dict[str, Path]:
     from heed.agents.trainers.glimpse import make_model, retina, stored_config
     from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits
 
-    require(cfg.video in ("gif", "mp4"), f"unknown --video '{cfg.video}': use gif or mp4")
-    require(cfg.count >= 1, "--count must be at least 1")
+    validate(cfg)
+    if cfg.video not in ("gif", "mp4"):  # the in-process API is not checked by the parser
+        raise HeedError(f"unknown --video '{cfg.video}': use gif or mp4")
     torch.set_num_threads(1)
     ckpt = load_checkpoint(cfg.run_dir)
     if not ckpt.kind.startswith("glimpse-"):
@@ -53,6 +62,11 @@ def main(cfg: Config) -> dict[str, Path]:
     train_cfg = stored_config(ckpt.config)
     if train_cfg.model == "cnn":
         raise HeedError("a CNN takes no glimpses: record a ram, random or soft run")
+    out_dir = Path(cfg.out) if cfg.out else Path(ckpt.path).parents[1] / "recordings"
+    if cfg.out is None and Path(ckpt.path).parent.name != "checkpoints":
+        out_dir = Path(ckpt.path) / "recordings"
+    folder = OutputFolder(out_dir, cfg.overwrite, "--out")
+    still, video = folder.claim("glimpse_path.png"), folder.claim(f"glimpse_path.{cfg.video}")
     spec = dataset_spec(train_cfg.dataset)
     model = make_model(train_cfg, spec.size)
     load_module_state(model, ckpt.tensors, where=str(ckpt.path))
@@ -70,24 +84,20 @@ def main(cfg: Config) -> dict[str, Path]:
         widths = np.broadcast_to(
             np.array([patch * 2**s for s in range(scales)], float), (*locs.shape[:2], scales)
         )
-    out_dir = Path(cfg.out) if cfg.out else Path(ckpt.path).parents[1] / "recordings"
-    if cfg.out is None and Path(ckpt.path).parent.name != "checkpoints":
-        out_dir = Path(ckpt.path) / "recordings"
     titles = [f"{train_cfg.model}: label {y}, says {p}" for y, p in zip(labels, pred)]
-    still = out_dir / "glimpse_path.png"
-    fig = path_figure(list(images), list(locs), list(widths), titles, still)
     import matplotlib.pyplot as plt
 
-    plt.close(fig)
-    per_image = [
-        glimpse_frames(images[b], locs[b], widths[b], cfg.scale, f"{labels[b]}->{pred[b]}")
-        for b in range(len(images))
-    ]
-    frames = [np.concatenate([f[t] for f in per_image], axis=1) for t in range(locs.shape[1])]
-    video = write_video(frames, out_dir / f"glimpse_path.{cfg.video}", cfg.fps)
+    with disk_errors(out_dir):
+        plt.close(path_figure(list(images), list(locs), list(widths), titles, still))
+        per_image = [
+            glimpse_frames(images[b], locs[b], widths[b], cfg.scale, f"{labels[b]}->{pred[b]}")
+            for b in range(len(images))
+        ]
+        frames = [np.concatenate([f[t] for f in per_image], axis=1) for t in range(locs.shape[1])]
+        video = write_video(frames, video, cfg.fps)
     print(f"wrote {still} and {video}")
     return {"still": still, "video": video}
 
 
 if __name__ == "__main__":
-    cli_main(lambda: main(tyro.cli(Config)))
+    cli_main(lambda: main(parse_config(Config, prog="record_glimpses.py", description=__doc__)))

@@ -7,7 +7,8 @@ Writes ``weightings.png`` (every attention entry, one panel per head), ``copy_fi
 (inputs, targets, outputs above; write and read weightings below) and ``memory.mp4`` (or .gif:
 memory rows over time with the write (red) and read (green) weightings beside them). Works for
 any core: without memory (LSTM) the video shows the hidden state instead, and without attention the
-figure shows only inputs and outputs.
+figure shows only inputs and outputs. Files of these names in ``--out-dir`` are replaced only when
+heed wrote them (or with ``--overwrite``); other files there are left alone.
 """
 
 from __future__ import annotations
@@ -15,13 +16,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
-import tyro
 
+from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import cli_main, require
+from heed.agents.common.safe_io import OutputFolder, disk_errors
+from heed.agents.common.validate import Range, SeedRange, validate
 from heed.agents.trainers import sequence_utils as su
 from heed.analysis import memory_figures as mf
 
@@ -34,14 +37,16 @@ class Config:
     """run dir, checkpoint dir or shipped weights (e.g. agents/pretrained/ntm-copy)"""
     out_dir: Path = Path("recordings/memory")
     """where the PNGs and the video go"""
-    length: int | None = None
+    length: Annotated[int | None, Range(1, 10_000)] = None
     """task length of the episode (default: the task's own sampling)"""
-    seed: int = 0
+    seed: Annotated[int, SeedRange] = 0
     """seed of the episode"""
     video: Literal["mp4", "gif", "none"] = "mp4"
     """video format of the memory contents"""
-    fps: int = 4
+    fps: Annotated[int, Range(1, 240)] = 4
     """video frames per second"""
+    overwrite: bool = False
+    """replace existing files of the output names that heed did not write"""
 
 
 @torch.no_grad()
@@ -72,42 +77,48 @@ def record_episode(model: torch.nn.Module, inputs: torch.Tensor) -> dict[str, np
 
 
 def main(cfg: Config) -> dict[str, str]:
-    """Write the figures and the video; return their paths."""
-    require(cfg.fps >= 1, "--fps must be >= 1")
-    require(cfg.length is None or cfg.length >= 1, "--length must be >= 1")
+    """Write the figures and the video into ``--out-dir``; return their paths."""
+    validate(cfg)
     model, task, ckpt = su.load_sequence_model(str(cfg.checkpoint))
     if cfg.length is not None:
         require(hasattr(task, "fixed_length"), f"task '{ckpt.meta['task']}' has no fixed length")
         task = task.fixed_length(cfg.length)
     batch = task.sample(1, np.random.default_rng(cfg.seed))
     inputs = torch.as_tensor(batch.inputs)
+    out = OutputFolder(cfg.out_dir, cfg.overwrite)
+    names = ["weightings.png", "copy_figure.png", "recording.json"]
+    names += [f"memory.{cfg.video}"] if cfg.video != "none" else []
+    files = {n: out.claim(n) for n in names}  # every refusal before any work
+    with disk_errors(cfg.out_dir):
+        return _record(cfg, model, task, ckpt, inputs, batch, files)
+
+
+def _record(cfg: Config, model, task, ckpt, inputs: torch.Tensor, batch, files: dict[str, Path]) -> dict[str, str]:
     rec = record_episode(model, inputs)
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
-    name = f"{ckpt.meta['core']} on {ckpt.meta['task']}"
+    name = f"{su.model_config_from_meta(ckpt.meta).name} on {ckpt.meta['task']}"
     heads = {}
     for key, value in rec.items():
         if key.startswith("att_") and value.ndim == 3 and key not in ("att_read_modes",):
             for h in range(value.shape[1]):
                 heads[f"{key[4:]}_{h}"] = value[:, h]
     if heads:
-        paths["weightings"] = str(mf.weighting_heatmaps(heads, out_dir / "weightings.png", title=name))
+        paths["weightings"] = str(mf.weighting_heatmaps(heads, files["weightings.png"], title=name))
     targets = batch.targets[0] if task.loss == "bits" else np.eye(task.output_size)[batch.targets[0]]
     outputs = rec["outputs"] * batch.mask[0][:, None]
     paths["copy_figure"] = str(
         mf.copy_figure(batch.inputs[0], outputs, targets, heads.get("write_0"), heads.get("read_0"),
-                       out_dir / "copy_figure.png", title=name)
+                       files["copy_figure.png"], title=name)
     )
     if cfg.video != "none" and "memory" in rec:
         frames = mf.memory_frames(rec["memory"], heads.get("read_0"), heads.get("write_0"))
-        paths["video"] = str(mf.write_video(frames, out_dir / f"memory.{cfg.video}", fps=cfg.fps))
-    (out_dir / "recording.json").write_text(json.dumps({"checkpoint": str(cfg.checkpoint), "seed": cfg.seed,
-                                                        "length": cfg.length, **paths}, indent=2))
+        paths["video"] = str(mf.write_video(frames, files[f"memory.{cfg.video}"], fps=cfg.fps))
+    record = {"checkpoint": str(cfg.checkpoint), "seed": cfg.seed, "length": cfg.length, **paths}
+    files["recording.json"].write_text(json.dumps(record, indent=2))
     for key, path in paths.items():
         print(f"{key}: {path}")
     return paths
 
 
 if __name__ == "__main__":
-    cli_main(lambda: main(tyro.cli(Config)))
+    cli_main(lambda: main(parse_config(Config, prog="record_memory.py", description=__doc__)))

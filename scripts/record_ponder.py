@@ -12,6 +12,9 @@ What it records depends on the run's task:
   at the question step), ponder per step of one story;
 - ``seqcopy``/``reverse``: sequence and symbol accuracy at each ``--eval-lengths`` length;
 - always, for self-attention models: attention maps per head and layer of one sequence (``attention.png``).
+
+Files of these names in the output folder are replaced only when heed wrote them (or with
+``--overwrite``); other files there are left alone.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
-import tyro
 
-from heed.agents.common.errors import cli_main, require
-from heed.agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model
+from heed.agents.common.cli import parse_config
+from heed.agents.common.errors import cli_main
+from heed.agents.common.safe_io import OutputFolder, disk_errors
+from heed.agents.common.validate import Range, SeedRange, validate
+from heed.agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model, model_config_from_meta
 from heed.analysis import ponder_figures as pf
 from heed.envs.babi import BabiTask
 from heed.envs.ponder import addition_digits
@@ -40,18 +46,29 @@ class Config:
     """run dir, checkpoint dir or weights file of a supervised run"""
     out_dir: Path | None = None
     """where summary.json and the figures go (default: CHECKPOINT/ponder)"""
-    sequences: int = 1024
+    sequences: Annotated[int, Range(1, 1_000_000)] = 1024
     """sequences to evaluate (per bAbI task / per length)"""
-    batch_size: int = 64
+    batch_size: Annotated[int, Range(1, 65_536)] = 64
     """evaluation batch size"""
-    eval_lengths: tuple[int, ...] = (40, 400)
+    eval_lengths: Annotated[tuple[int, ...], Range(1, 10_000)] = (40, 400)
     """copy/reverse: evaluate at these exact lengths"""
-    long_batch_size: int = 4
+    long_batch_size: Annotated[int, Range(1, 65_536)] = 4
     """batch size for lengths above 100 (attention maps grow as T^2)"""
-    seed: int = 12345
+    seed: Annotated[int, SeedRange] = 12345
     """seed of the evaluation sequences"""
-    threads: int = 1
+    threads: Annotated[int, Range(1, 1024)] = 1
     """torch CPU threads"""
+    overwrite: bool = False
+    """replace existing files of the output names that heed did not write"""
+
+
+#: the files each kind of task writes (summary.json always)
+OUTPUTS = {
+    "parity": ("ponder_vs_nonzero.png",),
+    "babi": ("ponder_vs_facts.png", "ponder_question_vs_facts.png", "ponder_per_token.png", "attention.png"),
+    "seqcopy": ("attention.png",),
+    "reverse": ("attention.png",),
+}
 
 
 def _run(model, task, batch) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
@@ -239,11 +256,19 @@ def _copy(model, task, cfg: Config, out: Path) -> dict:
 
 def main(cfg: Config) -> dict:
     """Evaluate the checkpoint and write ``summary.json`` and the figures; return the summary."""
-    require(cfg.sequences >= 1 and cfg.batch_size >= 1, "--sequences and --batch-size must be >= 1")
+    validate(cfg)
     torch.set_num_threads(cfg.threads)
     model, task, ckpt = load_sequence_model(str(cfg.checkpoint))
+    name = ckpt.meta["task"]
     out = Path(cfg.out_dir) if cfg.out_dir else Path(cfg.checkpoint) / "ponder"
-    out.mkdir(parents=True, exist_ok=True)
+    folder = OutputFolder(out, cfg.overwrite)
+    for file in ("summary.json", *OUTPUTS.get(name, ("ponder_per_step.png",))):
+        folder.claim(file)  # every refusal before any work
+    with disk_errors(out):
+        return _record(cfg, model, task, ckpt, out)
+
+
+def _record(cfg: Config, model, task, ckpt, out: Path) -> dict:
     name = ckpt.meta["task"]
     if name == "parity":
         summary = _parity(model, task, cfg, out)
@@ -253,10 +278,10 @@ def main(cfg: Config) -> dict:
         summary = _copy(model, task, cfg, out)
     else:
         summary = _stepwise(model, task, cfg, out)
-    summary = {"task": name, "core": ckpt.meta["core"], "counters": ckpt.meta.get("counters", {}), **summary}
+    summary = {"task": name, "core": model_config_from_meta(ckpt.meta).name, "counters": ckpt.meta.get("counters", {}), **summary}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
 if __name__ == "__main__":
-    cli_main(lambda: print(json.dumps(main(tyro.cli(Config)), indent=2)))
+    cli_main(lambda: print(json.dumps(main(parse_config(Config, prog="record_ponder.py", description=__doc__)), indent=2)))

@@ -9,46 +9,52 @@ Without ``--checkpoint`` it trains :class:`CueLSTM` (below) on the cue-recall ta
 :mod:`heed.envs.cue` (the answer is the input at step 0, so input time 0 must light up). With one, it loads a ``scripts/train.py supervised``
 checkpoint and explains the model's logits on one sequence of its task. The figure (PNG) shows the
 ``[T_out, T_in]`` sensitivity matrix and the per-dimension Jacobian of one output step; with
-``--tensorboard DIR`` it is also logged as an image.
+``--tensorboard DIR`` it is also logged as an image. An existing ``--out`` file is replaced only when
+heed wrote it (or with ``--overwrite``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from heed.agents.common.validate import Range, SeedRange
 from heed.envs.cue import CueRecallTask
 
 
 @dataclass(frozen=True)
 class Config:
+    """The sequential Jacobian figure of a trained (or a freshly trained demo) recurrent model."""
+
     checkpoint: Path | None = None
     """a supervised sequence-model checkpoint (run dir or checkpoint dir); none: train the cue-recall LSTM"""
     out: Path = Path("sequential_jacobian.png")
     """where to write the figure (PNG)"""
-    output_time: int = -1
+    output_time: Annotated[int, Range(-100_000, 100_000)] = -1
     """the output step whose Jacobian is drawn per input dimension (negative: from the end)"""
-    steps: int = 24
+    steps: Annotated[int, Range(2, 10_000)] = 24
     """demo model: sequence length T"""
-    hidden: int = 32
+    hidden: Annotated[int, Range(1, 4096)] = 32
     """demo model: LSTM hidden size"""
-    updates: int = 300
+    updates: Annotated[int, Range(0, 1_000_000)] = 300
     """demo model: Adam updates (batch 64); about 300 solve the task"""
-    seed: int = 0
+    seed: Annotated[int, SeedRange] = 0
     """seed of the demo training and of the explained sequence"""
     device: str = "cpu"
     """auto, cpu or cuda"""
     tensorboard: Path | None = None
     """also log the figure to a TensorBoard run in this directory"""
-    threads: int = 0
+    threads: Annotated[int, Range(0, 1024)] = 0
     """torch CPU threads (0: leave torch's default)"""
     progress: bool = True
     """show progress bars"""
+    overwrite: bool = False
+    """let --out replace an existing file that heed did not write"""
 
 
 # ------------------------------------------------------------------ the demo model: an LSTM on cue recall
@@ -149,24 +155,33 @@ def run(cfg: Config) -> dict:
     """Build or load the model, compute the Jacobians, write the figure; returns a summary dict."""
     from heed.agents.common.device import resolve_device
     from heed.agents.common.errors import HeedError, require
+    from heed.agents.common.safe_io import claim_output_file, disk_errors
+    from heed.agents.common.validate import validate
     from heed.analysis.figures import figure_to_array, log_image, save_figure, sequential_jacobian_figure
     from heed.analysis.saliency import AnalysisError
     from heed.analysis.sequential import cue_sensitivity_ratio
 
+    validate(cfg)
     require(cfg.out.suffix.lower() == ".png", f"--out must end in .png, got '{cfg.out}'")
-    require(cfg.steps >= 2 and cfg.hidden >= 1 and cfg.updates >= 0, "--steps >= 2, --hidden >= 1, --updates >= 0")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    build = _demo_model if cfg.checkpoint is None else _checkpoint_model
-    fn, inputs, labels, title, info, marks = build(cfg, device)
+    if cfg.checkpoint is not None:  # a bad checkpoint is refused before an output is claimed
+        fn, inputs, labels, title, info, marks = _checkpoint_model(cfg, device)
+        out = claim_output_file(cfg.out, cfg.overwrite, "--out")
+    else:  # a refused --out costs no training
+        out = claim_output_file(cfg.out, cfg.overwrite, "--out")
+        fn, inputs, labels, title, info, marks = _demo_model(cfg, device)
+    t = cfg.output_time
+    require(-inputs.shape[1] <= t < inputs.shape[1],
+            f"--output-time must be in [{-inputs.shape[1]}, {inputs.shape[1] - 1}] (the sequence has {inputs.shape[1]} steps), got {t}")
     try:
         fig, matrix, _ = sequential_jacobian_figure(fn, inputs, cfg.output_time, title, labels, marks)
     except AnalysisError as exc:
         raise HeedError(str(exc)) from None
-    save_figure(fig, cfg.out)
+    with disk_errors(out):
+        save_figure(fig, out)
     image = figure_to_array(fig)
-    t = cfg.output_time
     summary = {
         **info,
         "figure": str(cfg.out),
@@ -178,9 +193,10 @@ def run(cfg: Config) -> dict:
     if cfg.tensorboard is not None:
         from heed.agents.common.run import open_writer
 
-        writer = open_writer(cfg.tensorboard)
-        log_image(writer, "sequential_jacobian/figure", image)
-        writer.close()
+        with disk_errors(cfg.tensorboard):
+            writer = open_writer(cfg.tensorboard)
+            log_image(writer, "sequential_jacobian/figure", image)
+            writer.close()
     return summary
 
 
@@ -201,9 +217,7 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    import tyro
-
+    from heed.agents.common.cli import parse_config
     from heed.agents.common.errors import cli_main
 
-    config = tyro.cli(Config, description=__doc__)
-    cli_main(lambda: main(config))
+    cli_main(lambda: main(parse_config(Config, prog="sequential_jacobian.py", description=__doc__)))

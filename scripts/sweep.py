@@ -21,11 +21,15 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-import tyro
-
+from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.common.safe_io import read_bytes_capped
+from heed.agents.common.validate import Range, SeedRange, config_from_dict, validate
+
+#: the largest sweep file read
+MAX_TOML_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class Config:
 
     trainer: str = ""
     """trainer to sweep: dqn, supervised, ppo or glimpse"""
-    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
+    seeds: Annotated[tuple[int, ...], SeedRange] = (1, 2, 3, 4, 5)
     """seeds of every configuration"""
     grid: tuple[str, ...] = ()
     """grid axes, each NAME=V1,V2 (the trainer flag --NAME) or 'ALT1 | ALT2' (whole option strings)"""
@@ -46,9 +50,9 @@ class Config:
     """a TOML file with these fields (flags given on the command line override it)"""
     backend: Literal["local", "ray"] = "local"
     """local: a process pool on this machine; ray: Ray Tune (pip install "heed-attention[ray]")"""
-    jobs: int = 0
+    jobs: Annotated[int, Range(0, 4096)] = 0
     """trials at once (0: one per core for local, as many as Ray has CPUs for ray)"""
-    retries: int = 1
+    retries: Annotated[int, Range(0, 100)] = 1
     """attempts after a failure, each resuming from the trial's checkpoint (bad input is not retried)"""
     ray_address: str | None = None
     """a Ray cluster (auto, or ray://HOST:10001); default: a local Ray instance"""
@@ -57,28 +61,29 @@ class Config:
 
 
 def load_toml(path: Path) -> dict:
-    """A sweep file's fields (``options`` may be a string, shell-split, or a list of arguments)."""
+    """A sweep file's fields (``options`` may be a string, shell-split, or a list of arguments), types and
+    ranges checked; a file that is not a small regular UTF-8 file is one line."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         raise HeedError("sweep files need Python 3.11 or later (tomllib); give the options as flags") from None
+    data = read_bytes_capped(path, MAX_TOML_BYTES, "sweep file")
     try:
-        raw = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise HeedError(f"cannot read the sweep file '{path}': {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise HeedError(f"sweep file '{path}' is not UTF-8 text (byte {exc.start})") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
         raise HeedError(f"sweep file '{path}' is not valid TOML: {exc}") from None
     fields = {f.name for f in dataclasses.fields(Config)} - {"config"}
     unknown = sorted(set(raw) - fields)
     require(not unknown, f"sweep file '{path}': unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(fields))}")
     if isinstance(raw.get("options"), str):
-        raw["options"] = shlex.split(raw["options"])
-    for key in ("seeds", "grid", "options"):
-        if key in raw:
-            raw[key] = tuple(raw[key])
-    if "sweep_dir" in raw:
-        raw["sweep_dir"] = Path(raw["sweep_dir"])
-    return raw
+        try:
+            raw["options"] = shlex.split(raw["options"])
+        except ValueError as exc:
+            raise HeedError(f"sweep file '{path}': options: {exc}") from None
+    checked = config_from_dict(Config, raw, f"sweep file '{path}'")
+    return {key: getattr(checked, key) for key in raw}
 
 
 def parse(argv: list[str]) -> Config:
@@ -88,7 +93,7 @@ def parse(argv: list[str]) -> Config:
     if "--config" in head and head.index("--config") + 1 < len(head):
         path = Path(head[head.index("--config") + 1])
         default = Config(**load_toml(path), config=path)
-    cfg = tyro.cli(Config, args=head, default=default, description=__doc__)
+    cfg = parse_config(Config, args=head, prog="heed sweep", description=__doc__, default=default)
     return dataclasses.replace(cfg, options=tuple(tail)) if tail is not None else cfg
 
 
@@ -96,8 +101,9 @@ def main(cfg: Config) -> list[dict]:
     """Expand, validate, record and run the sweep; return every trial's record (``SWEEP_DIR/trials/NAME.json``)."""
     from heed.agents import sweep
 
+    validate(cfg)
     require(cfg.trainer != "", "--trainer is required (dqn, supervised, ppo or glimpse), or a --config file with trainer = ...")
-    require(cfg.jobs >= 0 and cfg.retries >= 0, "--jobs and --retries must be >= 0")
+    require(len(cfg.seeds) > 0, "--seeds needs at least one seed")
     sweep_dir = cfg.sweep_dir or Path("sweeps") / cfg.trainer
     trials = sweep.expand(cfg.trainer, list(cfg.seeds), list(cfg.options), list(cfg.grid), sweep_dir)
     sweep.validate(trials)

@@ -40,11 +40,12 @@ def run(argv: list[str]) -> None:
         return
     name, rest = argv[0], argv[1:]
     if name not in TRAINERS:
-        print(f"error: unknown subcommand '{name}'.{suggest(name, TRAINERS)}\n\n{usage()}", file=sys.stderr)
+        print(f"error: unknown subcommand '{name}'.{suggest(name, TRAINERS)} Subcommands: {', '.join(TRAINERS)} "
+              "(see train.py --help)", file=sys.stderr)
         raise SystemExit(2)
     module = importlib.import_module(TRAINERS[name][0])
-    cfg = parse_config(module.Config, args=rest, prog=f"train.py {name}", description=module.__doc__)
-    cli_main(lambda: module.main(cfg))
+    cli_main(lambda: module.main(parse_config(module.Config, args=rest, prog=f"train.py {name}",
+                                              description=module.__doc__)))
 
 
 if __name__ == "__main__":

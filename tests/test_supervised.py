@@ -156,7 +156,7 @@ def test_ngram_run_logs_the_bayes_optimum_and_summarize_reads_it(tmp_path, capsy
     assert row["task"] == "dynamic-ngrams (length=30)" and row["sequences"] == 8
     assert row["best"] == min(r["eval_bits_per_sequence"] for r in rows)
     assert row["last"] == rows[-1]["eval_bits_per_sequence"]
-    summarize_runs.main([run, tmp_path / "not-a-run"])
+    summarize_runs.main(summarize_runs.Config(runs=(run, tmp_path / "not-a-run")))
     assert "| ng | dynamic-ngrams (length=30) | lstm |" in capsys.readouterr().out
     with pytest.raises(HeedError, match="none of the paths"):
-        summarize_runs.main([tmp_path / "not-a-run"])
+        summarize_runs.main(summarize_runs.Config(runs=(tmp_path / "not-a-run",)))

@@ -218,7 +218,7 @@ def test_aggregate_and_summarize_every_trainer_kind(tmp_path, capsys):
     assert got["ppo", "charts/success_rate"]["iqm"] == pytest.approx(0.03)
     # summarize_runs no longer skips runs that have only events (DQN, PPO)
     capsys.readouterr()
-    summarize_runs.main([tmp_path / "dqn__seed=0", tmp_path / "ppo__seed=0"])
+    summarize_runs.main(summarize_runs.Config(runs=(tmp_path / "dqn__seed=0", tmp_path / "ppo__seed=0")))
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| run | env | model | steps | eval/return last | eval/return best | charts/success_rate last | charts/success_rate best |"
     assert lines[2] == "| dqn__seed=0 |  |  | 200 | 1 | 50 |  |  |"  # last 1.0, best 50.0 (a return: higher is better)

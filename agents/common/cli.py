@@ -61,14 +61,14 @@ def condense_tyro_error(text: str) -> str:
 
 
 def parse_config(cls: type[T], args: Sequence[str] | None = None, prog: str | None = None,
-                 description: str | None = None) -> T:
-    """``tyro.cli(cls, args=...)``; a refused command line prints one line on stderr and exits 2."""
+                 description: str | None = None, default: T | None = None) -> T:
+    """``tyro.cli(cls, args=..., default=...)``; a refused command line prints one line on stderr and exits 2."""
     import tyro
 
     buffer = io.StringIO()
     try:
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            return tyro.cli(cls, args=args, prog=prog, description=description)
+            return tyro.cli(cls, args=args, prog=prog, description=description, default=default)
     except SystemExit as exc:
         if exc.code in (0, None):  # --help
             sys.stdout.write(buffer.getvalue())

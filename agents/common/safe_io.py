@@ -175,3 +175,67 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON to ``path`` atomically (fsynced, then renamed)."""
     text = json.dumps(obj, indent=2, sort_keys=True, default=str)
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+#: the file in an output folder that lists the outputs heed wrote there (so a re-run may replace them)
+OUTPUTS_MANIFEST = ".heed-outputs.json"
+
+
+def check_file_name(name: str, flag: str) -> str:
+    """``name`` if it is one plain file name (no folder part, no ``..``), else one HeedError line."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name or name == OUTPUTS_MANIFEST:
+        raise HeedError(f"{flag} must give a plain file name (no folders, no '..'), got '{name}'")
+    return name
+
+
+class OutputFolder:
+    """A folder a command writes its named outputs into, never replacing a file that heed did not write.
+
+    Every output is claimed by name (:meth:`claim`) before any work that would be lost on refusal:
+    the name must be a plain file name (``--prefix ../../x`` is refused), and an existing file of
+    that name is replaced only when heed wrote it (it is listed in the folder's
+    :data:`OUTPUTS_MANIFEST`) or ``overwrite`` is true (the command's ``--overwrite``). Other files in
+    the folder are never touched. The folder is created when missing; a path that is a file, or a
+    folder that cannot be created (read-only disk, permission), is one line.
+    """
+
+    def __init__(self, root: str | os.PathLike, overwrite: bool = False, flag: str = "--out-dir") -> None:
+        self.root, self.overwrite, self.flag = Path(root), overwrite, flag
+        if self.root.exists() and not self.root.is_dir():
+            raise HeedError(f"{flag} '{self.root}' exists and is not a folder")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # read-only, no permission, a file on the way, a path the system will not make
+            raise HeedError(f"cannot create {flag} '{self.root}': {exc.strerror or exc}") from None
+        self._ours = self._read_manifest()
+
+    def _read_manifest(self) -> set[str]:
+        path = self.root / OUTPUTS_MANIFEST
+        if not path.exists() and not path.is_symlink():
+            return set()
+        try:
+            names = read_json_object(path, "output manifest", root=self.root, max_bytes=1024 * 1024).get("files", [])
+        except HeedError:
+            return set()  # a damaged manifest vouches for nothing: existing files then need --overwrite
+        return {n for n in names if isinstance(n, str)} if isinstance(names, list) else set()
+
+    def claim(self, name: str, flag: str | None = None) -> Path:
+        """The path of output ``name`` inside the folder, recorded as heed's (see the class docstring)."""
+        check_file_name(name, flag or self.flag)
+        path = self.root / name
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise HeedError(f"'{path}' exists and is not a regular file; refusing to write over it")
+        if path.exists() and name not in self._ours and not self.overwrite:
+            raise HeedError(f"'{path}' exists and was not written by heed; refusing to replace it "
+                            "(choose another output path, or pass --overwrite)")
+        if name not in self._ours:
+            self._ours.add(name)
+            with disk_errors(self.root):
+                write_json_atomic(self.root / OUTPUTS_MANIFEST, {"files": sorted(self._ours)})
+        return path
+
+
+def claim_output_file(path: str | os.PathLike, overwrite: bool = False, flag: str = "--out") -> Path:
+    """One output file (``--json-out``, ``--out``) under the rules of :class:`OutputFolder`."""
+    path = Path(path)
+    return OutputFolder(path.parent, overwrite, flag).claim(path.name, flag)
