@@ -26,10 +26,12 @@ heed's checkpoints for sharing are safetensors + JSON: :func:`save_q_network` / 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -38,8 +40,9 @@ import torch.nn.functional as F
 from stable_baselines3 import DQN
 from stable_baselines3.dqn.policies import DQNPolicy
 
-from heed.agents.common.checkpoint import load_checkpoint, load_module_state, save_checkpoint
+from heed.agents.common.checkpoint import checkpoint_meta, load_checkpoint, load_module_state, save_checkpoint
 from heed.agents.common.errors import HeedError
+from heed.agents.common.validate import Range, config_from_dict
 from heed.agents.networks import DuelingQNetwork, NatureConv, build_q_network
 from heed.agents.replay import FrameReplayBuffer, ReplaySample
 
@@ -298,7 +301,9 @@ class DuelingDQN(DQN):
 
 # ---------------------------------------------------------------------------------- checkpoints and play
 def q_network_meta(net: DuelingQNetwork, env_id: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON metadata that lets :func:`load_q_network` rebuild ``net``."""
+    """The JSON metadata that lets :func:`load_q_network` rebuild ``net``: the one checkpoint meta schema
+    (:func:`heed.agents.common.checkpoint.checkpoint_meta`) with the network's ``config`` (env id,
+    observation shape, actions, stream widths); ``extra`` may set ``counters``, ``step``, ``run_id`` and more."""
     arch = [m.out_features for m in net.value_net if isinstance(m, torch.nn.Linear)][:-1]
     config = {
         "env_id": env_id,
@@ -306,7 +311,30 @@ def q_network_meta(net: DuelingQNetwork, env_id: str, extra: dict[str, Any] | No
         "n_actions": int(net.action_space.n),
         "net_arch": arch,
     }
-    return {"kind": KIND, "config": config, **(extra or {})}
+    return checkpoint_meta(KIND, config, **(extra or {}))
+
+
+@dataclass(frozen=True)
+class QNetworkConfig:
+    """What a checkpoint's ``config`` says about its Q-network, with the sizes a loader accepts."""
+
+    env_id: str
+    obs_shape: Annotated[tuple[int, ...], Range(1, 4096)]
+    n_actions: Annotated[int, Range(1, 4096)]
+    net_arch: Annotated[tuple[int, ...], Range(1, 65_536)] = (512,)
+
+
+#: the most input values a loaded Q-network may take (an Atari stack is 4 x 84 x 84 = 28,224)
+MAX_OBS_VALUES = 2**22
+
+
+def q_network_config(values: dict[str, Any], source: str = "the checkpoint's network config") -> QNetworkConfig:
+    """``values`` checked for types and sizes before a network is built from them (one line if not)."""
+    spec = config_from_dict(QNetworkConfig, values, source, ignore_unknown=True)
+    if len(spec.obs_shape) not in (1, 3) or math.prod(spec.obs_shape) > MAX_OBS_VALUES or len(spec.net_arch) > 16:
+        raise HeedError(f"{source}: observation shape {list(spec.obs_shape)} or net_arch {list(spec.net_arch)} "
+                        "is not one a dueling Q-network is built for")
+    return spec
 
 
 def save_q_network(
@@ -328,11 +356,8 @@ def load_q_network(path: str | os.PathLike, device: str | torch.device = "cpu") 
     online net under ``q_net.`` (and the target under ``q_net_target.``); shipped ones hold it bare.
     """
     ckpt = load_checkpoint(path, expect_kind=KIND)
-    cfg = ckpt.config
-    try:
-        net = build_q_network(tuple(cfg["obs_shape"]), int(cfg["n_actions"]), list(cfg["net_arch"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise HeedError(f"checkpoint '{ckpt.path}' has an incomplete config ({exc})") from None
+    spec = q_network_config(ckpt.config, f"checkpoint '{ckpt.path}': its network config")
+    net = build_q_network(spec.obs_shape, spec.n_actions, list(spec.net_arch))
     tensors = ckpt.tensors
     if any(k.startswith("q_net.") for k in tensors):
         tensors = {k[len("q_net.") :]: v for k, v in tensors.items() if k.startswith("q_net.")}

@@ -22,10 +22,13 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
-import tyro
+
+from heed.agents.common.errors import require
+from heed.agents.common.validate import Range, validate
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,17 @@ class Config:
 
     env: str = "ALE/Pong-v5"
     """Atari id."""
-    rounds: int = 5
+    rounds: Annotated[int, Range(1, 1000)] = 5
     """Alternating rounds."""
-    window_steps: int = 2000
+    window_steps: Annotated[int, Range(1, 10_000_000)] = 2000
     """Agent steps per contender per round."""
-    warmup: int = 5000
+    warmup: Annotated[int, Range(1, 10_000_000)] = 5000
     """Agent steps of experience before learning (not timed)."""
-    buffer_size: int = 50_000
+    buffer_size: Annotated[int, Range(32, 10_000_000)] = 50_000
     """Replay capacity (same for all)."""
-    threads: int = 1
+    threads: Annotated[int, Range(1, 1024)] = 1
     """torch threads (the same for every contender)."""
-    heed_envs: tuple[int, ...] = (1, 4)
+    heed_envs: Annotated[tuple[int, ...], Range(1, 256)] = (1, 4)
     """heed vector-env sizes to run."""
     out: Path | None = None
     """Write the table (markdown) here as well."""
@@ -55,14 +58,15 @@ class Config:
 
 
 def heed_contender(cfg: Config, num_envs: int, workdir: Path):
+    from heed.agents.common.session import RunConfig
     from heed.agents.trainers.dqn import Config as TrainConfig
-    from heed.agents.trainers.dqn import DQNTrainer
+    from heed.agents.trainers.dqn import DQNTrainer, start_dqn_run
 
-    trainer = DQNTrainer(TrainConfig(
-        env=cfg.env, total_steps=10**9, seed=0, device="cpu", run_dir=workdir / f"heed{num_envs}",
-        num_envs=num_envs, buffer_size=cfg.buffer_size, learning_starts=cfg.warmup, eval_interval=0,
-        checkpoint_interval=0, progress=False, torch_threads=cfg.threads, n_steps=1,
-    ))
+    flags = RunConfig(seed=0, device="cpu", threads=cfg.threads, run_dir=workdir / f"heed{num_envs}", progress=False)
+    trainer = DQNTrainer(start_dqn_run(TrainConfig(
+        env=cfg.env, total_steps=10**9, num_envs=num_envs, buffer_size=cfg.buffer_size, learning_starts=cfg.warmup,
+        eval_interval=0, checkpoint_interval=0, n_steps=1, run=flags,
+    )))
     trainer.advance(cfg.warmup + 4)
 
     def run(steps: int) -> float:
@@ -187,6 +191,8 @@ def update_ablation(cfg: Config, updates: int = 10) -> str:
 
 
 def main(cfg: Config) -> str:
+    validate(cfg)
+    require(len(cfg.heed_envs) > 0, "--heed-envs needs at least one size")
     torch.set_num_threads(cfg.threads)
     if cfg.ablation:
         table = update_ablation(cfg)
@@ -228,6 +234,7 @@ def main(cfg: Config) -> str:
 
 
 if __name__ == "__main__":
+    from heed.agents.common.cli import parse_config
     from heed.agents.common.errors import cli_main
 
-    cli_main(lambda: main(tyro.cli(Config)))
+    cli_main(lambda: main(parse_config(Config, prog="bench_dqn.py", description=__doc__)))

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
-import tyro
 
-from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.common.cli import parse_config
+from heed.agents.common.errors import HeedError, cli_main
+from heed.agents.common.validate import Range, UnitInterval, validate
 
 
 @dataclass(frozen=True)
@@ -26,15 +28,15 @@ class Config:
 
     checkpoint: Path
     """A shipped agent (agents/pretrained/pong), a checkpoint folder or a run folder."""
-    episodes: int = 10
+    episodes: Annotated[int, Range(1, 100_000)] = 10
     """Full games to play."""
-    epsilon: float = 0.01
+    epsilon: Annotated[float, UnitInterval] = 0.01
     """Exploration during evaluation."""
-    seed: int = 0
+    seed: Annotated[int, Range(0, 2**31 - 1)] = 0
     """Seed of the first game (game i uses seed + i)."""
     video: Path | None = None
     """Write the play of the first game(s) as .mp4 or .gif."""
-    video_steps: int = 5000
+    video_steps: Annotated[int, Range(1, 1_000_000)] = 5000
     """At most this many frames go into the video."""
     device: str = "auto"
     """auto, cpu or cuda."""
@@ -54,10 +56,7 @@ def gif_durations(n: int, fps: float) -> list[int]:
 
 def main(cfg: Config) -> dict:
     """Play, print ``mean ± std`` and return ``{"returns": [...], "mean": m, "std": s}``."""
-    require(cfg.episodes > 0, f"--episodes must be positive, got {cfg.episodes}")
-    require(0.0 <= cfg.epsilon <= 1.0, f"--epsilon must be in [0, 1], got {cfg.epsilon}")
-    require(0 <= cfg.seed < 2**31, f"--seed must be in [0, 2^31), got {cfg.seed}")
-    require(cfg.video_steps > 0, f"--video-steps must be positive, got {cfg.video_steps}")
+    validate(cfg)
     if cfg.video is not None and cfg.video.suffix.lower() not in {".mp4", ".gif"}:
         raise HeedError(f"--video must end in .mp4 or .gif, got '{cfg.video.name}'")
     from heed.agents.common.device import resolve_device
@@ -99,4 +98,4 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    cli_main(lambda: main(tyro.cli(Config)))
+    cli_main(lambda: main(parse_config(Config, prog="evaluate.py", description=__doc__)))

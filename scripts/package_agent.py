@@ -10,16 +10,16 @@ else is refused, so that packaging never deletes a folder it did not create.
 from __future__ import annotations
 
 import csv
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
-import tyro
 
+from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main
+from heed.agents.common.validate import validate
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,15 @@ def read_curves(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
 
 
-def command_from_config(cfg: dict) -> str:
+def command_from_config(cfg: dict[str, Any]) -> str:
+    """The ``train.py dqn`` command of a run's ``config.json`` (the run options are flat flags;
+    an older flat config's ``torch_threads`` is today's ``--threads``)."""
+    from heed.agents.trainers.dqn import migrate_config
+
+    cfg = migrate_config(cfg)
+    flat = {**{k: v for k, v in cfg.items() if k != "run"}, **(cfg.get("run") or {})}
     parts = ["python scripts/train.py dqn"]
-    for key, value in cfg.items():
+    for key, value in flat.items():
         if key in {"resume", "progress"} or value is None:
             continue
         flag = "--" + key.replace("_", "-")
@@ -80,19 +86,18 @@ def command_from_config(cfg: dict) -> str:
 
 def main(cfg: Config) -> Path:
     from heed.agents.common.checkpoint import latest_checkpoint, write_json_atomic
+    from heed.agents.common.safe_io import disk_errors, read_json_object
     from heed.agents.dqn import load_q_network, save_q_network
 
+    validate(cfg)
     check_out(cfg.run, cfg.out)
     source = cfg.run / "best" if cfg.which == "best" else latest_checkpoint(cfg.run)
     if source is None or not (source / "weights.safetensors").exists():
         raise HeedError(f"no {cfg.which} network in '{cfg.run}'")
     net, meta = load_q_network(source)
-    try:
-        train_cfg = json.loads((cfg.run / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise HeedError(f"'{cfg.run}' has no readable config.json ({exc}): is it a heed dqn run?") from None
-    if not isinstance(train_cfg, dict):
-        raise HeedError(f"'{cfg.run}/config.json' is not a JSON object")
+    if not (cfg.run / "config.json").is_file():
+        raise HeedError(f"'{cfg.run}' has no config.json: is it a heed dqn run?")
+    train_cfg = read_json_object(cfg.run / "config.json", "config file", root=cfg.run)
     curves = read_curves(cfg.run)
     counters = meta.get("counters", {})
     save_q_network(cfg.out, net, meta["config"]["env_id"], dtype=torch.float16, extra={
@@ -100,7 +105,7 @@ def main(cfg: Config) -> Path:
         "train_config": train_cfg,
         "command": cfg.command or command_from_config(train_cfg),
     })
-    with open(cfg.out / "learning_curve.csv", "w", newline="") as f:
+    with disk_errors(cfg.out / "learning_curve.csv"), open(cfg.out / "learning_curve.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["tag", "step", "value"])
         for tag in ("eval/return", "charts/episodic_return"):
@@ -124,11 +129,12 @@ def main(cfg: Config) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(cfg.out / "learning_curve.png", dpi=120)
-    write_json_atomic(cfg.out / "config.json", train_cfg)
+    with disk_errors(cfg.out):
+        fig.savefig(cfg.out / "learning_curve.png", dpi=120)
+        write_json_atomic(cfg.out / "config.json", train_cfg)
     print(f"shipped {source} -> {cfg.out} (step {counters.get('global_step')}, eval {counters.get('eval_return')})")
     return cfg.out
 
 
 if __name__ == "__main__":
-    cli_main(lambda: main(tyro.cli(Config)))
+    cli_main(lambda: main(parse_config(Config, prog="package_agent.py", description=__doc__)))

@@ -9,6 +9,8 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
+from heed.agents.common.session import RunConfig
+from heed.agents.common.validate import validate
 from heed.agents.trainers import dqn as dqn_trainer
 from heed.envs.atari import make_atari_env, make_vector_env
 
@@ -33,11 +35,10 @@ def test_vector_and_single_env_agree_on_preprocessing():
 
 
 def tiny_cfg(run_dir, **kw):
-    base = dict(env="ALE/Pong-v5", total_steps=480, seed=3, device="cpu", run_dir=run_dir, num_envs=4,
-                buffer_size=2000, learning_starts=160, batch_size=8, train_freq=4, target_update_interval=100,
-                exploration_steps=300, eval_interval=0, eval_episodes=1, checkpoint_interval=240,
-                torch_threads=1, progress=False, n_steps=3, prioritized=True, max_episode_steps=100,
-                log_interval=100)
+    base = dict(env="ALE/Pong-v5", total_steps=480, num_envs=4, buffer_size=2000, learning_starts=160, batch_size=8,
+                train_freq=4, target_update_interval=100, exploration_steps=300, eval_interval=0, eval_episodes=1,
+                checkpoint_interval=240, n_steps=3, prioritized=True, max_episode_steps=100, log_interval=100,
+                run=RunConfig(seed=3, device="cpu", run_dir=run_dir, threads=1, progress=False))
     base.update(kw)
     return dqn_trainer.Config(**base)
 
@@ -71,7 +72,7 @@ def test_smoke_run_writes_tensorboard_config_and_checkpoints(smoke_run):
 
 def test_resume_continues_counters_and_curves(smoke_run):
     before = load_checkpoint(latest_checkpoint(smoke_run)).counters
-    dqn_trainer.main(dqn_trainer.Config(resume=smoke_run, total_steps=800, device="cpu", progress=False))
+    dqn_trainer.main(dqn_trainer.Config(total_steps=800, run=RunConfig(resume=smoke_run, device="cpu", progress=False)))
     after = load_checkpoint(latest_checkpoint(smoke_run)).counters
     assert after["global_step"] >= 800
     assert after["n_updates"] > before["n_updates"]
@@ -118,13 +119,13 @@ def test_validate_rejects_nonsense():
     from heed.agents.common.errors import HeedError
 
     with pytest.raises(HeedError, match="total-steps"):
-        dqn_trainer.validate(dataclasses.replace(tiny_cfg("x"), total_steps=-5))
+        validate(dataclasses.replace(tiny_cfg("x"), total_steps=-5))
     with pytest.raises(HeedError, match="gamma"):
-        dqn_trainer.validate(dataclasses.replace(tiny_cfg("x"), gamma=1.5))
+        validate(dataclasses.replace(tiny_cfg("x"), gamma=1.5))
     for field, value in [("learning_rate", float("inf")), ("gamma", float("nan")), ("per_alpha", float("nan")),
                          ("max_grad_norm", float("nan")), ("learning_rate", 0.0)]:
         with pytest.raises(HeedError, match=field.replace("_", "-")):
-            dqn_trainer.validate(dataclasses.replace(tiny_cfg("x"), **{field: value}))
+            validate(dataclasses.replace(tiny_cfg("x"), **{field: value}))
 
 
 def test_env_ids_any_discrete_gymnasium_env_or_one_line(tmp_path, capsys):
@@ -170,10 +171,23 @@ def test_package_agent_never_replaces_a_folder_it_did_not_write(smoke_run, tmp_p
     assert load_q_network(shipped)[1]["command"].startswith("python scripts/train.py dqn --")
 
 
-@pytest.mark.parametrize("cores, load, expected", [(2, 0.0, 1), (2, 1.0, 1), (2, 3.5, 1), (16, 0.0, 4), (16, 12.0, 2),
-                                                   (8, 2.0, 3)])
-def test_thread_default_never_exceeds_free_cores(monkeypatch, cores, load, expected):
-    """The 10x trap: 2 threads while another process holds one of 2 cores. auto stays <= half the free cores."""
-    monkeypatch.setattr(dqn_trainer.os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
-    monkeypatch.setattr(dqn_trainer.os, "getloadavg", lambda: (load, load, load), raising=False)
-    assert dqn_trainer.auto_threads() == expected
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--checkpoint", "x", "--episodes", "0"],
+    ["evaluate", "--checkpoint", "x", "--seed", "-1"],
+    ["evaluate", "--checkpoint", "x", "--epsilon", "nan"],
+    ["evaluate", "--checkpoint", "x", "--video-steps", "0"],
+    ["evaluate", "--checkpoint", "x", "--video", "out.avi"],
+    ["evaluate", "--episodes", "3"],
+    ["package-agent", "--run", "nowhere", "--out", "agent"],
+    ["package-agent", "--run", "r", "--out", "a", "--which", "worst"],
+])
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # runpy: the module was imported before
+def test_evaluate_and_package_bad_flags_are_one_line_exit_2(tmp_path, monkeypatch, capsys, argv):
+    from heed.scripts.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("error: ") and "\n" not in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -33,7 +33,7 @@ def test_unknown_subcommand(capsys):
 
 
 def test_negative_steps(capsys):
-    fails_with(capsys, ["dqn", "--total-steps", "-5"], "--total-steps must be positive")
+    fails_with(capsys, ["dqn", "--total-steps", "-5"], "--total-steps must be >= 1")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")

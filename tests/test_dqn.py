@@ -198,14 +198,15 @@ def test_sb3_save_load_roundtrip(tmp_path):
 
 def test_trainer_learns_corridor_from_a_gymnasium_id(tmp_path):
     """The fast shape, on a registered non-Atari id: an MLP, gym.make_vec, the same mechanisms."""
+    from heed.agents.common.session import RunConfig
     from heed.agents.trainers import dqn as trainer
 
     register_corridor()
-    cfg = trainer.Config(env="heedtest/Corridor-v0", total_steps=3000, seed=0, device="cpu", run_dir=tmp_path / "c",
-                         num_envs=2, buffer_size=5000, learning_starts=200, batch_size=32, learning_rate=2e-3,
-                         gamma=0.95, n_steps=3, prioritized=True, train_freq=1, target_update_interval=100,
-                         exploration_steps=1200, final_epsilon=0.05, eval_interval=0, eval_episodes=1,
-                         checkpoint_interval=0, torch_threads=1, progress=False)
+    cfg = trainer.Config(env="heedtest/Corridor-v0", total_steps=3000, num_envs=2, buffer_size=5000,
+                         learning_starts=200, batch_size=32, learning_rate=2e-3, gamma=0.95, n_steps=3,
+                         prioritized=True, train_freq=1, target_update_interval=100, exploration_steps=1200,
+                         final_epsilon=0.05, eval_interval=0, eval_episodes=1, checkpoint_interval=0,
+                         run=RunConfig(seed=0, device="cpu", run_dir=tmp_path / "c", threads=1, progress=False))
     run = trainer.main(cfg)
     net, meta = load_q_network(run)
     assert meta["config"]["env_id"] == "heedtest/Corridor-v0" and meta["config"]["obs_shape"] == [8]

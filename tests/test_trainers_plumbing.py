@@ -267,3 +267,165 @@ def test_sigterm_checkpoints_exits_130_and_resume_continues(tmp_path, kind):
     out = TRAINERS[kind].main(resume(kind, run_dir, budget=budget))
     assert load_latest_checkpoint(run_dir).step == budget
     assert {"supervised": "sequences", "ppo": "num_timesteps", "glimpse": "step"}[kind] in out
+
+
+# ------------------------------------------------------------------------------------------------ dqn
+# The same root causes for the DQN trainer, on CartPole-v1 (an MLP; one env, so one step per iteration).
+
+
+def tiny_dqn(run_dir: Path | None = None, steps: int = 12, **kw):
+    """A tiny CartPole DQN run: updates from step 8 on, logs and checkpoints every 4 steps."""
+    from heed.agents.trainers import dqn
+
+    base = dict(env="CartPole-v1", total_steps=steps, num_envs=1, buffer_size=64, learning_starts=8, batch_size=4,
+                train_freq=1, target_update_interval=4, exploration_steps=8, log_interval=4, eval_interval=0,
+                eval_episodes=1, checkpoint_interval=4, run=RunConfig(run_dir=run_dir, device="cpu", progress=False))
+    return dqn.Config(**{**base, **kw})
+
+
+def resume_dqn(run_dir: Path, budget: int | None = None, **kw):
+    from heed.agents.trainers import dqn
+
+    return dqn.Config(total_steps=budget, run=RunConfig(resume=run_dir, progress=False), **kw)
+
+
+def test_dqn_new_run_in_a_folder_holding_a_run_is_refused_and_the_run_kept(tmp_path, capsys):
+    from heed.agents.trainers import dqn
+
+    run_dir = tmp_path / "run"
+    dqn.main(tiny_dqn(run_dir))
+    out = capsys.readouterr().out
+    assert f"done: dqn run in {run_dir} at step 12" in out and "final: eval/return" in out
+    assert f"heed train dqn --resume {run_dir} [--total-steps N]" in out and f"tensorboard --logdir {tmp_path}" in out
+    before = _files(run_dir)
+    with pytest.raises(HeedError, match="already holds a heed run"):
+        dqn.main(tiny_dqn(run_dir, steps=20))
+    assert _files(run_dir) == before
+    saved = load_latest_checkpoint(run_dir)
+    identity = json.loads((run_dir / "run.json").read_text())
+    assert saved.version == 2 and saved.run_id == identity["run_id"] and identity["device"] == "cpu"
+    assert saved.step == 12 and saved.kind == "dueling-dqn" and saved.meta["train_config"]["run"]["seed"] == 1
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["run"]["threads"] == 1 and "torch_threads" not in config
+
+
+def test_dqn_resume_checks_the_saved_config_before_allocating(tmp_path, monkeypatch):
+    from heed.agents.trainers import dqn
+
+    run_dir = tmp_path / "run"
+    dqn.main(tiny_dqn(run_dir))
+    saved = json.loads((run_dir / "config.json").read_text())
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("a replay or network was built from a config that should have been refused")
+
+    monkeypatch.setattr(dqn, "FrameReplayBuffer", no_build)
+    monkeypatch.setattr(dqn, "build_q_network", no_build)
+    for key, value, message in [("buffer_size", 10**12, "--buffer-size must be in"),
+                                ("num_envs", 10**9, "--num-envs must be in"),
+                                ("gamma", "nan", "gamma must be a number"),
+                                ("learning_rate", float("inf"), "--learning-rate must be > 0")]:
+        (run_dir / "config.json").write_text(json.dumps({**saved, key: value}))
+        with pytest.raises(HeedError, match=message) as info:
+            dqn.main(resume_dqn(run_dir, budget=100))
+        assert "config.json" in str(info.value) and "\n" not in str(info.value)
+    (run_dir / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(HeedError, match="--learning-rate cannot change on --resume"):  # the one override rule
+        dqn.main(resume_dqn(run_dir, budget=100, learning_rate=0.5))
+
+
+@pytest.mark.parametrize("eval_interval, stop", [(0, 16), (2, 14)])
+def test_dqn_nan_stops_the_run_and_keeps_the_finite_checkpoint_and_best_network(tmp_path, monkeypatch, eval_interval,
+                                                                                stop):
+    """The targets turn NaN at the update of step 14 (so do the weights): the loss logged at step 16, or the
+    evaluation at step 14 that would have scored and kept the diverged network, stops the run."""
+    import heed.agents.dqn as dqn_mechanisms
+    from heed.agents.dqn import load_q_network
+    from heed.agents.trainers import dqn
+
+    monkeypatch.setattr(dqn_mechanisms, "td_targets", _nan_after(7, dqn_mechanisms.td_targets))
+    run_dir = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match=f"diverged at step {stop}") as info:
+        dqn.main(tiny_dqn(run_dir, steps=40, eval_interval=eval_interval))
+    assert "\n" not in str(info.value)
+    kept = load_latest_checkpoint(run_dir)
+    assert kept.step == 12 and _finite(kept)
+    if eval_interval:
+        net, meta = load_q_network(run_dir / "best")
+        assert meta["counters"]["global_step"] <= 12
+        assert all(bool(torch.isfinite(p).all()) for p in net.parameters())
+    else:
+        assert not (run_dir / "best").exists()
+
+
+def test_dqn_run_from_before_the_shared_plumbing_resumes(tmp_path):
+    """An old run folder (as runs/enduro): flat run options with torch_threads, checkpoint meta without
+    format, version or run id, no run.json."""
+    from heed.agents.trainers import dqn
+
+    run_dir = tmp_path / "old"
+    dqn.main(tiny_dqn(run_dir, steps=8))
+    saved = json.loads((run_dir / "config.json").read_text())
+    run = saved.pop("run")
+    old = {**saved, **{k: v for k, v in run.items() if k != "threads"}, "torch_threads": 0, "device": "cpu"}
+    (run_dir / "config.json").write_text(json.dumps(old))
+    (run_dir / "run.json").unlink()
+    ckpt = load_latest_checkpoint(run_dir)
+    old_meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version", "run_id")}
+    (ckpt.path / "meta.json").write_text(json.dumps(old_meta))
+    dqn.main(resume_dqn(run_dir, budget=12))
+    resumed = load_latest_checkpoint(run_dir)
+    assert resumed.step == 12 and resumed.counters["global_step"] == 12
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["run"]["threads"] == 1 and config["total_steps"] == 12 and "torch_threads" not in config
+
+
+@pytest.mark.parametrize("argv", [
+    ["dqn", "--learning-rate", "inf"],
+    ["dqn", "--gamma", "nan"],
+    ["dqn", "--per-alpha", "nan"],
+    ["dqn", "--max-grad-norm", "nan"],
+    ["dqn", "--buffer-size", "1000000000000"],
+    ["dqn", "--buffer-size", "4", "--batch-size", "32"],
+    ["dqn", "--num-envs", "0"],
+    ["dqn", "--total-steps", "0"],
+    ["dqn", "--seed", "-1"],
+    ["dqn", "--threads", "0"],
+    ["dqn", "--torch-threads", "2"],
+    ["dqn", "--env", "Pendulum-v1"],
+])
+def test_dqn_every_bad_flag_is_one_line_exit_2_and_no_run_folder(tmp_path, monkeypatch, capsys, argv):
+    test_every_bad_number_is_one_line_exit_2_and_no_run_folder(tmp_path, monkeypatch, capsys, argv)
+
+
+def test_dqn_sigterm_checkpoints_exits_130_and_resume_continues(tmp_path):
+    from heed.agents.trainers import dqn
+
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "heed.scripts.train", "dqn", "--device", "cpu", "--no-progress", "--run-dir",
+           str(run_dir), "--env", "CartPole-v1", "--total-steps", "100000000", "--num-envs", "1", "--buffer-size",
+           "64", "--learning-starts", "8", "--batch-size", "4", "--train-freq", "1", "--log-interval", "4",
+           "--eval-interval", "0", "--eval-episodes", "1", "--checkpoint-interval", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 240
+        while not (run_dir / "checkpoints" / "latest").exists():
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "no checkpoint within the deadline"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted;") and f"heed train dqn --resume {run_dir}" in last
+    kept = load_latest_checkpoint(run_dir)
+    assert kept is not None and kept.step >= 4 and _finite(kept)
+    assert kept.counters["global_step"] == kept.step
+    budget = kept.step + 4
+    dqn.main(resume_dqn(run_dir, budget=budget))
+    after = load_latest_checkpoint(run_dir)
+    assert after.step == budget and after.counters["n_updates"] >= kept.counters["n_updates"]
