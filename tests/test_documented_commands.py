@@ -22,9 +22,9 @@ COMMAND = re.compile(r"^(?:[A-Z_]+=\S+ )*(?:python3? scripts/(\w+)\.py|heed ([a-
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$|^\[|\]$")  # S, TASK, BUDGET, [--optional ...]: a template
 
 
-def _code(doc: Path) -> list[tuple[int, str]]:
-    """``(line number, text)`` of every fenced code line and inline code span, continuations joined."""
-    out: list[tuple[int, str]] = []
+def _code(doc: Path) -> list[tuple[int, str, bool]]:
+    """``(line number, text, inline)`` of every fenced code line and inline code span, continuations joined."""
+    out: list[tuple[int, str, bool]] = []
     fenced, pending, start = False, "", 0
     for lineno, line in enumerate(doc.read_text().splitlines(), 1):
         if line.lstrip().startswith("```"):
@@ -37,10 +37,10 @@ def _code(doc: Path) -> list[tuple[int, str]]:
             if pending.endswith("\\"):
                 pending = pending[:-1] + " "
                 continue
-            out.append((start, pending))
+            out.append((start, pending, False))
             pending = ""
         else:
-            out += [(lineno, span) for span in re.findall(r"`([^`]+ [^`]+)`", line)]  # a bare `heed X` is a mention
+            out += [(lineno, span, True) for span in re.findall(r"`([^`]+)`", line)]
     return out
 
 
@@ -48,7 +48,7 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
     """``(where, command name, argv)`` for every command line in the docs' code."""
     found = []
     for doc in DOCS:
-        for lineno, code in _code(doc):
+        for lineno, code, inline in _code(doc):
             code = re.sub(r"<[^>]*>", "X", code.split(" #")[0]).split(" && ")[0].split(";")[0].strip()
             match = COMMAND.match(code)
             if not match:
@@ -59,6 +59,8 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
             try:
                 argv = shlex.split(match.group(3))
             except ValueError:
+                continue
+            if inline and not argv:  # `heed aggregate` in prose names the command, it is not one
                 continue
             if "..." in argv or "--help" in argv or any(PLACEHOLDER.search(a) for a in argv):
                 continue  # elided examples, help, and templates with placeholders
