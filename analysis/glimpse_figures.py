@@ -6,6 +6,8 @@ Plain arrays in, pictures out; nothing here knows about models::
     locations  float [T, 2], (x, y) in [-1, 1]^2 (x over columns, (-1, -1) the top-left corner)
     widths     float [T, S] side in pixels of each of S nested boxes per glimpse (RAM's retina
                scales, or one box N * delta wide for a DRAW read)
+
+The frames of :func:`glimpse_frames` are written with :func:`heed.analysis.video.write_video`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,8 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import cv2
-import imageio.v2 as imageio
 import numpy as np
 
 from heed.analysis.figures import save_figure
@@ -116,17 +116,42 @@ def path_figure(
     return fig
 
 
-def write_video(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float = 2.0) -> Path:
-    """Write RGB uint8 frames as ``.gif`` or ``.mp4`` (imageio + ffmpeg), chosen by the suffix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".gif":
-        imageio.mimsave(path, list(frames), duration=1000.0 / fps, loop=0)
-    elif path.suffix == ".mp4":
-        # ffmpeg wants even sizes; pad by one pixel when needed
-        h, w = frames[0].shape[:2]
-        padded = [np.pad(f, ((0, h % 2), (0, w % 2), (0, 0))) for f in frames]
-        imageio.mimsave(path, padded, fps=fps, macro_block_size=1)
-    else:
-        raise ValueError(f"unsupported video suffix '{path.suffix}': use .gif or .mp4")
-    return path
+def tile_choice_counts(
+    tiles: np.ndarray, labels: np.ndarray, num_classes: int = 10, grid: int = 3, skip_first: bool = True
+) -> np.ndarray:
+    """How often each tile was chosen, per class: ``tiles [B, T]`` (row-major indices), ``labels [B]``
+    -> counts ``[num_classes, grid, grid]``. ``skip_first`` leaves out glimpse 0 (the fixed centre tile)."""
+    tiles = np.asarray(tiles)[:, 1:] if skip_first else np.asarray(tiles)
+    counts = np.zeros((num_classes, grid * grid), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.asarray(labels), tiles.shape[1]), tiles.ravel()), 1)
+    return counts.reshape(num_classes, grid, grid)
+
+
+def tile_heatmap_figure(counts: np.ndarray, title: str = "", path: str | os.PathLike | None = None):
+    """One 3x3 heat map per class of the share of choices each tile got (``counts [K, g, g]``).
+
+    Returns the matplotlib ``Figure``; saves it as PNG when ``path`` is given.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    counts = np.asarray(counts, dtype=np.float64)
+    share = counts / np.maximum(counts.sum((1, 2), keepdims=True), 1)
+    k = len(share)
+    fig, axes = plt.subplots(1, k, figsize=(1.3 * k + 0.8, 1.9), squeeze=False)
+    for c, ax in enumerate(axes[0]):
+        im = ax.imshow(share[c], cmap="magma", vmin=0, vmax=max(share.max(), 1e-9))
+        for (r, q), v in np.ndenumerate(share[c]):
+            ax.text(q, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=6,
+                    color="black" if v > 0.6 * share.max() else "white")
+        ax.set_title(f"digit {c}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.015, pad=0.01, label="share of choices")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    if path is not None:
+        save_figure(fig, path)
+    return fig

@@ -2,7 +2,8 @@
 figure (inputs/outputs above, write and read weightings below) and the memory contents as a video.
 
 Plain functions on tensors or arrays (batch dimension already removed); imports nothing from
-``agents``. Time runs left to right; memory rows run top to bottom.
+``agents``. Time runs left to right; memory rows run top to bottom. The frames of
+:func:`memory_frames` are written with :func:`heed.analysis.video.write_video`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ def weighting_image(weights: Any) -> np.ndarray:
     return (w * 255.0 + 0.5).astype(np.uint8)
 
 
+def _weighting_panel(ax: Any, weights: np.ndarray, name: str) -> None:
+    """Draw a weighting ``[T, N]`` on ``ax``: time left to right, memory rows top to bottom, 0 black, 1 white."""
+    ax.imshow(weights.T, aspect="auto", cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_title(name)
+    ax.set_xlabel("time")
+    ax.set_ylabel("memory location")
+
+
 def weighting_heatmaps(weightings: dict[str, Any], path: str | os.PathLike, title: str = "") -> Path:
     """One heatmap per entry ``name -> [T, N]`` (e.g. ``read_0``, ``write_0``), side by side; saves a PNG."""
     import matplotlib
@@ -38,10 +47,7 @@ def weighting_heatmaps(weightings: dict[str, Any], path: str | os.PathLike, titl
     names = list(weightings)
     fig, axes = plt.subplots(1, max(len(names), 1), figsize=(3.2 * max(len(names), 1), 4), squeeze=False)
     for ax, name in zip(axes[0], names):
-        ax.imshow(_np(weightings[name]).T, aspect="auto", cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(name)
-        ax.set_xlabel("time")
-        ax.set_ylabel("memory location")
+        _weighting_panel(ax, _np(weightings[name]), name)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -84,10 +90,7 @@ def copy_figure(
         ax.axis("off")
     for ax, (name, data) in zip(axes[1], heads):
         ax.axis("on")
-        ax.imshow(data[:, rows].T, aspect="auto", cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        ax.set_title(name)
-        ax.set_xlabel("time")
-        ax.set_ylabel("memory location")
+        _weighting_panel(ax, data[:, rows], name)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -112,18 +115,3 @@ def memory_frames(memory: Any, read: Any | None = None, write: Any | None = None
     frame = np.concatenate(frames, axis=2)
     frame = frame.repeat(scale, axis=1).repeat(scale, axis=2)
     return (frame * 255.0 + 0.5).astype(np.uint8)
-
-
-def write_video(frames: np.ndarray, path: str | os.PathLike, fps: int = 4) -> Path:
-    """Write ``[T, H, W, 3]`` uint8 frames as .mp4 (imageio-ffmpeg) or .gif, by the path's suffix."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".gif":
-        imageio.mimsave(path, list(frames), duration=1.0 / fps, loop=0)
-    else:
-        h, w = frames.shape[1:3]
-        pad = ((0, 0), (0, (-h) % 16), (0, (-w) % 16), (0, 0))  # codec-friendly sizes
-        imageio.mimsave(path, list(np.pad(frames, pad)), fps=fps, macro_block_size=1)
-    return path

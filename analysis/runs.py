@@ -4,7 +4,9 @@ Every trainer (``dqn``, ``supervised``, ``ppo``, ``glimpse``) logs its numbers a
 scalars in its run folder, while the side files differ (``metrics.jsonl`` for supervised runs,
 ``results.json`` for glimpse, ``eval.json`` for PPO, none for DQN). The events are therefore the one
 source that sweeps aggregate and that :mod:`heed.scripts.summarize_runs` falls back to. Events that a
-resumed run purged (``purge_step``) are dropped by TensorBoard's own reader.
+resumed run purged (``purge_step``) are dropped by TensorBoard's own reader. Before that reader opens
+anything, every event file of the folder must be a regular file (a named pipe would block the reader
+forever, a folder would crash it): :func:`event_files` refuses anything else with one line.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from heed.envs.errors import HeedError
+from heed.envs.errors import HeedError, check_regular_file
 
 #: the held-out or episodic numbers each trainer logs: ``eval/*`` (supervised, dqn, ppo, glimpse test
 #: error), dqn ``charts/episodic_return``, ppo ``charts/ep_rew_mean`` and ``charts/success_rate``
@@ -39,9 +41,28 @@ class Curve:
         return float(self.values[-1])
 
 
+def _is_event_name(name: str) -> bool:
+    """TensorBoard's own test (``io_wrapper.IsTensorFlowEventsFile``): every name holding ``tfevents``."""
+    return "tfevents" in name
+
+
 def has_events(run_dir: str | os.PathLike) -> bool:
-    """Whether ``run_dir`` holds TensorBoard event files."""
-    return any(Path(run_dir).glob("events.out.tfevents.*"))
+    """Whether ``run_dir`` holds TensorBoard event files (entries named like them, whatever they are)."""
+    run_dir = Path(run_dir)
+    return run_dir.is_dir() and any(_is_event_name(p.name) for p in run_dir.iterdir())
+
+
+def event_files(run_dir: str | os.PathLike) -> list[Path]:
+    """The event files TensorBoard would read in ``run_dir`` (not its subfolders), sorted by name.
+
+    Each must be a regular file (a symlink to one is followed); a named pipe, socket, device or
+    folder named like an event file is refused with one :class:`HeedError` line, without opening it.
+    """
+    run_dir = Path(run_dir)
+    files = sorted(p for p in run_dir.iterdir() if _is_event_name(p.name))
+    for path in files:
+        check_regular_file(path, None, "TensorBoard event file")
+    return files
 
 
 def read_scalars(run_dir: str | os.PathLike) -> dict[str, Curve]:
@@ -54,6 +75,7 @@ def read_scalars(run_dir: str | os.PathLike) -> dict[str, Curve]:
     run_dir = Path(run_dir)
     if not has_events(run_dir):
         raise HeedError(f"'{run_dir}' holds no TensorBoard events (is it a heed run folder?)")
+    event_files(run_dir)  # every one a regular file, before TensorBoard's reader opens any
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     acc.Reload()
     curves: dict[str, Curve] = {}

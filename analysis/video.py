@@ -210,12 +210,14 @@ def _pad16(frame: np.ndarray) -> np.ndarray:
 
 
 def write_video(
-    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int = GAME_FPS, crf: int = MP4_CRF
+    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = GAME_FPS, crf: int = MP4_CRF
 ) -> Path:
     """Write ``[H, W, 3]`` uint8 frames to ``path``: ``.mp4`` (H.264, yuv420p, x264 ``-crf crf``) or ``.gif``.
 
-    mp4 frames are padded to multiples of 16. ``fps`` defaults to game speed (:data:`GAME_FPS`).
-    Returns the path.
+    heed's one video writer: saliency videos, memory contents, glimpse paths and policy recordings all
+    go through it. mp4 frames are padded with black to multiples of 16; a GIF shows each frame for
+    ``1000 / fps`` ms. ``fps`` (> 0, fractions allowed) defaults to game speed (:data:`GAME_FPS`).
+    ``frames`` may be a ``[T, H, W, 3]`` array or any iterable of frames. Returns the path.
     """
     import imageio.v2 as imageio
 
@@ -223,7 +225,7 @@ def write_video(
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise AnalysisError(f"video path must end in {' or '.join(VIDEO_SUFFIXES)}, got '{path.name}'")
-    if fps < 1:
+    if not fps > 0:
         raise AnalysisError(f"fps must be positive, got {fps}")
     if not 0 <= crf <= 51:
         raise AnalysisError(f"crf must be in [0, 51] (x264), got {crf}")

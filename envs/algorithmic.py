@@ -26,7 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from heed.envs.sequence import Batch
+from heed.envs.sequence import MAX_LENGTH, MAX_WIDTH, Batch, check_options
 
 
 class _BitTask:
@@ -40,6 +40,15 @@ class _BitTask:
     extra_inputs: ClassVar[int] = 2
     extra_outputs: ClassVar[int] = 0
     bits: int
+    name: ClassVar[str]
+    #: option name -> allowed (lo, hi), checked when the task is built (heed.envs.sequence.check_options)
+    option_ranges: ClassVar[dict[str, tuple[int, int]]] = {}
+    #: option pairs (a, b) that must satisfy a <= b
+    ordered_options: ClassVar[tuple[tuple[str, str], ...]] = ()
+
+    def __post_init__(self) -> None:
+        values = {name: getattr(self, name) for name in self.option_ranges}
+        check_options(self.name, values, self.option_ranges, self.ordered_options)
 
     @property
     def input_size(self) -> int:
@@ -52,6 +61,8 @@ class _BitTask:
 
 class _Fixed(_BitTask):
     """``fixed_length(L)`` for bit tasks whose length range is ``min_len..max_len``."""
+
+    ordered_options: ClassVar[tuple[tuple[str, str], ...]] = (("min_len", "max_len"),)
 
     def fixed_length(self, length: int):
         return dataclasses.replace(self, min_len=length, max_len=length)
@@ -70,6 +81,8 @@ class CopyTask(_Fixed):
     name: ClassVar[str] = "copy"
     env_id: ClassVar[str] = "heed/Copy-v0"
     extra_inputs: ClassVar[int] = 1
+    option_ranges: ClassVar[dict[str, tuple[int, int]]] = {
+        "bits": (1, MAX_WIDTH), "min_len": (1, MAX_LENGTH), "max_len": (1, MAX_LENGTH)}
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         L = self._length(rng)
@@ -97,6 +110,10 @@ class RepeatCopyTask(_Fixed):
     name: ClassVar[str] = "repeat-copy"
     env_id: ClassVar[str] = "heed/RepeatCopy-v0"
     extra_outputs: ClassVar[int] = 1
+    option_ranges: ClassVar[dict[str, tuple[int, int]]] = {
+        "bits": (1, MAX_WIDTH), "min_len": (1, MAX_LENGTH), "max_len": (1, MAX_LENGTH),
+        "min_repeats": (1, 100), "max_repeats": (1, 100)}
+    ordered_options: ClassVar[tuple[tuple[str, str], ...]] = (("min_len", "max_len"), ("min_repeats", "max_repeats"))
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         L = self._length(rng)
@@ -125,6 +142,8 @@ class AssociativeRecallTask(_Fixed):
     max_len: int = 6
     name: ClassVar[str] = "associative-recall"
     env_id: ClassVar[str] = "heed/AssociativeRecall-v0"
+    option_ranges: ClassVar[dict[str, tuple[int, int]]] = {  # at least 2 items: the query's successor is asked
+        "bits": (1, MAX_WIDTH), "item_len": (1, 100), "min_len": (2, 1000), "max_len": (2, 1000)}
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
         items = self._length(rng)
@@ -159,6 +178,9 @@ class DynamicNGramsTask(_BitTask):
     name: ClassVar[str] = "dynamic-ngrams"
     env_id: ClassVar[str] = "heed/DynamicNGrams-v0"
     extra_inputs: ClassVar[int] = 0
+    option_ranges: ClassVar[dict[str, tuple[int, int]]] = {  # 2**(order-1) probabilities per sequence
+        "order": (2, 16), "length": (2, MAX_LENGTH)}
+    ordered_options: ClassVar[tuple[tuple[str, str], ...]] = (("order", "length"),)  # a context fits
 
     def fixed_length(self, length: int) -> DynamicNGramsTask:
         return dataclasses.replace(self, length=length)
@@ -230,6 +252,9 @@ class PrioritySortTask(_BitTask):
     num_outputs: int = 16
     name: ClassVar[str] = "priority-sort"
     env_id: ClassVar[str] = "heed/PrioritySort-v0"
+    option_ranges: ClassVar[dict[str, tuple[int, int]]] = {
+        "bits": (1, MAX_WIDTH), "num_inputs": (1, MAX_LENGTH), "num_outputs": (1, MAX_LENGTH)}
+    ordered_options: ClassVar[tuple[tuple[str, str], ...]] = (("num_outputs", "num_inputs"),)
 
     def fixed_length(self, length: int) -> PrioritySortTask:
         return dataclasses.replace(self, num_inputs=length, num_outputs=min(self.num_outputs, length))

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heed.envs.errors import HeedError, require
-from heed.envs.sequence import Batch
+from heed.envs.sequence import Batch, check_options
 
 LOCATIONS = ("bedroom", "kitchen", "garden", "hallway", "bathroom", "office")
 OBJECTS = ("apple", "football", "milk")
@@ -214,12 +214,13 @@ class BabiTask:
     """
 
     name, loss, env_id = "babi", "classes", "heed/Babi-v0"
+    option_ranges = {"task": (0, 3), "min_statements": (1, 1000), "max_statements": (1, 1000)}
 
     def __init__(
         self, task: int = 1, min_statements: int = 2, max_statements: int = 10, encoding: str = "facts"
     ) -> None:
-        require(task in (0, 1, 2, 3), f"bAbI task must be 1, 2, 3 (or 0 for joint 1-3), got {task}")
-        require(1 <= min_statements <= max_statements, "need 1 <= min_statements <= max_statements")
+        values = {"task": task, "min_statements": min_statements, "max_statements": max_statements}
+        check_options(self.name, values, self.option_ranges, (("min_statements", "max_statements"),))
         require(encoding in ("facts", "words"), f"bAbI encoding must be 'facts' or 'words', got '{encoding}'")
         self.task, self.min_statements, self.max_statements = task, min_statements, max_statements
         self.encoding = encoding

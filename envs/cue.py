@@ -23,8 +23,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from heed.envs.errors import require
-from heed.envs.sequence import Batch
+from heed.envs.sequence import MAX_LENGTH, MAX_WIDTH, Batch, check_options
 
 
 @dataclass(frozen=True)
@@ -36,11 +35,10 @@ class CueRecallTask:
     name: ClassVar[str] = "cue-recall"
     env_id: ClassVar[str] = "heed/CueRecall-v0"
     loss: ClassVar[str] = "mse"
+    option_ranges: ClassVar[dict[str, tuple[int, int]]] = {"steps": (1, MAX_LENGTH), "n_cues": (1, MAX_WIDTH)}
 
     def __post_init__(self) -> None:
-        require(
-            self.steps >= 1 and self.n_cues >= 1, f"cue-recall: need steps >= 1 and n_cues >= 1, got {self}"
-        )
+        check_options(self.name, {"steps": self.steps, "n_cues": self.n_cues}, self.option_ranges)
 
     @property
     def input_size(self) -> int:

@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from heed.envs.errors import require
-from heed.envs.sequence import Batch
+from heed.envs.sequence import MAX_LENGTH, MAX_WIDTH, Batch, check_options
 
 # the 10 two-input gates whose output depends on both inputs; truth table over (a, b) = 00, 01, 10, 11
 GATES = np.array(
@@ -65,11 +64,12 @@ class ParityTask:
     name, loss = "parity", "bits"
     env_id = "heed/Parity-v0"
 
+    option_ranges = {"size": (1, MAX_WIDTH), "min_nonzero": (1, MAX_WIDTH), "max_nonzero": (1, MAX_WIDTH)}
+
     def __init__(self, size: int = 64, min_nonzero: int = 1, max_nonzero: int | None = None) -> None:
         max_nonzero = size if max_nonzero is None else max_nonzero
-        require(
-            1 <= min_nonzero <= max_nonzero <= size, f"need 1 <= min_nonzero <= max_nonzero <= size={size}"
-        )
+        check_options(self.name, {"size": size, "min_nonzero": min_nonzero, "max_nonzero": max_nonzero},
+                      self.option_ranges, (("min_nonzero", "max_nonzero"), ("max_nonzero", "size")))
         self.input_size, self.output_size = size, 1
         self.min_nonzero, self.max_nonzero = min_nonzero, max_nonzero
 
@@ -89,10 +89,10 @@ class LogicTask:
     name, loss = "logic", "bits"
     env_id = "heed/Logic-v0"
 
+    option_ranges = {"max_steps": (1, MAX_LENGTH), "max_gates": (1, 10)}
+
     def __init__(self, max_steps: int = 10, max_gates: int = 10) -> None:
-        require(
-            1 <= max_steps and 1 <= max_gates <= 10, "logic: need max_steps >= 1 and 1 <= max_gates <= 10"
-        )
+        check_options(self.name, {"max_steps": max_steps, "max_gates": max_gates}, self.option_ranges)
         self.max_steps, self.max_gates = max_steps, max_gates
         self.input_size, self.output_size = 2 + 10 * 10, 1
 
@@ -130,11 +130,10 @@ class AdditionTask:
     env_id = "heed/Addition-v0"
     out_digits = 6
 
+    option_ranges = {"max_steps": (1, 9), "max_digits": (1, 5)}  # the sum must fit in out_digits = 6 digits
+
     def __init__(self, max_steps: int = 5, max_digits: int = 5) -> None:
-        require(
-            1 <= max_steps <= 9 and 1 <= max_digits <= 5,
-            "addition: need 1 <= max_steps <= 9, max_digits <= 5",
-        )
+        check_options(self.name, {"max_steps": max_steps, "max_digits": max_digits}, self.option_ranges)
         self.max_steps, self.max_digits = max_steps, max_digits
         self.input_size, self.output_size = 10 * 5, self.out_digits * 11
 
@@ -170,10 +169,12 @@ class _SymbolTask:
 
     loss = "classes"
     reverse = False
+    name = "symbols"
+    option_ranges = {"min_len": (1, MAX_LENGTH), "max_len": (1, MAX_LENGTH), "symbols": (2, MAX_WIDTH)}
 
     def __init__(self, min_len: int = 1, max_len: int = 40, symbols: int = 8) -> None:
-        require(1 <= min_len <= max_len, f"need 1 <= min_len <= max_len, got {min_len}, {max_len}")
-        require(symbols >= 2, f"need symbols >= 2, got {symbols}")
+        values = {"min_len": min_len, "max_len": max_len, "symbols": symbols}
+        check_options(self.name, values, self.option_ranges, (("min_len", "max_len"),))
         self.min_len, self.max_len, self.symbols = min_len, max_len, symbols
         self.input_size, self.output_size = symbols + 2, symbols
 

@@ -9,8 +9,9 @@ scalar tag; default: the held-out and episodic numbers of every trainer, see
 and the mean, each with a percentile-bootstrap confidence interval (``heed.analysis.stats``).
 Written to ``SWEEP_DIR/aggregate/``: ``table.md`` (ready for RESULTS.md, also printed),
 ``summary.json``, one PNG per metric with an IQM line and CI band per configuration, and
-``tensorboard/CONFIG/`` with the same curves (``TAG/iqm``, ``TAG/ci_low``, ``TAG/ci_high``). Files of
-these names there are replaced only when heed wrote them (or with ``--overwrite``).
+``tensorboard/CONFIG/`` with the same curves (``TAG/iqm``, ``TAG/ci_low``, ``TAG/ci_high``; one event
+file per configuration, which a re-run replaces). Files of these names there are replaced only when
+heed wrote them (or with ``--overwrite``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import tyro
 
 from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.common.run import output_event_writer
 from heed.agents.common.safe_io import (
     OutputFolder,
     check_file_name,
@@ -154,8 +156,7 @@ def _aggregate(cfg: Config, groups: dict[str, dict[int, Path]], scalars: dict, m
                pngs: dict[str, Path]) -> tuple[list[dict], dict[str, Path]]:
     """The summary rows, and the PNG written per metric (with the TensorBoard curves beside them)."""
     rows, figures = [], {}
-    from torch.utils.tensorboard import SummaryWriter
-
+    curves_by_group: dict[str, list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = defaultdict(list)
     for metric in metrics:
         bands = {}
         for group, seeds in scalars.items():
@@ -168,10 +169,7 @@ def _aggregate(cfg: Config, groups: dict[str, dict[int, Path]], scalars: dict, m
                          "values": finals.tolist()})
             x, values = align(curves, cfg.points)
             low, high = stats.bootstrap_ci(values, stats.iqm, cfg.level, cfg.resamples)
-            with SummaryWriter(str(out / "tensorboard" / group)) as writer:
-                for i, step in enumerate(x):
-                    for name, v in (("iqm", stats.iqm(values[:, i])), ("ci_low", low[i]), ("ci_high", high[i])):
-                        writer.add_scalar(f"{metric}/{name}", float(v), int(step))
+            curves_by_group[group].append((metric, x, stats.iqm(values), low, high))
             if cfg.x == "cpu_seconds":
                 missing = [str(d) for d, s in zip(groups[group].values(), seeds.values()) if runs.CPU_TAG not in s]
                 if missing:
@@ -183,6 +181,12 @@ def _aggregate(cfg: Config, groups: dict[str, dict[int, Path]], scalars: dict, m
         if bands:
             figures[metric] = pngs[metric]
             plot(metric, bands, "training CPU seconds" if cfg.x == "cpu_seconds" else "step", cfg.level, figures[metric])
+    for group, curves in curves_by_group.items():  # one event file per configuration, replaced by a re-run
+        with output_event_writer(out / "tensorboard" / group, "--out-dir") as writer:
+            for metric, x, centre, low, high in curves:
+                for i, step in enumerate(x):
+                    for name, v in (("iqm", centre[i]), ("ci_low", low[i]), ("ci_high", high[i])):
+                        writer.add_scalar(f"{metric}/{name}", float(v), int(step))
     return rows, figures
 
 

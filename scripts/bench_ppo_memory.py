@@ -9,8 +9,11 @@ evaluates 200 greedy episodes, and stops at the first L below ``--threshold`` su
 solved" = the last L that passed). Then sb3-contrib's ``RecurrentPPO`` (LSTM) and heed's LSTM train
 on the same env, budget and matched hyperparameters in this one process: success and wall-clock.
 Results are written to ``--out`` (JSON) after every run and printed as markdown; an existing ``--out``
-is replaced only when heed wrote it (or with ``--overwrite``), and every option is checked before the
-first run starts.
+is replaced only when heed wrote it (or with ``--overwrite``). The runs go to
+``RUNS_ROOT/CORE_L{L}_s{seed}`` (and ``RUNS_ROOT/vs_sb3/...``), where ``--runs-root`` defaults to
+``runs/bench_ppo_memory/<--out's name without .json>``, so benchmarks written to different ``--out``
+files never share a run folder. Every option, and every run folder (it must not hold a run yet), is
+checked before the first run starts.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from typing import Annotated, Any
 import torch
 
 from heed.agents.common.cli import parse_config
-from heed.agents.common.errors import cli_main
+from heed.agents.common.errors import HeedError, cli_main, require
 from heed.agents.common.safe_io import claim_output_file, disk_errors, write_json_atomic
-from heed.agents.common.session import RunConfig
+from heed.agents.common.session import RunConfig, guard_new_run_dir
 from heed.agents.common.validate import AtLeastOne, Range, SeedRange, UnitInterval, validate
 from heed.agents.trainers import ppo as trainer
 
@@ -60,27 +63,47 @@ class Config:
     """Run the sweep over cores and lengths."""
     sb3_length: Annotated[int, Range(-1, 1_000_000)] = 8
     """Memory length of the heed-vs-sb3-contrib LSTM comparison (-1 = skip it)."""
-    runs_root: Path = Path("runs/bench_ppo_memory")
-    """Where the runs go."""
+    runs_root: Path | None = None
+    """Where the runs go (default: runs/bench_ppo_memory/<the --out file's name without its suffix>)."""
     out: Path = Path("docs/figures/ppo_memory_bench.json")
     """Results JSON (rewritten after each run)."""
     overwrite: bool = False
     """let --out replace an existing file that heed did not write"""
 
 
-def trial_config(cfg: Config, core: str, length: int) -> trainer.Config:
-    """The PPO trainer config of one run of the benchmark."""
+def runs_root(cfg: Config) -> Path:
+    """``--runs-root``, or ``runs/bench_ppo_memory/<--out's stem>`` (one folder of runs per results file)."""
+    return cfg.runs_root if cfg.runs_root is not None else Path("runs/bench_ppo_memory") / cfg.out.stem
+
+
+def trial_config(cfg: Config, core: str, length: int, group: str = "") -> trainer.Config:
+    """The PPO trainer config of one run of the benchmark (``group``: a subfolder, e.g. ``vs_sb3``)."""
+    run_dir = runs_root(cfg) / group / f"{core}_L{length}_s{cfg.seed}"
     return trainer.Config(
         core=replace(trainer.core_config(core), hidden_size=cfg.hidden_size), memory_length=length,
         total_steps=cfg.total_steps, n_envs=cfg.n_envs, n_steps=cfg.n_steps, n_minibatches=cfg.n_minibatches,
         n_epochs=cfg.n_epochs, eval_episodes=cfg.eval_episodes, checkpoint_every=10**9,
-        run=RunConfig(seed=cfg.seed, progress=False, run_dir=cfg.runs_root / f"{core}_L{length}_s{cfg.seed}"),
+        run=RunConfig(seed=cfg.seed, progress=False, run_dir=run_dir),
     )
 
 
-def heed_run(cfg: Config, core: str, length: int) -> dict[str, Any]:
+def check_run_folders(cfg: Config, trials: list[tuple[str, int, str]]) -> None:
+    """Refuse, before the first run, a planned run folder that holds a run (or twice the same folder)."""
+    seen: set[Path] = set()
+    for core, length, group in trials:
+        run_dir = trial_config(cfg, core, length, group).run.run_dir
+        require(run_dir not in seen, f"--cores and --lengths plan the run '{run_dir}' twice")
+        seen.add(run_dir)
+        try:
+            guard_new_run_dir(run_dir)  # the trainer's own rule, checked for every run up front
+        except HeedError:
+            raise HeedError(f"the run folder '{run_dir}' is taken (an earlier benchmark's run, or other files); "
+                            "give this benchmark another --runs-root (or --out), or move that folder away") from None
+
+
+def heed_run(cfg: Config, core: str, length: int, group: str = "") -> dict[str, Any]:
     """Train and evaluate one heed policy; returns success rate and train seconds."""
-    result = trainer.main(trial_config(cfg, core, length))
+    result = trainer.main(trial_config(cfg, core, length, group))
     return {"core": core, "L": length, "success": result["eval"]["success_rate"],
             "train_seconds": round(result["train_seconds"], 1), "run_dir": result["run_dir"]}
 
@@ -109,13 +132,15 @@ def sb3_run(cfg: Config, length: int) -> dict[str, Any]:
 def main(cfg: Config) -> dict[str, Any]:
     """Run the sweep and the comparison; write ``--out`` after every run; return the results."""
     validate(cfg)
-    trials = [(core, length) for core in (cfg.cores if cfg.sweep else ()) for length in cfg.lengths]
-    trials += [("lstm", cfg.sb3_length)] if cfg.sb3_length >= 0 else []
-    for core, length in trials:  # unknown cores and out-of-range sizes: refused before the first run
-        validate(trial_config(cfg, core, length))
+    trials = [(core, length, "") for core in (cfg.cores if cfg.sweep else ()) for length in cfg.lengths]
+    trials += [("lstm", cfg.sb3_length, "vs_sb3")] if cfg.sb3_length >= 0 else []
+    for core, length, group in trials:  # unknown cores and out-of-range sizes: refused before the first run
+        validate(trial_config(cfg, core, length, group))
+    check_run_folders(cfg, trials)
     out = claim_output_file(cfg.out, cfg.overwrite, "--out")
     torch.set_num_threads(1)
-    results: dict[str, Any] = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(cfg).items()},
+    config = {**vars(cfg), "runs_root": runs_root(cfg)}
+    results: dict[str, Any] = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in config.items()},
                                "sweep": [], "largest_solved": {}, "sb3": []}
 
     def dump() -> None:
@@ -135,7 +160,7 @@ def main(cfg: Config) -> dict[str, Any]:
             results["largest_solved"][core] = solved
             dump()
     if cfg.sb3_length >= 0:
-        heed = heed_run(replace(cfg, runs_root=cfg.runs_root / "vs_sb3"), "lstm", cfg.sb3_length)
+        heed = heed_run(cfg, "lstm", cfg.sb3_length, "vs_sb3")
         sb3 = sb3_run(cfg, cfg.sb3_length)
         results["sb3"] = [heed, sb3]
         for row in results["sb3"]:

@@ -20,55 +20,63 @@ B. The ``[T, T]`` sensitivity matrix of an ``nn.LSTM`` (hidden 128, T = 256, D i
    sequence: :func:`heed.analysis.sensitivity_matrix` vs one backward pass per output step
    (timed on ``naive_steps`` evenly spaced output steps and scaled to T). ``--no-sensitivity`` skips it.
 
-Prints markdown tables; ``--json-out`` keeps every number.
+Prints markdown tables; ``--json-out`` keeps every number (an existing file there is replaced only
+when heed wrote it, or with ``--overwrite``).
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
+
+from heed.agents.common.cli import parse_config
+from heed.agents.common.errors import HeedError, cli_main
+from heed.agents.common.safe_io import claim_output_file, disk_errors, write_json_atomic
+from heed.agents.common.validate import Range, SeedRange, validate
 
 
 @dataclass(frozen=True)
 class Config:
     checkpoint: Path = Path("agents/pretrained/pong")
     """the dueling agent whose maps are measured (Pong, Breakout or Enduro get object focus)"""
-    steps: int = 300
+    steps: Annotated[int, Range(1, 100_000)] = 300
     """agent steps played and explained by every method"""
     methods: tuple[str, ...] = field(default_factory=tuple)
     """methods to measure (default: all of heed's, not the captum-* references)"""
-    captum_frames: int = 4
+    captum_frames: Annotated[int, Range(1, 100_000)] = 4
     """frames per timing window of each per-frame Captum equivalent"""
-    sanity_steps: int = 60
+    sanity_steps: Annotated[int, Range(0, 100_000)] = 60
     """frames explained again with randomly initialised weights (0: skip the check)"""
-    rounds: int = 2
+    rounds: Annotated[int, Range(1, 1000)] = 2
     """alternating timing windows (heed on all frames, then Captum on --captum-frames)"""
-    batch_size: int = 32
+    batch_size: Annotated[int, Range(1, 4096)] = 32
     """observations per heed saliency call"""
     sensitivity: bool = True
     """also run part B (the LSTM sensitivity matrix)"""
-    lstm_rounds: int = 2
+    lstm_rounds: Annotated[int, Range(1, 1000)] = 2
     """alternating windows for the sensitivity matrix"""
-    hidden: int = 128
+    hidden: Annotated[int, Range(1, 4096)] = 128
     """LSTM hidden size (= outputs K)"""
-    seq_steps: int = 256
+    seq_steps: Annotated[int, Range(1, 10_000)] = 256
     """sequence length T"""
-    inputs: int = 8
+    inputs: Annotated[int, Range(1, 4096)] = 8
     """LSTM input size D"""
-    naive_steps: int = 8
+    naive_steps: Annotated[int, Range(1, 10_000)] = 8
     """output steps the naive loop is timed on (scaled to T)"""
-    threads: int = 1
+    threads: Annotated[int, Range(1, 1024)] = 1
     """torch CPU threads"""
-    seed: int = 0
+    seed: Annotated[int, SeedRange] = 0
     """seed of the game, the epsilon draws, the LSTM and its inputs"""
     json_out: Path | None = None
     """also write every measurement here"""
+    overwrite: bool = False
+    """let --json-out replace an existing file that heed did not write"""
 
 
 def _cpu(fn) -> float:
@@ -217,10 +225,16 @@ def bench_sensitivity(cfg: Config) -> list[dict]:
 
 def main(cfg: Config) -> dict:
     """Run the benchmarks and print markdown tables."""
-    from heed.agents.common.errors import require
+    from heed.analysis.saliency import AnalysisError
+    from heed.analysis.saliency_methods import get_saliency_method
 
-    require(cfg.steps >= 1 and cfg.captum_frames >= 1 and cfg.rounds >= 1, "--steps, --captum-frames, --rounds must be positive")
-    require(cfg.threads >= 1 and cfg.batch_size >= 1, "--threads and --batch-size must be positive")
+    validate(cfg)
+    try:
+        for method in cfg.methods:
+            get_saliency_method(method)
+    except AnalysisError as exc:
+        raise HeedError(str(exc)) from None
+    json_out = claim_output_file(cfg.json_out, cfg.overwrite, "--json-out") if cfg.json_out is not None else None
     torch.set_num_threads(cfg.threads)
     result: dict = {"config": {k: str(v) for k, v in vars(cfg).items()}}
     result["methods"] = bench_methods(cfg)
@@ -234,16 +248,11 @@ def main(cfg: Config) -> dict:
         base = statistics.median(sens[0]["cpu_s"])
         for row in sens:
             print(f"| {row['method']} | {_stats(row['cpu_s'])} | {statistics.median(row['cpu_s']) / base:.1f}x |")
-    if cfg.json_out is not None:
-        cfg.json_out.parent.mkdir(parents=True, exist_ok=True)
-        cfg.json_out.write_text(json.dumps(result, indent=1))
+    if json_out is not None:
+        with disk_errors(json_out):
+            write_json_atomic(json_out, result)
     return result
 
 
 if __name__ == "__main__":
-    import tyro
-
-    from heed.agents.common.errors import cli_main
-
-    config = tyro.cli(Config, description=__doc__)
-    cli_main(lambda: main(config))
+    cli_main(lambda: main(parse_config(Config, prog="bench_saliency.py", description=__doc__)))

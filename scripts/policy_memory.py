@@ -174,10 +174,10 @@ def _analyse(cfg: Config, model: RecurrentPPO, env, env_id: str, kwargs: dict[st
         paths["weightings"] = str(weighting_heatmaps(heads, files["weightings"],
                                                      title=f"{model.policy.core_name} weightings over the episode"))
     if cfg.video:
-        from heed.analysis.memory_figures import write_video
+        from heed.analysis.video import write_video
 
         frames = pf.sensitivity_frames(first["sens"], ep["obs"], ep["renders"], ep["actions"])
-        paths["video"] = str(write_video(frames, files["video"], fps=cfg.fps))
+        paths["video"] = str(write_video(files["video"], frames, fps=cfg.fps))
     summary = {"run": str(cfg.run), "env": env_id, "env_kwargs": kwargs, "core": model.policy.core_name,
                "episodes": episodes, "peak_at_step_0": float(np.mean([e["peak_step"] == 0 for e in episodes])),
                "paths": paths}

@@ -22,7 +22,8 @@ from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main
 from heed.agents.common.safe_io import OutputFolder, disk_errors
 from heed.agents.common.validate import Range, SeedRange, validate
-from heed.analysis.glimpse_figures import glimpse_frames, path_figure, write_video
+from heed.analysis.glimpse_figures import glimpse_frames, path_figure
+from heed.analysis.video import write_video
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def main(cfg: Config) -> dict[str, Path]:
             for b in range(len(images))
         ]
         frames = [np.concatenate([f[t] for f in per_image], axis=1) for t in range(locs.shape[1])]
-        video = write_video(frames, video, cfg.fps)
+        video = write_video(video, frames, fps=cfg.fps)
     print(f"wrote {still} and {video}")
     return {"still": still, "video": video}
 

@@ -27,6 +27,7 @@ from heed.agents.common.safe_io import OutputFolder, disk_errors
 from heed.agents.common.validate import Range, SeedRange, validate
 from heed.agents.trainers import sequence_utils as su
 from heed.analysis import memory_figures as mf
+from heed.analysis.video import write_video
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def _record(cfg: Config, model, task, ckpt, inputs: torch.Tensor, batch, files: 
     )
     if cfg.video != "none" and "memory" in rec:
         frames = mf.memory_frames(rec["memory"], heads.get("read_0"), heads.get("write_0"))
-        paths["video"] = str(mf.write_video(frames, files[f"memory.{cfg.video}"], fps=cfg.fps))
+        paths["video"] = str(write_video(files[f"memory.{cfg.video}"], frames, fps=cfg.fps))
     record = {"checkpoint": str(cfg.checkpoint), "seed": cfg.seed, "length": cfg.length, **paths}
     files["recording.json"].write_text(json.dumps(record, indent=2))
     for key, path in paths.items():

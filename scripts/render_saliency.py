@@ -8,29 +8,37 @@ Examples::
 
 Writes the video (one frame per agent step, at game speed: 15 frames/s), a JSON summary next to it
 (return, length, and the object focus of each stream's map: heed.analysis.focus) and, with
-``--tensorboard DIR``, a few stills as TensorBoard images. Methods: heed.analysis.SALIENCY_METHODS.
+``--tensorboard DIR``, a few stills as TensorBoard images (a re-run replaces the stills it wrote
+there). Methods: heed.analysis.SALIENCY_METHODS. An existing video, summary or still is replaced only
+when heed wrote it (or with ``--overwrite``).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
+from heed.agents.common.cli import parse_config
+from heed.agents.common.errors import HeedError, cli_main, require
+from heed.agents.common.safe_io import claim_output_file, disk_errors, write_json_atomic
+from heed.agents.common.validate import Range, SeedRange, UnitInterval, validate
 from heed.analysis.agent_video import DEFAULT_METHOD
+
+#: the longest recording (frames and observations are held in memory: about 0.25 MB per step)
+MAX_STEPS = 100_000
 
 
 @dataclass(frozen=True)
 class Config:
     checkpoint: Path
     """a dueling Q-network checkpoint: a checkpoint dir, a training run dir, or agents/pretrained/<game>"""
-    steps: int = 600
+    steps: Annotated[int, Range(0, MAX_STEPS)] = 600
     """agent steps to play (0: play --episodes full episodes)"""
-    episodes: int = 0
+    episodes: Annotated[int, Range(0, 10_000)] = 0
     """stop after this many finished episodes (0: only --steps counts)"""
     out: Path = Path("saliency.mp4")
     """video path, .mp4 (H.264) or .gif"""
@@ -43,40 +51,42 @@ class Config:
     """explain the newest of the 4 stacked frames, or the whole stack (summed)"""
     signed: bool = False
     """show signed attributions (panels: positive red, negative blue) instead of magnitudes"""
-    space_sigma: float = 0.0
+    space_sigma: Annotated[float, Range(0, 100)] = 0.0
     """Gaussian blur of each map over space, std in input pixels (0: none)"""
-    time_window: int = 1
+    time_window: Annotated[int, Range(1, 10_000)] = 1
     """moving average of the maps over this many consecutive video frames (1: none)"""
     device: str = "auto"
     """auto, cpu or cuda"""
-    epsilon: float = 0.01
+    epsilon: Annotated[float, UnitInterval] = 0.01
     """probability of a random action at each step"""
-    seed: int = 0
+    seed: Annotated[int, SeedRange] = 0
     """seed of the env reset and of the epsilon draws"""
-    fps: int = 15
+    fps: Annotated[int, Range(1, 240)] = 15
     """frames per second of the video (15 = game speed: one frame per agent step of 4 ALE frames at 60 Hz)"""
-    crf: int = 23
+    crf: Annotated[int, Range(0, 51)] = 23
     """x264 quality of an .mp4 (constant rate factor: lower is better and larger; 23 is x264's default)"""
-    batch_size: int = 32
+    batch_size: Annotated[int, Range(1, 4096)] = 32
     """observations per batched saliency pass"""
-    percentile: float = 99.5
+    percentile: Annotated[float, Range(0, 100, lo_open=True)] = 99.5
     """each stream's saliency is divided by this percentile of its values over the whole video"""
     summary: Path | None = None
     """where to write the JSON summary (default: the video path with .json)"""
     tensorboard: Path | None = None
     """also log stills to a TensorBoard run in this directory"""
-    stills: int = 4
+    stills: Annotated[int, Range(1, 1000)] = 4
     """number of evenly spaced stills logged to TensorBoard"""
     still: Path | None = None
     """also write one composed frame as a PNG here (step --still-step)"""
-    still_step: int = -1
+    still_step: Annotated[int, Range(-1, MAX_STEPS)] = -1
     """the step shown by --still (-1: the middle of the recording)"""
-    zoom: int = 2
+    zoom: Annotated[int, Range(1, 8)] = 2
     """enlargement of the 210x160 screen in the video (nearest neighbour)"""
-    threads: int = 0
+    threads: Annotated[int, Range(0, 1024)] = 0
     """torch CPU threads (0: leave torch's default)"""
     progress: bool = True
     """show progress bars"""
+    overwrite: bool = False
+    """replace an existing video, summary or still that heed did not write"""
 
 
 def record_agent(net, env_id: str, cfg, device: torch.device, rng: np.random.Generator):
@@ -88,8 +98,6 @@ def record_agent(net, env_id: str, cfg, device: torch.device, rng: np.random.Gen
     try:
         expected = tuple(net.observation_space.shape)
         if tuple(env.observation_space.shape) != expected:
-            from heed.agents.common.errors import HeedError
-
             raise HeedError(
                 f"the checkpoint's network takes observations {expected}, '{env_id}' gives {env.observation_space.shape}"
             )
@@ -124,39 +132,35 @@ def write_still(cfg: Config, rec, sal_v, sal_a, names: list[str]) -> None:
     """The composed frame of step ``cfg.still_step`` (video colour scale) as a PNG at ``cfg.still``."""
     import imageio.v2 as imageio
 
-    from heed.agents.common.errors import require
     from heed.analysis.agent_video import video_frames
 
     step = len(rec) // 2 if cfg.still_step < 0 else cfg.still_step
     require(step < len(rec), f"--still-step {step} is past the recording's {len(rec)} steps")
     (frame,) = video_frames(rec, sal_v, sal_a, cfg.mode, cfg.percentile, names, [step], cfg.zoom, cfg.method)
-    cfg.still.parent.mkdir(parents=True, exist_ok=True)
     imageio.imwrite(cfg.still, frame)
 
 
 def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
-    """Load (or take) the network, play, write video + summary; returns the summary dict."""
+    """Load (or take) the network, play, write video + summary; returns the summary dict.
+
+    Every option is checked first, then the checkpoint is loaded, then every output path is claimed
+    (:func:`heed.agents.common.safe_io.claim_output_file`), all before the agent plays.
+    """
     from heed.agents.common.device import resolve_device
-    from heed.agents.common.errors import HeedError, require
     from heed.agents.dqn import load_q_network
     from heed.analysis.agent_video import format_summary, render_recording, summarize
     from heed.analysis.saliency import AnalysisError
     from heed.analysis.saliency_methods import get_saliency_method
 
+    validate(cfg)
     try:
         get_saliency_method(cfg.method)
     except AnalysisError as exc:
         raise HeedError(str(exc)) from None
-    require(cfg.steps >= 0 and cfg.episodes >= 0, "--steps and --episodes must not be negative")
     require(cfg.steps > 0 or cfg.episodes > 0, "give --steps N or --episodes N (at least one positive)")
-    require(0.0 <= cfg.epsilon <= 1.0, f"--epsilon must be in [0, 1], got {cfg.epsilon}")
     require(cfg.out.suffix.lower() in (".mp4", ".gif"), f"--out must end in .mp4 or .gif, got '{cfg.out}'")
-    require(cfg.fps >= 1 and cfg.batch_size >= 1, "--fps and --batch-size must be positive")
-    require(0 <= cfg.crf <= 51, f"--crf must be in [0, 51], got {cfg.crf}")
-    require(cfg.space_sigma >= 0 and cfg.time_window >= 1, "--space-sigma must be >= 0 and --time-window >= 1")
-    require(0 < cfg.percentile <= 100, f"--percentile must be in (0, 100], got {cfg.percentile}")
-    require(1 <= cfg.zoom <= 8, f"--zoom must be in [1, 8], got {cfg.zoom}")
     require(cfg.still is None or cfg.still.suffix.lower() == ".png", f"--still must end in .png, got '{cfg.still}'")
+    require(cfg.summary is None or cfg.summary.suffix.lower() == ".json", f"--summary must end in .json, got '{cfg.summary}'")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
@@ -164,35 +168,40 @@ def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
         net, meta = load_q_network(cfg.checkpoint, device)
         env_id = env_id or meta.get("config", {}).get("env_id")
     require(env_id is not None, f"checkpoint '{cfg.checkpoint}' does not say which env it was trained on")
+    summary_path = cfg.summary or cfg.out.with_suffix(".json")
+    require(summary_path != cfg.out and summary_path != cfg.still, "--summary must differ from --out and --still")
+    out = claim_output_file(cfg.out, cfg.overwrite, "--out")
+    summary_path = claim_output_file(summary_path, cfg.overwrite, "--summary")
+    still = claim_output_file(cfg.still, cfg.overwrite, "--still") if cfg.still is not None else None
     net = net.to(device).eval()
     rng = np.random.default_rng(cfg.seed)
     try:
         rec, sal_v, sal_a, names = record_agent(net, env_id, cfg, device, rng)
-        video = render_recording(
-            rec, sal_v, sal_a, cfg.out, cfg.mode, cfg.fps, cfg.percentile, names, progress=cfg.progress, method=cfg.method,
-            crf=cfg.crf, zoom=cfg.zoom,
-        )
-        if cfg.still is not None:
-            write_still(cfg, rec, sal_v, sal_a, names)
+        with disk_errors(out.parent):
+            video = render_recording(
+                rec, sal_v, sal_a, out, cfg.mode, cfg.fps, cfg.percentile, names, progress=cfg.progress,
+                method=cfg.method, crf=cfg.crf, zoom=cfg.zoom,
+            )
+        if still is not None:
+            with disk_errors(still):
+                write_still(cfg, rec, sal_v, sal_a, names)
         summary = summarize(rec, sal_v, sal_a, env_id)
         if cfg.tensorboard is not None:
-            from heed.agents.common.run import open_writer
+            from heed.agents.common.run import output_event_writer
 
-            writer = open_writer(cfg.tensorboard)
-            log_stills(writer, rec, sal_v, sal_a, cfg.mode, names, cfg.stills, cfg.percentile, cfg.method)
-            writer.add_text("saliency/summary", "```\n" + format_summary(summary) + "\n```")
-            writer.close()
+            with output_event_writer(cfg.tensorboard) as writer:
+                log_stills(writer, rec, sal_v, sal_a, cfg.mode, names, cfg.stills, cfg.percentile, cfg.method)
+                writer.add_text("saliency/summary", "```\n" + format_summary(summary) + "\n```")
     except AnalysisError as exc:
         raise HeedError(str(exc)) from None
-    if cfg.still is not None:
-        summary["still"] = str(cfg.still)
+    if still is not None:
+        summary["still"] = str(still)
     summary.update(
         video=str(video), checkpoint=str(cfg.checkpoint), mode=cfg.mode, epsilon=cfg.epsilon, method=cfg.method,
         map_options=vars(map_options(cfg)), fps=cfg.fps,
     )
-    summary_path = cfg.summary or cfg.out.with_suffix(".json")
-    summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps(summary, indent=2))
+    with disk_errors(summary_path):
+        write_json_atomic(summary_path, summary)
     summary["summary_path"] = str(summary_path)
     return summary
 
@@ -210,9 +219,4 @@ def main(cfg: Config) -> dict:
 
 
 if __name__ == "__main__":
-    import tyro
-
-    from heed.agents.common.errors import cli_main
-
-    config = tyro.cli(Config, description=__doc__)
-    cli_main(lambda: main(config))
+    cli_main(lambda: main(parse_config(Config, prog="render_saliency.py", description=__doc__)))

@@ -1,6 +1,6 @@
 """Run a trainer over seeds x options: ``heed sweep --trainer KIND [sweep options] -- [trainer options]``.
 
-    heed sweep --trainer supervised --seeds 1 2 3 4 5 --grid core=lstm,ntm --sweep-dir sweeps/copy \\
+    heed sweep --trainer supervised --seeds 1 2 3 4 5 --grid 'model:lstm | model:ntm' --sweep-dir sweeps/copy \\
         -- --task copy --total-sequences 20000
     heed sweep --config sweeps/copy.toml           # the same, from a TOML file
     heed aggregate sweeps/copy                     # IQM and mean with 95 % CIs, curves, a Markdown table
@@ -86,14 +86,42 @@ def load_toml(path: Path) -> dict:
     return {key: getattr(checked, key) for key in raw}
 
 
+def _is_flag(token: str) -> bool:
+    """Whether a command-line token is a flag: ``--grid "--model ram | --model cnn"`` passes one token that
+    starts with ``-`` but, holding a space or ``|``, is an axis of whole option strings, never a flag."""
+    return token.startswith("-") and not any(c.isspace() or c == "|" for c in token)
+
+
+def _take_grid(head: list[str]) -> tuple[list[str], list[str] | None]:
+    """``head`` without its ``--grid`` axes, and the axes (None when there is no ``--grid``). The parser
+    would read an axis such as ``"--model ram | --model cnn"`` (glimpse's ``--model`` flag) as an unknown
+    flag, so the axes are taken out before it runs: every token after ``--grid`` up to the next flag."""
+    rest: list[str] = []
+    grid: list[str] | None = None
+    i = 0
+    while i < len(head):
+        if head[i] != "--grid":
+            rest.append(head[i])
+            i += 1
+            continue
+        grid = [] if grid is None else grid
+        i += 1
+        while i < len(head) and not _is_flag(head[i]):
+            grid.append(head[i])
+            i += 1
+    return rest, grid
+
+
 def parse(argv: list[str]) -> Config:
     """The sweep's own flags before ``--`` (over a ``--config`` file), the trainer options after it."""
     head, tail = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, None)
+    head, grid = _take_grid(head)
     default = Config()
     if "--config" in head and head.index("--config") + 1 < len(head):
         path = Path(head[head.index("--config") + 1])
         default = Config(**load_toml(path), config=path)
     cfg = parse_config(Config, args=head, prog="heed sweep", description=__doc__, default=default)
+    cfg = dataclasses.replace(cfg, grid=tuple(grid)) if grid is not None else cfg
     return dataclasses.replace(cfg, options=tuple(tail)) if tail is not None else cfg
 
 

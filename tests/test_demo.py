@@ -55,6 +55,18 @@ def test_render_saliency_writes_video_and_summary(tmp_path, random_agent):
     assert summary["video"] == str(out) and list((tmp_path / "tb").glob("events.*"))
     assert iio.imread(tmp_path / "s.png").shape == (34 + 420, 320, 3)
     assert summary["still"] == str(tmp_path / "s.png")
+    # a re-run replaces what it wrote (no --overwrite needed) and its stills, not adding a second event file
+    mod.main(cfg)
+    assert len([p for p in (tmp_path / "tb").iterdir() if "tfevents" in p.name]) == 1
+
+
+def test_render_saliency_keeps_a_users_files(tmp_path, random_agent):
+    mod = load_script("render_saliency")
+    (tmp_path / "s.json").write_text("my notes")
+    cfg = mod.Config(checkpoint=random_agent, steps=2, out=tmp_path / "s.gif", device="cpu", progress=False)
+    with pytest.raises(HeedError, match="not written by heed.*--overwrite"):
+        mod.main(cfg)
+    assert (tmp_path / "s.json").read_text() == "my notes" and not (tmp_path / "s.gif").exists()
 
 
 def test_render_saliency_bad_input(tmp_path, random_agent):
@@ -95,6 +107,19 @@ def test_demo_tiny_budget(tmp_path, random_agent):
     assert result["saliency"]["focus"]["value"]["key"]["objects"] == ["ball", "agent_paddle"]
 
 
+def test_demo_never_replaces_a_file_it_did_not_write(tmp_path, random_agent):
+    mod = load_script("demo")
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "pong_saliency.gif").write_bytes(b"the user's gif")
+    cfg = mod.Config(out_dir=out, checkpoint=random_agent, steps=2, gif_frames=1, jacobian_updates=1, device="cpu",
+                     threads=0, progress=False)
+    with pytest.raises(HeedError, match="pong_saliency.gif' exists and was not written by heed"):
+        mod.main(cfg)
+    assert (out / "pong_saliency.gif").read_bytes() == b"the user's gif"
+    assert not any(p.suffix in (".mp4", ".png") for p in out.iterdir()) and not (out / "tensorboard").exists()
+
+
 def test_demo_falls_back_to_an_untrained_agent(tmp_path, monkeypatch, capsys):
     mod = load_script("demo")
     monkeypatch.setattr(mod, "bundled_agent", lambda: tmp_path / "absent")
@@ -114,3 +139,12 @@ def test_bench_saliency_tiny_budget(random_agent, capsys):
     assert rows["perturbation"]["captum_equivalent"] == "captum-occlusion"
     assert rows["gradient"]["focus"]["value"]["key"]["objects"] == ["ball", "agent_paddle"]
     assert rows["gradient"]["random_weights_focus"] is not None and "corr_value" in rows["gradient"]["random_heads"] and "| gradient |" in capsys.readouterr().out
+
+
+def test_bench_saliency_keeps_a_users_json(tmp_path, random_agent):
+    mod = load_script("bench_saliency")
+    (tmp_path / "bench.json").write_text("my notes")
+    cfg = mod.Config(checkpoint=random_agent, steps=1, methods=("gradient",), json_out=tmp_path / "bench.json")
+    with pytest.raises(HeedError, match="--overwrite"):
+        mod.main(cfg)
+    assert (tmp_path / "bench.json").read_text() == "my notes"

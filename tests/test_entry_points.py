@@ -34,12 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "agents" / "pretrained" / "ntm-copy"
 
 #: the entry points this file does not own yet (being edited elsewhere): fields that still accept a bad value
-NOT_YET = {
-    "evaluate", "package-agent", "bench-dqn", "render-saliency", "demo", "bench-saliency",
-}
+NOT_YET = {"evaluate", "package-agent", "bench-dqn"}
 #: the commands whose main this file runs with a bad value (cheap: validation comes first)
 OWNED = ["evaluate-memory", "record-memory", "record-ponder", "record-glimpses", "policy-memory",
-         "sequential-jacobian", "bench-ntm", "bench-ppo-memory", "sweep", "aggregate"]
+         "sequential-jacobian", "bench-ntm", "bench-ppo-memory", "sweep", "aggregate", "render-saliency", "demo",
+         "bench-saliency"]
 ABSURD_INT = -(10**12)
 
 
@@ -198,6 +197,12 @@ CLI_CASES = [
     (["record-ponder", "--checkpoint", "x", "--threads", "0"], "--threads"),
     (["record-glimpses", "--run-dir", "x", "--fps", "nan"], "--fps"),
     (["sequential-jacobian", "--hidden", "0"], "--hidden"),
+    (["render-saliency", "--checkpoint", "x", "--crf", "52"], "--crf"),
+    (["render-saliency", "--checkpoint", "x", "--percentile", "0"], "--percentile"),
+    (["demo", "--seed", "-1"], "--seed"),
+    (["demo", "--steps", "nan"], "--steps"),
+    (["bench-saliency", "--threads", "0"], "--threads"),
+    (["bench-saliency", "--hidden", "10000000"], "--hidden"),
     (["bench-ntm", "--window-seconds", "inf"], "--window-seconds"),
     (["bench-ppo-memory", "--eval-episodes", "0"], "--eval-episodes"),
     (["policy-memory", "--run", "x", "--prefix", "../../x"], "--prefix"),
@@ -454,3 +459,50 @@ def test_sweep_file_is_read_safely_and_checked(tmp_path) -> None:
     assert "seeds" in str(refused(lambda: parse(["--config", str(bad)])))
     bad.write_text('trainer = "supervised"\nseeds = "12"\n')
     assert "seeds" in str(refused(lambda: parse(["--config", str(bad)])))
+
+
+# ------------------------------------------------------------- the documented bench_ppo_memory commands
+
+
+def _documented_bench_commands() -> list[list[str]]:
+    """The ``bench_ppo_memory.py`` command lines of RESULTS.md, as argument lists."""
+    import re
+    import shlex
+
+    text = (ROOT / "RESULTS.md").read_text()
+    text = re.sub(r"\n  (?! )", " ", text)  # a command wrapped onto a list item's next line
+    found = re.findall(r"python scripts/bench_ppo_memory\.py([^`#\n]*)", text)
+    return [shlex.split(args) for args in found]
+
+
+def test_documented_bench_commands_never_share_a_run_folder(tmp_path, monkeypatch) -> None:
+    """Each RESULTS.md benchmark command plans its own run folders, so all of them run as written."""
+    from heed.agents.common.cli import parse_config
+    from heed.scripts import bench_ppo_memory as bench
+
+    commands = _documented_bench_commands()
+    assert len(commands) >= 3
+    owner: dict[Path, int] = {}
+    for i, argv in enumerate(commands):
+        cfg = parse_config(bench.Config, args=argv)
+        planned = [(core, length, "") for core in cfg.cores for length in cfg.lengths]
+        planned += [("lstm", cfg.sb3_length, "vs_sb3")] if cfg.sb3_length >= 0 else []
+        for core, length, group in planned:
+            run_dir = bench.trial_config(cfg, core, length, group).run.run_dir
+            assert owner.setdefault(run_dir, i) == i, f"{argv} and {commands[owner[run_dir]]} both write {run_dir}"
+
+
+def test_bench_refuses_a_used_run_folder_before_the_first_run(tmp_path, monkeypatch) -> None:
+    from heed.scripts import bench_ppo_memory as bench
+
+    monkeypatch.chdir(tmp_path)
+    cfg = bench.Config(cores=("lstm",), lengths=(1, 2), sb3_length=-1, out=Path("figures/b.json"))
+    assert bench.runs_root(cfg) == Path("runs/bench_ppo_memory/b")
+    used = Path("runs/bench_ppo_memory/b/lstm_L2_s1")
+    used.mkdir(parents=True)
+    (used / "notes.txt").write_text("mine")
+    with pytest.raises(HeedError, match="lstm_L2_s1.*--runs-root"):
+        bench.main(cfg)
+    assert not Path("figures").exists() and not Path("runs/bench_ppo_memory/b/lstm_L1_s1").exists()
+    with pytest.raises(HeedError, match="twice"):
+        bench.main(dataclasses.replace(cfg, lengths=(1, 1), runs_root=Path("elsewhere")))

@@ -174,6 +174,20 @@ def test_toml_file_and_flags(tmp_path):
         sweep_cli.parse(["--config", str(path)])
 
 
+def test_grid_axis_of_flags_is_not_read_as_a_flag(tmp_path):
+    """An axis whose alternatives start with a flag (glimpse's ``--model``) is a grid value, however placed."""
+    argv = ["--trainer", "glimpse", "--grid", "--model ram | --model cnn", "glimpses=4,8", "--seeds", "1",
+            "--sweep-dir", str(tmp_path), "--", "--dataset", "mnist"]
+    cfg = sweep_cli.parse(argv)
+    assert cfg.grid == ("--model ram | --model cnn", "glimpses=4,8") and cfg.seeds == (1,)
+    assert cfg.options == ("--dataset", "mnist") and cfg.sweep_dir == tmp_path
+    trials = sweep.expand(cfg.trainer, list(cfg.seeds), list(cfg.options), list(cfg.grid), tmp_path)
+    assert [t.name for t in trials] == ["model=ram__glimpses=4__seed=1", "model=ram__glimpses=8__seed=1",
+                                        "model=cnn__glimpses=4__seed=1", "model=cnn__glimpses=8__seed=1"]
+    assert sweep_cli.parse(["--seeds", "2", "--grid", "lr=1,2", "--grid", "--model cnn"]).grid == ("lr=1,2", "--model cnn")
+    assert sweep_cli.parse(["--seeds", "2"]).grid == ()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the ray extra: pip install -e '.[ray]'")
 def test_ray_backend_matches_local(tmp_path):
     options = ("--total-sequences", "64", *TINY)
@@ -223,3 +237,57 @@ def test_aggregate_and_summarize_every_trainer_kind(tmp_path, capsys):
     assert lines[0] == "| run | env | model | steps | eval/return last | eval/return best | charts/success_rate last | charts/success_rate best |"
     assert lines[2] == "| dqn__seed=0 |  |  | 200 | 1 | 50 |  |  |"  # last 1.0, best 50.0 (a return: higher is better)
     assert lines[3] == "| ppo__seed=0 |  |  | 64 |  |  | 0.01 | 0.01 |"
+
+
+def test_aggregate_rerun_replaces_only_its_own_tensorboard_output(tmp_path):
+    """One event file per configuration, replaced (not added to) by a re-run; a user's file stays."""
+    from heed.analysis import runs
+
+    for seed, final in enumerate([1.0, 2.0, 3.0]):
+        _fake_trial(tmp_path, "dqn", seed, {"eval/return": [(100, 0.0), (200, final)]})
+        _fake_trial(tmp_path, "ppo", seed, {"charts/success_rate": [(64, final / 10)], "eval/return": [(64, final)]})
+    board = tmp_path / "aggregate" / "tensorboard"
+    mine = board / "dqn" / "events.out.tfevents.0.users-own"
+    for attempt in range(3):
+        aggregate.main(aggregate.Config(sweep_dir=tmp_path, resamples=50))
+        if attempt == 0:
+            mine.write_bytes(b"the user's events")  # not heed's: a re-run must leave it alone
+        for group in ("dqn", "ppo"):
+            ours = [p for p in (board / group).iterdir() if "tfevents" in p.name and p != mine]
+            assert len(ours) == 1, (attempt, group, ours)
+    assert mine.read_bytes() == b"the user's events"
+    mine.unlink()
+    curves = runs.read_scalars(board / "ppo")  # both metrics of the group in its one file, each step once
+    assert set(curves) == {f"{m}/{s}" for m in ("charts/success_rate", "eval/return") for s in ("iqm", "ci_low", "ci_high")}
+    assert curves["eval/return/iqm"].values.tolist() == [2.0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_event_reader_refuses_what_is_not_a_regular_file(tmp_path, kind):
+    """A named pipe named like an event file would block TensorBoard's reader forever: refused, fast."""
+    import os
+    import threading
+
+    from heed.analysis import runs
+
+    run = _fake_trial(tmp_path, "dqn", 0, {"eval/return": [(1, 1.0)]})
+    bad = run / "events.out.tfevents.9.crafted"
+    os.mkfifo(bad) if kind == "fifo" else bad.mkdir()
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=_raised(lambda: runs.read_scalars(run))), daemon=True)
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the event reader hung"
+    assert isinstance(box["result"], HeedError), box
+    assert ("not a regular file" if kind == "fifo" else "is a folder") in str(box["result"])
+    with pytest.raises(HeedError):
+        aggregate.main(aggregate.Config(sweep_dir=tmp_path, resamples=50))
+    assert not (tmp_path / "aggregate").exists()
+
+
+def _raised(fn):
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - handed back to the test
+        return exc
+    return None

@@ -7,15 +7,17 @@ trainer calls; :class:`Every` is the one "every N steps" schedule.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from heed.agents.common.errors import HeedError
-from heed.agents.common.safe_io import disk_errors, write_json_atomic
+from heed.agents.common.safe_io import OutputFolder, disk_errors, write_json_atomic
 
 #: the TensorBoard tag groups every trainer shares (plus the area's own image groups)
 TAG_GROUPS = ("charts", "losses", "eval")
@@ -72,6 +74,31 @@ def open_writer(run_dir: str | os.PathLike, cfg: Any | None = None, purge_step: 
     if cfg is not None and purge_step is None:
         writer.add_text("hyperparameters", hparams_markdown(cfg))
     return writer
+
+
+@contextlib.contextmanager
+def output_event_writer(log_dir: str | os.PathLike, flag: str = "--tensorboard") -> Iterator[Any]:
+    """A ``SummaryWriter`` for a command's TensorBoard output (figures, stills, aggregate curves).
+
+    Unlike a training run, such a command is re-run to replace its output: the event files that an
+    earlier run of a heed command wrote in ``log_dir`` (listed in its output manifest, see
+    :class:`heed.agents.common.safe_io.OutputFolder`) are deleted first, and the new one is recorded,
+    so TensorBoard never shows the curves twice. Event files heed did not write are left alone.
+    """
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder = OutputFolder(log_dir, flag=flag)
+    folder.remove_ours("*tfevents*")
+    before = {p.name for p in folder.root.iterdir()}
+    with disk_errors(folder.root):
+        writer = SummaryWriter(str(folder.root))
+    try:
+        for path in folder.root.iterdir():  # SummaryWriter creates its event file when it is made
+            if "tfevents" in path.name and path.name not in before:
+                folder.adopt(path.name)
+        yield writer
+    finally:
+        writer.close()
 
 
 def flat_hparams(cfg: Any, prefix: str = "") -> dict[str, bool | int | float | str]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from heed.agents.common.errors import HeedError
+from heed.envs.errors import check_regular_file
 
 #: default size cap of a JSON file read back from a run (meta.json with optimizer scalars stays far below)
 MAX_JSON_BYTES = 8 * 1024 * 1024
@@ -31,25 +32,6 @@ MAX_JSON_DEPTH = 64
 _DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG, errno.ENOTDIR}
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
-
-
-def check_regular_file(path: Path, root: Path | None, what: str) -> Path:
-    """``path`` resolved, after checking (without opening it) that it is a regular file inside ``root``."""
-    try:
-        info = os.stat(path)  # stat never opens: a FIFO cannot block here
-    except FileNotFoundError:
-        raise HeedError(f"{what} '{path}' does not exist") from None
-    except OSError as exc:
-        raise HeedError(f"cannot read {what} '{path}': {exc.strerror or exc}") from None
-    if not stat.S_ISREG(info.st_mode):
-        kind = "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
-        raise HeedError(f"{what} '{path}' is {kind}; refusing to read it")
-    real = Path(os.path.realpath(path))
-    if root is not None:
-        base = Path(os.path.realpath(root))
-        if base not in real.parents:
-            raise HeedError(f"{what} '{path}' points outside '{root}' (to '{real}'); refusing to follow it")
-    return real
 
 
 def read_bytes_capped(path: str | os.PathLike, max_bytes: int, what: str = "file", root: str | os.PathLike | None = None) -> bytes:
@@ -230,9 +212,39 @@ class OutputFolder:
                             "(choose another output path, or pass --overwrite)")
         if name not in self._ours:
             self._ours.add(name)
-            with disk_errors(self.root):
-                write_json_atomic(self.root / OUTPUTS_MANIFEST, {"files": sorted(self._ours)})
+            self._save_manifest()
         return path
+
+    def adopt(self, name: str) -> Path:
+        """Record ``name``, a file heed has just created here under a name it did not choose (a
+        TensorBoard event file), as heed's, so that a later run of the command may replace it."""
+        check_file_name(name, self.flag)
+        if name not in self._ours:
+            self._ours.add(name)
+            self._save_manifest()
+        return self.root / name
+
+    def remove_ours(self, pattern: str) -> list[str]:
+        """Delete the regular files heed wrote here whose names match the shell ``pattern``; return them.
+
+        Files heed did not write are never touched, whatever their names.
+        """
+        import fnmatch
+
+        gone = sorted(n for n in self._ours if fnmatch.fnmatchcase(n, pattern))
+        for name in gone:
+            path = self.root / name
+            if path.is_file() and not path.is_symlink():
+                with disk_errors(path):
+                    path.unlink()
+            self._ours.discard(name)
+        if gone:
+            self._save_manifest()
+        return gone
+
+    def _save_manifest(self) -> None:
+        with disk_errors(self.root):
+            write_json_atomic(self.root / OUTPUTS_MANIFEST, {"files": sorted(self._ours)})
 
 
 def claim_output_file(path: str | os.PathLike, overwrite: bool = False, flag: str = "--out") -> Path:
