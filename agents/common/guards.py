@@ -70,7 +70,9 @@ def interruptible(save: Callable[[], Any], resume_line: str | Callable[[], str])
     def on_term(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
-    old_term = signal.signal(signal.SIGTERM, on_term) if main_thread else None
+    # SIGINT gets the handler too: a process started in the background of a non-interactive shell
+    # inherits SIGINT as ignored, and Ctrl-C / kill -INT must still checkpoint and stop it
+    old = {sig: signal.signal(sig, on_term) for sig in (signal.SIGTERM, signal.SIGINT)} if main_thread else {}
     try:
         yield
     except KeyboardInterrupt as exc:
@@ -84,8 +86,8 @@ def interruptible(save: Callable[[], Any], resume_line: str | Callable[[], str])
         line = resume_line() if callable(resume_line) else resume_line
         raise RunInterrupted(line) from None
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, old_term)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _hold_signals() -> dict[int, Any]:
