@@ -39,6 +39,7 @@ from heed.agents.cores.mlp import FeedforwardCore, MLPConfig
 from heed.agents.cores.ntm import NTMConfig, NTMCore
 from heed.agents.cores.ntm_gru import NTMGRUConfig, NTMGRUCore
 from heed.agents.cores.rnn import RNNConfig, RNNCore
+from heed.agents.seq2seq import EncoderDecoder, RNNEncDecConfig, RNNSearchConfig
 from heed.agents.sequence import RecurrentSequenceModel
 from heed.agents.transformer import (
     TransformerConfig,
@@ -65,6 +66,8 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "transformer": (TransformerConfig, TransformerModel),
     "ut": (UTConfig, UniversalTransformer),
     "ut-act": (UTACTConfig, UniversalTransformer),
+    "rnnencdec": (RNNEncDecConfig, EncoderDecoder),  # agents/seq2seq.py, for the seq2seq layout tasks
+    "rnnsearch": (RNNSearchConfig, EncoderDecoder),
 }
 
 

@@ -23,6 +23,7 @@ from heed.envs.babi import BabiTask
 from heed.envs.cue import CueRecallTask
 from heed.envs.ponder import AdditionTask, LogicTask, ParityTask, ReverseTask, SeqCopyTask
 from heed.envs.sequence import Batch, SequenceTask
+from heed.envs.translation import DateTask, TranslationTask
 
 TASKS: dict[str, Callable[..., SequenceTask]] = {
     # NTM tasks (Graves et al. 2014): envs/algorithmic.py
@@ -40,6 +41,9 @@ TASKS: dict[str, Callable[..., SequenceTask]] = {
     "babi": BabiTask,
     # the sequential-Jacobian demo's probe: envs/cue.py
     "cue-recall": CueRecallTask,
+    # attention between sequences (Bahdanau et al. 2014): envs/translation.py
+    "translation": TranslationTask,
+    "dates": DateTask,
 }
 
 __all__ = ["TASKS", "Batch", "SequenceTask"]

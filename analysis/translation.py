@@ -1,0 +1,142 @@
+"""Measures and figures for translation-like tasks: BLEU, exact match by length, alignment quality.
+
+- :func:`bleu`: corpus BLEU (Papineni et al. 2002) in percent, up to 4-grams, uniform weights,
+  clipped n-gram precisions and the brevity penalty::
+
+      BLEU = BP * exp(sum_n (1/N) log p_n),   p_n = sum clipped matches / sum candidate n-grams,
+      BP = 1 if c > r else exp(1 - r / c)    (c, r: total candidate and reference lengths)
+
+  0 when any ``p_n`` is 0 (no smoothing).
+- :func:`by_length`: exact match and BLEU per source-length bin (Bahdanau et al. 2014, Fig. 2).
+- :func:`alignment_share`: the mean, over target words that have an aligned source word, of the
+  weight a map ``[L_target, S]`` (attention, or a gradient map normalised per row) puts on that word.
+- :func:`heatmap_figure`, :func:`length_figure`: the figures.
+
+Token sequences are lists of hashable items (words or ids). Imports nothing from :mod:`heed.agents`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def _ngrams(tokens: Sequence, n: int) -> Counter:
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+def bleu(candidates: Sequence[Sequence], references: Sequence[Sequence], max_n: int = 4) -> float:
+    """Corpus BLEU in percent (one reference per candidate; see the module docstring)."""
+    if len(candidates) != len(references):
+        raise ValueError(f"{len(candidates)} candidates but {len(references)} references")
+    matches, totals = [0] * max_n, [0] * max_n
+    c_len = r_len = 0
+    for cand, ref in zip(candidates, references):
+        c_len, r_len = c_len + len(cand), r_len + len(ref)
+        for n in range(1, max_n + 1):
+            c, r = _ngrams(cand, n), _ngrams(ref, n)
+            matches[n - 1] += sum(min(k, r[g]) for g, k in c.items())
+            totals[n - 1] += max(len(cand) - n + 1, 0)
+    if c_len == 0 or min(matches) == 0:
+        return 0.0
+    log_p = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
+    brevity = 1.0 if c_len > r_len else math.exp(1.0 - r_len / c_len)
+    return 100.0 * brevity * math.exp(log_p)
+
+
+def by_length(
+    candidates: Sequence[Sequence],
+    references: Sequence[Sequence],
+    lengths: Sequence[int],
+    edges: Sequence[int],
+) -> list[dict]:
+    """Per bin ``[edges[i], edges[i+1])`` of source length: ``{"lo", "hi", "count", "exact", "bleu"}``
+    (``exact``: share of candidates equal to their reference, in percent); empty bins are left out."""
+    rows = []
+    lengths = np.asarray(lengths)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        idx = np.flatnonzero((lengths >= lo) & (lengths < hi))
+        if len(idx) == 0:
+            continue
+        cands, refs = [candidates[i] for i in idx], [references[i] for i in idx]
+        exact = 100.0 * float(np.mean([list(c) == list(r) for c, r in zip(cands, refs)]))
+        rows.append(
+            {"lo": int(lo), "hi": int(hi), "count": len(idx), "exact": exact, "bleu": bleu(cands, refs)}
+        )
+    return rows
+
+
+def alignment_share(weights: np.ndarray, alignment: Sequence[int]) -> float:
+    """Mean weight on the aligned source word: ``mean_{i: a_i >= 0} W[i, a_i]``.
+
+    Args:
+        weights: ``[L, S]`` rows over source words (attention rows sum to 1; normalise other maps first).
+        alignment: ``a_i``, the source index of target word i (``-1``: none); rows beyond ``L`` are ignored.
+    """
+    weights = np.asarray(weights)
+    pairs = [(i, j) for i, j in enumerate(alignment[: weights.shape[0]]) if j >= 0]
+    if not pairs:
+        return float("nan")
+    return float(np.mean([weights[i, j] for i, j in pairs]))
+
+
+def heatmap_figure(
+    weights: np.ndarray,
+    source: Sequence[str],
+    target: Sequence[str],
+    title: str,
+    alignment: Sequence[int] | None = None,
+):
+    """A matplotlib figure of a ``[L_target, S]`` map, target words down, source words across; the
+    grammar's alignment (when given) is drawn as small circles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = np.asarray(weights)
+    fig, ax = plt.subplots(figsize=(0.42 * len(source) + 2.5, 0.36 * len(target) + 1.8))
+    ax.imshow(weights, cmap="gray", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
+    ax.set_xticks(range(len(source)), source, rotation=60, ha="right")
+    ax.set_yticks(range(len(target)), target)
+    ax.xaxis.tick_top()
+    plt.setp(ax.get_xticklabels(), rotation=60, ha="left")
+    if alignment is not None:
+        ij = [(i, j) for i, j in enumerate(alignment[: len(target)]) if j >= 0]
+        ax.scatter(
+            [j for _, j in ij], [i for i, _ in ij], s=12, facecolors="none", edgecolors="tab:red", lw=0.8
+        )
+    ax.set_title(title, fontsize=9, pad=10)
+    fig.tight_layout()
+    return fig
+
+
+def length_figure(curves: dict[str, list[list[dict]]], key: str = "bleu", label: str = "BLEU"):
+    """``key`` against source length: per model, the mean over runs (thick) and each run (thin).
+
+    Args:
+        curves: model name -> one :func:`by_length` table per run (same bins in every run).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for (name, runs), color in zip(curves.items(), ("tab:blue", "tab:red", "tab:green", "tab:purple")):
+        mids = [(r["lo"] + r["hi"] - 1) / 2 for r in runs[0]]
+        values = np.array([[r[key] for r in run] for run in runs])  # [runs, bins]
+        for row in values:
+            ax.plot(mids, row, color=color, lw=0.7, alpha=0.4)
+        ax.plot(
+            mids, values.mean(0), color=color, lw=2.2, marker="o", ms=3, label=f"{name} ({len(runs)} runs)"
+        )
+    ax.set_xlabel("source sentence length (words)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,287 @@
+"""Figures and numbers of trained encoder-decoders on the translation-like tasks (Bahdanau et al. 2014).
+
+Example (the runs of ``heed sweep ... --grid "model:rnnencdec | model:rnnsearch"``, docs/translation.md)::
+
+    heed translation-figures --runs runs/sweeps/translation --out-dir docs/figures/translation
+
+``--runs`` takes run folders of ``heed train supervised`` or folders holding them (a sweep). On
+``--sentences`` held-out sentences (the task's ``split="test"``, never trained on) every run is
+decoded greedily and scored (exact match and BLEU, overall and by source length); the teacher-forced
+attention of each attentive run and the gradient map of every run (``|| d log p(y_i) / d x_j ||``,
+the sequential Jacobian of :mod:`heed.analysis.sequential` restricted to decoder rows and source
+columns, rows normalised to sum to 1) are scored against the grammar's alignment: the share of each
+row on the aligned source word. Writes into ``--out-dir``:
+
+- ``alignment.png``: the first attentive run's attention, target words x source words, on the
+  lecture-style sentence below (circles: the grammar's alignment);
+- ``implicit.png``: the gradient map of the first run without attention on the same sentence;
+- ``length_bleu.png``, ``length_exact.png``: BLEU / exact match against source length per model;
+- ``summary.json``: every number, per run; a Markdown table is printed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+
+from heed.agents.common.validate import Range, SeedRange
+
+#: the lecture's kind of sentence: a verb-final infinitive ("to reach ... zu erreichen") and a subordinate clause
+LECTURE_SOURCE = (
+    "Nawaz tries to reach the official residence of Sharif because the old minister sees a new car ."
+)
+LECTURE_TARGET = "Nawaz versucht die offizielle Residenz des Sharif zu erreichen weil der alte Minister ein neuer Wagen sieht ."
+LECTURE_ALIGNMENT = (0, 1, 4, 5, 6, 7, 8, 2, 3, 9, 10, 11, 12, 14, 15, 16, 13, 17)
+LENGTH_EDGES = (3, 10, 20, 30, 40, 50, 61)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Alignment, implicit-attention and length figures of trained encoder-decoders."""
+
+    runs: tuple[Path, ...] = field(default_factory=tuple)
+    """run folders of heed train supervised (model:rnnencdec / model:rnnsearch), or folders holding them"""
+    out_dir: Path = Path("translation_figures")
+    """where to write the figures and summary.json"""
+    sentences: Annotated[int, Range(1, 100_000)] = 600
+    """held-out sentences decoded per run"""
+    gradient_sentences: Annotated[int, Range(0, 10_000)] = 48
+    """held-out sentences whose gradient maps are scored per run (0: skip)"""
+    seed: Annotated[int, SeedRange] = 0
+    """seed of the held-out sentences"""
+    threads: Annotated[int, Range(0, 1024)] = 1
+    """torch CPU threads (0: leave torch's default)"""
+    overwrite: bool = False
+    """let outputs replace files in --out-dir that heed did not write"""
+
+
+def find_runs(paths: tuple[Path, ...]) -> list[Path]:
+    """Run folders (holding ``config.json`` and ``checkpoints/``) among ``paths`` and their children."""
+    from heed.agents.common.errors import HeedError
+
+    found: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            raise HeedError(f"--runs '{path}' is not a folder")
+        found += (
+            [path]
+            if (path / "config.json").is_file()
+            else sorted(p for p in path.iterdir() if p.is_dir() and (p / "config.json").is_file())
+        )
+    if not found:
+        raise HeedError(
+            f"no run folders (with config.json) in --runs {' '.join(map(str, paths)) or '(none given)'}"
+        )
+    return found
+
+
+def model_label(cfg) -> str:
+    kind = getattr(cfg, "attention", None)
+    return cfg.name if kind in (None, "additive") else f"{cfg.name}-{kind}"
+
+
+def gradient_maps(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``G[b, t, s] = || d log p(y_t) / d x_s ||`` ``[B, T, T]`` through :func:`sensitivity_matrix`,
+    for the teacher-forced reference classes ``targets [B, T]``."""
+    from heed.analysis.sequential import sensitivity_matrix
+
+    def log_prob(x: torch.Tensor) -> torch.Tensor:  # [B, T, 1]
+        return torch.log_softmax(model(x)[0], -1).gather(-1, targets[..., None])
+
+    return sensitivity_matrix(log_prob, inputs, mode="reverse")
+
+
+def score_run(model, task, pairs, gradient_count: int) -> dict:
+    """Greedy exact match / BLEU (overall and by length), attention and gradient alignment shares."""
+    from heed.analysis.translation import alignment_share, bleu, by_length
+    from heed.envs.translation import encode_pairs
+
+    vs, k = len(task.source_vocab), task.output_size
+    hyps, refs, attn_share, grad_share, chance = [], [], [], [], []
+    for start in range(0, len(pairs), 50):
+        chunk = pairs[start : start + 50]
+        batch = encode_pairs(chunk, vs, k)
+        inputs = torch.from_numpy(batch.inputs)
+        s = max(len(p.source) for p in chunk)
+        classes, _ = model.greedy(inputs, max_len=max(len(p.target) for p in chunk) + 10)
+        for row, pair in zip(classes.tolist(), chunk):
+            hyps.append(row[: row.index(0)] if 0 in row else row)
+            refs.append(list(pair.target))
+        with torch.no_grad():
+            attention = model(inputs)[1].get("alignment")
+        for b, pair in enumerate(chunk):
+            chance.append(1.0 / len(pair.source))
+            if attention is not None:
+                attn_share.append(
+                    alignment_share(attention[b, s : s + len(pair.target)].numpy(), pair.alignment)
+                )
+        if start < gradient_count:
+            few = chunk[: gradient_count - start]
+            grads = gradient_maps(model, inputs[: len(few)], torch.from_numpy(batch.targets[: len(few)]))
+            for b, pair in enumerate(few):
+                rows = grads[b, s : s + len(pair.target), : len(pair.source)].numpy()
+                grad_share.append(
+                    alignment_share(rows / rows.sum(1, keepdims=True).clip(1e-12), pair.alignment)
+                )
+    lengths = [len(p.source) for p in pairs]
+    return {
+        "exact": 100.0 * float(np.mean([h == r for h, r in zip(hyps, refs)])),
+        "bleu": bleu(hyps, refs),
+        "by_length": by_length(hyps, refs, lengths, LENGTH_EDGES),
+        "attention_share": float(np.mean(attn_share)) if attn_share else None,
+        "gradient_share": float(np.mean(grad_share)) if grad_share else None,
+        "chance_share": float(np.mean(chance)),
+    }
+
+
+def lecture_pair(task):
+    """The lecture-style sentence as a :class:`~heed.envs.translation.Pair` of ``task``'s vocabulary."""
+    from heed.envs.translation import Pair
+
+    src = {w: i for i, w in enumerate(task.source_vocab)}
+    tgt = {w: i for i, w in enumerate(task.target_vocab)}
+    return Pair(
+        tuple(src[w] for w in LECTURE_SOURCE.split()),
+        tuple(tgt[w] for w in LECTURE_TARGET.split()),
+        LECTURE_ALIGNMENT,
+    )
+
+
+def sentence_maps(model, task) -> tuple[np.ndarray | None, np.ndarray]:
+    """Attention (or None) and the row-normalised gradient map ``[L_target, S]`` on the lecture sentence."""
+    from heed.envs.translation import encode_pairs
+
+    pair = lecture_pair(task)
+    batch = encode_pairs([pair], len(task.source_vocab), task.output_size)
+    inputs, s, m = torch.from_numpy(batch.inputs), len(pair.source), len(pair.target)
+    with torch.no_grad():
+        attention = model(inputs)[1].get("alignment")
+    grads = gradient_maps(model, inputs, torch.from_numpy(batch.targets))[0, s : s + m, :s].numpy()
+    grads = grads / grads.sum(1, keepdims=True).clip(1e-12)
+    return (None if attention is None else attention[0, s : s + m].numpy()), grads
+
+
+def run(cfg: Config) -> dict:
+    """Score every run and write the figures; returns the summary."""
+    from heed.agents.common.errors import require
+    from heed.agents.common.safe_io import OutputFolder, disk_errors, write_json_atomic
+    from heed.agents.common.validate import validate
+    from heed.agents.trainers.sequence_utils import build_task, load_sequence_model
+    from heed.analysis.figures import save_figure
+    from heed.analysis.translation import alignment_share, heatmap_figure, length_figure
+
+    validate(cfg)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    loaded = []
+    for path in find_runs(cfg.runs):
+        model, task, ckpt = load_sequence_model(str(path))
+        require(
+            hasattr(model, "greedy") and hasattr(task, "sample_pairs"),
+            f"run '{path}' is {ckpt.meta.get('core')} on {ckpt.meta.get('task')}: an encoder-decoder "
+            "(model:rnnencdec or model:rnnsearch) on a translation-like task is needed",
+        )
+        loaded.append((path, model, task, ckpt))
+    folder = OutputFolder(cfg.out_dir, cfg.overwrite)
+    outputs = {
+        n: folder.claim(n)
+        for n in ("alignment.png", "implicit.png", "length_bleu.png", "length_exact.png", "summary.json")
+    }
+    runs, curves = [], {}
+    for path, model, _, ckpt in loaded:
+        test_task = build_task(ckpt.meta["task"], {**ckpt.meta["task_options"], "split": "test"})
+        pairs = test_task.sample_pairs(cfg.sentences, np.random.default_rng(cfg.seed))
+        label = model_label(model.cfg)
+        result = {
+            "run": str(path),
+            "model": label,
+            "task": ckpt.meta["task"],
+            "cpu_seconds": ckpt.counters.get("cpu_seconds"),
+            "sequences": ckpt.counters.get("sequences"),
+            **score_run(model, test_task, pairs, cfg.gradient_sentences),
+        }
+        runs.append(result)
+        curves.setdefault(label, []).append(result["by_length"])
+        print(f"{label:<22} {path}: exact {result['exact']:.1f} %, BLEU {result['bleu']:.1f}")
+    summary: dict = {"sentences": cfg.sentences, "seed": cfg.seed, "runs": runs}
+    translation = [x for x in loaded if x[3].meta["task"] == "translation"]
+    if translation:
+        attentive = next((x for x in translation if x[1].kind != "none"), None)
+        plain = next((x for x in translation if x[1].kind == "none"), None)
+        source, target = LECTURE_SOURCE.split(), LECTURE_TARGET.split()
+        for entry, name, use_attention in (
+            (attentive, "alignment.png", True),
+            (plain, "implicit.png", False),
+        ):
+            if entry is None:
+                continue
+            attention, grads = sentence_maps(entry[1], entry[2])
+            weights = attention if use_attention else grads
+            share = alignment_share(weights, LECTURE_ALIGNMENT)
+            what = "attention" if use_attention else "gradient map ||d log p(y_i)/d x_j|| (row-normalised)"
+            title = f"{model_label(entry[1].cfg)} {what}\nshare on the aligned word {share:.2f} ({entry[0]})"
+            with disk_errors(outputs[name]):
+                save_figure(
+                    heatmap_figure(weights, source, target, title, LECTURE_ALIGNMENT),
+                    outputs[name],
+                    close=True,
+                )
+            summary[name.removesuffix(".png") + "_share"] = share
+    for key, label, name in (
+        ("bleu", "BLEU (greedy)", "length_bleu.png"),
+        ("exact", "exact match (%)", "length_exact.png"),
+    ):
+        with disk_errors(outputs[name]):
+            save_figure(length_figure(curves, key, label), outputs[name], close=True)
+    with disk_errors(outputs["summary.json"]):
+        write_json_atomic(outputs["summary.json"], summary)
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    """Mean (min-max) over runs per model: exact match, BLEU, BLEU on the longest bin, alignment shares."""
+    lines = [
+        "| model | runs | CPU s | exact % | BLEU | BLEU, 40+ words | attention share | gradient share | chance |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    models: dict[str, list[dict]] = {}
+    for r in summary["runs"]:
+        models.setdefault(r["model"], []).append(r)
+
+    def cell(values) -> str:
+        values = [v for v in values if v is not None]
+        if not values:
+            return "-"
+        return f"{np.mean(values):.1f}" + (
+            f" ({min(values):.1f}-{max(values):.1f})" if len(values) > 1 else ""
+        )
+
+    for name, rs in models.items():
+        long = [np.mean([b["bleu"] for b in r["by_length"] if b["lo"] >= 40] or [np.nan]) for r in rs]
+        share = [None if r["attention_share"] is None else 100 * r["attention_share"] for r in rs]
+        grad = [None if r["gradient_share"] is None else 100 * r["gradient_share"] for r in rs]
+        lines.append(
+            f"| {name} | {len(rs)} | {cell([r['cpu_seconds'] for r in rs])} | {cell([r['exact'] for r in rs])} | "
+            f"{cell([r['bleu'] for r in rs])} | {cell(long)} | {cell(share)} % | {cell(grad)} % | "
+            f"{100 * np.mean([r['chance_share'] for r in rs]):.1f} % |"
+        )
+    return "\n".join(lines)
+
+
+def main(cfg: Config) -> dict:
+    """Entry point: write the outputs, print the table."""
+    summary = run(cfg)
+    print(markdown(summary))
+    print(f"figures and summary.json in {cfg.out_dir}")
+    return summary
+
+
+if __name__ == "__main__":
+    from heed.agents.common.cli import parse_config
+    from heed.agents.common.errors import cli_main
+
+    cli_main(lambda: main(parse_config(Config, prog="translation_figures.py", description=__doc__)))

@@ -1,0 +1,297 @@
+"""Translation-like tasks, the encoder-decoders and their measures (issue 15)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from heed.agents.common.errors import HeedError
+from heed.agents.parts import build_model
+from heed.agents.seq2seq import (
+    EncoderDecoder,
+    RNNEncDecConfig,
+    RNNSearchConfig,
+    additive_scores,
+    attend,
+    dot_scores,
+    masked_softmax,
+)
+from heed.analysis.translation import alignment_share, bleu, by_length
+from heed.envs.translation import MONTHS, DateTask, TranslationTask, encode_pairs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# --- the grammar -------------------------------------------------------------------------------------
+
+
+def test_translation_alignment_is_a_permutation_consistent_with_the_words():
+    task = TranslationTask()
+    rng = np.random.default_rng(0)
+    lengths = []
+    for pair in task.sample_pairs(300, rng):
+        source, target = task.words(pair)
+        lengths.append(len(source))
+        assert sorted(pair.alignment) == list(range(len(source)))  # a permutation
+        for de, j in zip(target, pair.alignment):  # and each target word renders its source word
+            en = source[j]
+            if en == "the":
+                assert de in ("der", "die", "das")
+            elif en == "a":
+                assert de in ("ein", "eine")
+            elif en in ("of", "to"):
+                assert de == {"of": "des", "to": "zu"}[en]
+            elif en[0].isupper() or en == ".":
+                assert de == en  # names and the full stop are copied
+    assert min(lengths) <= 5 and max(lengths) >= 50
+
+
+def test_verb_final_infinitive_and_agreement():
+    """Verb-final infinitive: "to V the ADJ N of NAME" -> "die ADJ N des NAME zu V"; article and adjectives agree with N's gender."""
+    from heed.envs.translation import DEFINITE, INDEFINITE, NOUNS, STRONG
+
+    gender = {en: g for en, _, g in NOUNS}
+    task = TranslationTask()
+    infinitives = agreements = 0
+    for pair in task.sample_pairs(300, np.random.default_rng(1)):
+        source, target = task.words(pair)
+        where = {j: i for i, j in enumerate(pair.alignment)}  # source index -> target index
+        for j, en in enumerate(source):
+            if en in ("the", "a"):
+                k = next(k for k in range(j + 1, len(source)) if source[k] in gender)
+                g = gender[source[k]]
+                assert target[where[j]] == (DEFINITE if en == "the" else INDEFINITE)[g]
+                for a in range(j + 1, k):  # adjectives: -e after der/die/das, -er/-e/-es after ein/eine
+                    assert target[where[a]].endswith("e" if en == "the" else STRONG[g])
+                    agreements += 1
+            if en == "to" and source[j + 2 : j + 3] in (["the"], ["a"]):
+                k = next(k for k in range(j + 3, len(source)) if source[k] in gender)
+                k += 2 if source[k + 1 : k + 2] == ["of"] else 0
+                zu = where[j]
+                assert target[zu] == "zu" and where[j + 1] == zu + 1  # zu V ...
+                assert max(where[o] for o in range(j + 2, k + 1)) < zu  # ... after the whole object
+                infinitives += 1
+    assert infinitives > 20 and agreements > 20
+
+
+def test_date_alignment_points_at_the_rendered_parts():
+    task = DateTask()
+    for pair in task.sample_pairs(200, np.random.default_rng(2)):
+        source, target = task.words(pair)
+        year, month, day = (source[pair.alignment[i]] for i in (0, 2, 4))
+        assert (
+            target[0] == year
+            and target[1] == target[3] == "-"
+            and pair.alignment[1] == pair.alignment[3] == -1
+        )
+        assert int(target[4]) == int("".join(c for c in day if c.isdigit()))
+        assert target[2] == f"{[m[:3].lower() for m in MONTHS].index(month[:3]) + 1:02d}"
+
+
+def test_held_out_split_is_disjoint_and_options_are_checked():
+    train = {p.source for p in DateTask().sample_pairs(600, np.random.default_rng(3))}
+    test = {p.source for p in DateTask(split="test").sample_pairs(60, np.random.default_rng(3))}
+    assert train and test and not train & test
+    for bad in ({"split": "dev"}, {"max_clauses": 0}, {"max_words": 2}):
+        with pytest.raises(HeedError):
+            TranslationTask(**bad)
+
+
+def test_layout_teacher_forcing():
+    task = TranslationTask(max_clauses=2)
+    pairs = task.sample_pairs(3, np.random.default_rng(4))
+    batch = encode_pairs(pairs, len(task.source_vocab), task.output_size)
+    vs, s = len(task.source_vocab), max(len(p.source) for p in pairs)
+    for b, pair in enumerate(pairs):
+        n, m = len(pair.source), len(pair.target)
+        assert list(batch.inputs[b, :n, :vs].argmax(-1)) == list(pair.source)
+        assert batch.inputs[b, n:s].sum() == 0  # source padding is all zero
+        prev = batch.inputs[b, s : s + m + 1, vs : vs + task.output_size].argmax(-1)
+        assert list(prev) == [0, *pair.target]  # the previous target word, </s> first
+        assert list(batch.targets[b, s : s + m + 1]) == [*pair.target, 0]
+        assert batch.mask[b].sum() == m + 1 and batch.mask[b, :s].sum() == 0
+
+
+# --- attention ---------------------------------------------------------------------------------------
+
+
+def test_attention_weights_sum_to_one_and_a_one_hot_key_is_found():
+    torch.manual_seed(0)
+    valid = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    for scores in (
+        additive_scores(torch.randn(2, 4), torch.randn(2, 5, 4), torch.randn(4)),
+        dot_scores(torch.randn(2, 4), torch.randn(2, 5, 4)),
+    ):
+        alpha = masked_softmax(scores, valid)
+        assert torch.allclose(alpha.sum(-1), torch.ones(2)) and (alpha[1, 3:] == 0).all()
+    keys = torch.eye(5)[None] * 20.0  # key j is the one-hot e_j
+    query = torch.eye(5)[[3]]  # matches key 3 only
+    alpha, _ = attend(dot_scores(query, keys), torch.ones(1, 5, dtype=torch.bool), torch.randn(1, 5, 2))
+    assert alpha.argmax().item() == 3 and alpha[0, 3] > 0.99
+
+
+def test_key_value_readout_is_the_weighted_sum_of_values():
+    torch.manual_seed(1)
+    scores, values = torch.randn(3, 6), torch.randn(3, 6, 4)
+    valid = torch.ones(3, 6, dtype=torch.bool)
+    alpha, readout = attend(scores, valid, values)
+    by_hand = np.array(
+        [
+            [
+                sum(math.exp(s) * v[d] for s, v in zip(row, vals)) / sum(math.exp(s) for s in row)
+                for d in range(4)
+            ]
+            for row, vals in zip(scores.tolist(), values.tolist())
+        ]
+    )
+    assert np.allclose(readout.numpy(), by_hand, atol=1e-5)
+    model = EncoderDecoder(
+        9, 3, RNNSearchConfig(hidden_size=4, embed_size=3, attention="key-value", attention_size=5)
+    )
+    h = torch.randn(2, 4, 8)
+    keys, vals = model._memory(h)
+    assert torch.allclose(keys, h @ model.keys.weight.T) and torch.allclose(vals, h @ model.values.weight.T)
+
+
+# --- the models --------------------------------------------------------------------------------------
+
+CONFIGS = [RNNEncDecConfig(hidden_size=8, embed_size=4)] + [
+    RNNSearchConfig(hidden_size=8, embed_size=4, attention=kind, attention_size=6)
+    for kind in ("additive", "dot", "key-value")
+]
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: getattr(c, "attention", c.name))
+def test_teacher_forced_forward_and_greedy_decode_agree(cfg):
+    task = DateTask()
+    torch.manual_seed(0)
+    model = build_model(cfg, task.input_size, task.output_size).eval()
+    pairs = task.sample_pairs(4, np.random.default_rng(5))
+    inputs = torch.from_numpy(task.sample(4, np.random.default_rng(5)).inputs)
+    logits, attention, aux = model(inputs)
+    assert logits.shape == (*inputs.shape[:2], task.output_size) and aux.item() == 0.0
+    classes, alignment = model.greedy(inputs, max_len=6)
+    again, _ = model.greedy(inputs, max_len=6)
+    assert torch.equal(classes, again) and classes.shape[0] == 4 and classes.shape[1] <= 7  # deterministic
+    s = max(len(p.source) for p in pairs)
+    if cfg.name == "rnnsearch":
+        rows = attention["alignment"][:, s:]  # [B, M, S]
+        assert torch.allclose(rows.sum(-1), torch.ones_like(rows[..., 0]), atol=1e-5)
+        assert alignment.shape == (4, classes.shape[1], s)
+    # feeding the greedy output back teacher-forced gives the same argmax at every step it wrote
+    decoded = [type(p)(p.source, tuple(int(c) for c in row[:-1]), ()) for p, row in zip(pairs, classes)]
+    forced = torch.from_numpy(encode_pairs(decoded, len(task.source_vocab), task.output_size).inputs)
+    argmax = model(forced)[0][:, s:].argmax(-1)[:, : classes.shape[1]]
+    written = torch.cumsum((classes == 0).long(), 1) - (classes == 0).long() == 0  # up to each row's </s>
+    assert torch.equal(argmax[written], classes[written])
+
+
+def test_encoder_ignores_padding():
+    """A row's outputs do not change when a longer row pads its source (both directions)."""
+    task = TranslationTask(max_clauses=2)
+    torch.manual_seed(0)
+    model = EncoderDecoder(
+        task.input_size, task.output_size, RNNSearchConfig(hidden_size=8, embed_size=4)
+    ).eval()
+    short, long = sorted(task.sample_pairs(2, np.random.default_rng(6)), key=lambda p: len(p.source))
+    alone = model(torch.from_numpy(task_batch(task, [short])))[0]
+    both = model(torch.from_numpy(task_batch(task, [short, long])))[0]
+    ls, s = len(short.source), len(long.source)
+    m = len(short.target) + 1
+    assert torch.allclose(alone[0, ls : ls + m], both[0, s : s + m], atol=1e-5)
+
+
+def task_batch(task, pairs):
+    return encode_pairs(pairs, len(task.source_vocab), task.output_size).inputs
+
+
+def test_unknown_model_and_bad_layout_are_one_line():
+    from heed.agents.parts import part_from_dict
+
+    with pytest.raises(HeedError, match="unknown core or model 'rnnsearh'.*rnnsearch"):
+        part_from_dict({"name": "rnnsearh"})
+    with pytest.raises(HeedError, match="seq2seq layout"):
+        build_model(RNNSearchConfig(), 5, 10)
+
+
+# --- measures ----------------------------------------------------------------------------------------
+
+
+def test_bleu_against_a_hand_computation():
+    cand = "the cat sat on the mat".split()
+    ref = "the cat sat on a mat".split()
+    # 1-grams 5/6, 2-grams 3/5 (the cat, cat sat, sat on), 3-grams 2/4, 4-grams 1/3; c = r: BP = 1
+    expected = 100 * math.exp((math.log(5 / 6) + math.log(3 / 5) + math.log(2 / 4) + math.log(1 / 3)) / 4)
+    assert bleu([cand], [ref]) == pytest.approx(expected)
+    short = "the cat sat on".split()  # c = 4 < r = 6: BP = exp(1 - 6/4); all precisions 1
+    assert bleu([short], [ref]) == pytest.approx(100 * math.exp(1 - 6 / 4))
+    assert bleu([ref], [ref]) == pytest.approx(100.0) and bleu([["x"]], [ref]) == 0.0
+    # clipping: "the the the" against "the cat" counts "the" once
+    assert bleu([["the"] * 3], [["the", "cat"]], max_n=1) == pytest.approx(100 / 3)
+
+
+def test_by_length_and_alignment_share():
+    rows = by_length([[1], [2], [3, 4]], [[1], [9], [3, 4]], [3, 5, 12], [0, 10, 20])
+    assert [(r["count"], r["exact"]) for r in rows] == [(2, 50.0), (1, 100.0)]
+    weights = np.array([[0.1, 0.9], [0.6, 0.4], [0.5, 0.5]])
+    assert alignment_share(weights, [1, 0, -1]) == pytest.approx(0.75)
+
+
+# --- one command per model and per figure --------------------------------------------------------------
+
+
+def test_train_each_model_then_draw_the_figures(tmp_path, capsys):
+    """``heed train supervised --task translation model:NAME`` and ``heed translation-figures`` in-process."""
+    import json
+
+    from heed.agents.common.session import RunConfig
+    from heed.agents.trainers.supervised import Config, main
+    from heed.scripts import translation_figures as tf
+
+    for name, cfg in (("plain", CONFIGS[0]), ("search", CONFIGS[1])):
+        out = main(
+            Config(
+                task="translation",
+                model=cfg,
+                total_sequences=8,
+                batch_size=4,
+                eval_sequences=4,
+                eval_every=8,
+                log_every=4,
+                image_every=4,
+                task_options="max_clauses=1",
+                run=RunConfig(run_dir=tmp_path / "runs" / name, progress=False),
+            )
+        )
+        assert out["updates"] == 2 and 0 <= out["error_rate"] <= 1
+    summary = tf.main(
+        tf.Config(runs=(tmp_path / "runs",), out_dir=tmp_path / "figs", sentences=6, gradient_sentences=2)
+    )
+    assert {r["model"] for r in summary["runs"]} == {"rnnencdec", "rnnsearch"}
+    for r in summary["runs"]:
+        assert 0 <= r["exact"] <= 100 and 0 <= r["bleu"] <= 100 and 0 <= r["gradient_share"] <= 1
+        assert (r["attention_share"] is None) == (r["model"] == "rnnencdec")
+    for name in ("alignment.png", "implicit.png", "length_bleu.png", "length_exact.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 1000
+    assert json.loads((tmp_path / "figs" / "summary.json").read_text())["runs"]
+    assert "| rnnsearch | 1 |" in capsys.readouterr().out
+    with pytest.raises(HeedError, match="no run folders"):
+        tf.run(tf.Config(runs=(tmp_path / "figs",), out_dir=tmp_path / "figs2"))
+
+
+def test_gradient_map_of_a_copying_model_is_the_identity():
+    """A model whose output at decoder step i is the source word i: its gradient map is diagonal."""
+    from heed.scripts.translation_figures import gradient_maps
+
+    class Copier(torch.nn.Module):
+        def forward(self, x):  # [B, T, D] -> logits [B, T, 4]: step t reads source step t - 3
+            shifted = torch.cat([x.new_zeros(x.shape[0], 3, x.shape[2]), x[:, :-3]], 1)
+            return 5.0 * shifted[..., :4], {}, x.new_zeros(())
+
+    x = torch.zeros(1, 6, 5)
+    x[0, [0, 1, 2], [1, 3, 2]] = 1.0
+    g = gradient_maps(Copier(), x, torch.tensor([[0, 0, 0, 1, 3, 2]]))[0, 3:, :3]
+    assert torch.equal(g > 1e-6, torch.eye(3, dtype=torch.bool))
