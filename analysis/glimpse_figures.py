@@ -140,8 +140,12 @@ def tile_heatmap_figure(counts: np.ndarray, title: str = "", path: str | os.Path
     counts = np.asarray(counts, dtype=np.float64)
     share = counts / np.maximum(counts.sum((1, 2), keepdims=True), 1)
     k = len(share)
-    fig, axes = plt.subplots(1, k, figsize=(1.3 * k + 0.8, 1.9), squeeze=False)
-    for c, ax in enumerate(axes[0]):
+    rows = 2 if k > 5 else 1
+    cols = -(-k // rows)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols + 1.0, 1.8 * rows + 0.4), squeeze=False)
+    for ax in axes.flat[k:]:
+        ax.axis("off")
+    for c, ax in enumerate(axes.flat[:k]):
         im = ax.imshow(share[c], cmap="magma", vmin=0, vmax=max(share.max(), 1e-9))
         for (r, q), v in np.ndenumerate(share[c]):
             ax.text(q, r, f"{100 * v:.0f}", ha="center", va="center", fontsize=6,
@@ -149,9 +153,31 @@ def tile_heatmap_figure(counts: np.ndarray, title: str = "", path: str | os.Path
         ax.set_title(f"digit {c}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=list(axes[0]), fraction=0.015, pad=0.01, label="share of choices")
+    fig.colorbar(im, ax=list(axes.flat), fraction=0.02, pad=0.02, label="share of choices")
     if title:
         fig.suptitle(title, fontsize=9)
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def window_frame(
+    canvas: np.ndarray, boxes: Sequence[tuple[float, float, float, tuple[int, int, int]]], scale: int = 4
+) -> np.ndarray:
+    """An RGB frame ``[H * scale, W * scale, 3]`` uint8 of ``canvas [H, W]`` in [0, 1] with square windows,
+    each a box and a cross at its centre (the cross stays visible when the box is wider than the canvas).
+
+    ``boxes`` holds ``(cx, cy, side, colour)`` in continuous pixel units (pixel ``j`` spans ``[j, j + 1)``):
+    a DRAW window of ``N`` filters at centre ``g`` (1-indexed) and stride ``delta`` is
+    ``(gX - 0.5, gY - 0.5, N * delta, colour)``.
+    """
+    h, w = canvas.shape
+    grey = (np.clip(canvas, 0, 1) * 255).astype(np.uint8)
+    frame = np.ascontiguousarray(cv2.resize(
+        np.repeat(grey[:, :, None], 3, axis=2), (w * scale, h * scale), interpolation=cv2.INTER_NEAREST))
+    for cx, cy, side, colour in boxes:
+        x0, y0 = round((cx - side / 2) * scale), round((cy - side / 2) * scale)
+        x1, y1 = round((cx + side / 2) * scale), round((cy + side / 2) * scale)
+        cv2.rectangle(frame, (x0, y0), (x1, y1), colour, 1)
+        cv2.drawMarker(frame, (round(cx * scale), round(cy * scale)), colour, cv2.MARKER_CROSS, 2 * scale, 1)
+    return frame

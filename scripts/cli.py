@@ -14,7 +14,7 @@ from heed.agents.common.errors import suggest
 
 #: command -> (module, one line of help); every entry point in scripts/ that a user runs
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("heed.scripts.train", "train an agent or model: dqn, supervised, ppo, glimpse"),
+    "train": ("heed.scripts.train", "train an agent or model: dqn, supervised, ppo, glimpse, draw"),
     "demo": ("heed.scripts.demo", "the bundled Pong agent's saliency video and a sequential Jacobian"),
     "evaluate": ("heed.scripts.evaluate", "play a DQN agent for N episodes (score, video)"),
     "evaluate-memory": ("heed.scripts.evaluate_memory", "evaluate a supervised sequence model"),
@@ -22,7 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sequential-jacobian": ("heed.scripts.sequential_jacobian", "the sequential Jacobian figure"),
     "record-memory": ("heed.scripts.record_memory", "memory read/write figures of a sequence model"),
     "record-ponder": ("heed.scripts.record_ponder", "ACT ponder-time figures"),
+    "translation-figures": ("heed.scripts.translation_figures", "alignment, implicit-attention and length figures of encoder-decoders"),
     "record-glimpses": ("heed.scripts.record_glimpses", "glimpse paths of a glimpse model"),
+    "record-tiles": ("heed.scripts.record_tiles", "tile-choice heat map per digit class of a 3x3 tile policy"),
+    "record-draw": ("heed.scripts.record_draw", "video of a DRAW canvas being drawn, with the write and read windows"),
     "policy-memory": ("heed.scripts.policy_memory", "what a recurrent PPO policy remembers"),
     "package-agent": ("heed.scripts.package_agent", "ship a trained DQN as fp16 safetensors"),
     "summarize-runs": ("heed.scripts.summarize_runs", "one table over many run folders"),

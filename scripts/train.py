@@ -21,6 +21,7 @@ TRAINERS = {
     "supervised": ("heed.agents.trainers.supervised", "a recurrent core on an algorithmic or QA task"),
     "ppo": ("heed.agents.trainers.ppo", "recurrent PPO over any core on a memory environment"),
     "glimpse": ("heed.agents.trainers.glimpse", "hard (RAM) or soft (DRAW) attention on glimpse MNIST"),
+    "draw": ("heed.agents.trainers.draw", "DRAW, the recurrent VAE that reads and writes with attention, on binarised MNIST"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Glimpse agents: RAM (hard attention, REINFORCE), DRAW-style soft attention, random glimpses, a CNN.
+"""Glimpse agents: RAM (hard attention, REINFORCE), DRAW-style soft attention, random glimpses, a CNN,
+the 3x3 tile policy (REINFORCE over tiles) and its random-tile baseline.
 
 :func:`build_model` makes any of them from a name and the dataset's image size.
 """
@@ -13,8 +14,11 @@ from heed.agents.common.errors import HeedError, suggest
 from heed.agents.glimpse.cnn import CNN, hidden_for_budget
 from heed.agents.glimpse.ram import RAM, GlimpseOutput, hybrid_loss, mc_predict
 from heed.agents.glimpse.soft import SoftAttention
+from heed.agents.glimpse.tiles import TilePolicy
 
-MODELS = ("ram", "random", "soft", "cnn")
+MODELS = ("ram", "random", "soft", "cnn", "tiles", "random-tiles")
+#: models that see the 28x28 digit through the 3x3 grid of tiles (the mnist dataset only)
+TILE_MODELS = ("tiles", "random-tiles")
 
 __all__ = [
     "CNN",
@@ -22,6 +26,8 @@ __all__ = [
     "RAM",
     "GlimpseOutput",
     "SoftAttention",
+    "TILE_MODELS",
+    "TilePolicy",
     "build_model",
     "count_params",
     "hybrid_loss",
@@ -45,7 +51,8 @@ def build_model(
     read_size: int = 12,
     core: Any = None,
 ) -> nn.Module:
-    """``ram`` | ``random`` (RAM with uniform random locations) | ``soft`` | ``cnn`` (matched to RAM's size).
+    """``ram`` | ``random`` (RAM with uniform random locations) | ``soft`` | ``cnn`` (matched to RAM's size)
+    | ``tiles`` (REINFORCE over the 3x3 tiles) | ``random-tiles`` (uniform tiles).
 
     ``core`` is RAM's core config (any core of :mod:`heed.agents.parts`; default an LSTM of ``hidden``).
     """
@@ -55,6 +62,8 @@ def build_model(
         return RAM(image_size, patch, scales, glimpses, hidden, sigma, "random", core)
     if name == "soft":
         return SoftAttention(image_size, read_size, glimpses, hidden)
+    if name in TILE_MODELS:
+        return TilePolicy(glimpses, hidden, "learned" if name == "tiles" else "random")
     if name == "cnn":
         target = count_params(RAM(image_size, patch, scales, glimpses, hidden, sigma, "learned", core))
         return CNN(image_size, hidden_for_budget(image_size, target))

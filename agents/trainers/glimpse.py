@@ -1,4 +1,5 @@
-"""Train a glimpse classifier: RAM (REINFORCE), random glimpses, DRAW-style soft attention, or a CNN.
+"""Train a glimpse classifier: RAM (REINFORCE), random glimpses, DRAW-style soft attention, a CNN, or the
+lecture's 3x3 tile policy (``--model tiles``: REINFORCE over tiles; ``random-tiles`` its baseline).
 
 Every batch draws fresh translations and clutter for its training digits (free data augmentation); the
 test set is fixed: one canvas per held-out source digit, built with a fixed seed. Test error uses
@@ -7,6 +8,7 @@ Monte-Carlo averaging over ``--mc-samples`` glimpse paths for the stochastic mod
     python scripts/train.py glimpse --dataset cluttered60 --model ram --glimpses 8 --seed 1 --run-dir runs/ram
     python scripts/train.py glimpse --resume runs/ram --steps 8000
     python scripts/train.py glimpse --model ram --run-dir runs/ram-ntm core:ntm --core.memory-size 16
+    python scripts/train.py glimpse --dataset mnist --model tiles --glimpses 4 --run-dir runs/tiles
 
 TensorBoard (``tensorboard --logdir runs``): ``losses/cross_entropy``, ``losses/reinforce``,
 ``losses/baseline_mse``, ``charts/train_accuracy``, ``charts/reward``, ``charts/baseline``,
@@ -36,7 +38,7 @@ from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
 from heed.agents.cores.base import HiddenSize
 from heed.agents.cores.lstm import LSTMConfig
 from heed.agents.cores.rnn import RNNConfig
-from heed.agents.glimpse import MODELS, build_model, count_params, hybrid_loss, mc_predict
+from heed.agents.glimpse import MODELS, TILE_MODELS, build_model, count_params, hybrid_loss, mc_predict
 from heed.agents.parts import core_choice
 from heed.envs.glimpse import RETINA
 from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits, make_canvases
@@ -56,7 +58,8 @@ class Config:
     dataset: str = "cluttered60"
     """mnist (28x28), translated60, cluttered60 (4 clutter crops) or cluttered100 (8 crops)."""
     model: str = "ram"
-    """ram (hard attention, REINFORCE), random (8 random glimpses baseline), soft (DRAW filterbank) or cnn."""
+    """ram (hard attention, REINFORCE), random (8 random glimpses baseline), soft (DRAW filterbank), cnn, or
+    tiles / random-tiles (the 3x3 tile task: mnist only; the centre tile, then --glimpses - 1 chosen tiles)."""
     glimpses: Annotated[int, Range(1, 1024)] = 8
     """Number of glimpses (T) for ram, random and soft."""
     steps: Annotated[int, AtLeastOne, ResumeOverride] = 6000
@@ -102,6 +105,9 @@ def _check(cfg: Config) -> None:
     """What the ranges cannot say: a known dataset and model, a retina that fits."""
     dataset_spec(cfg.dataset)
     require(cfg.model in MODELS, f"unknown --model '{cfg.model}': use one of {', '.join(MODELS)}")
+    if cfg.model in TILE_MODELS:
+        require(cfg.dataset == "mnist", f"--model {cfg.model} is the 3x3 tile task on 28x28 digits: use --dataset mnist")
+        require(cfg.glimpses <= 9, f"--model {cfg.model} sees at most the 9 tiles: --glimpses must be <= 9")
     patch, scales = retina(cfg)
     require(patch * 2 ** (scales - 1) <= MAX_RETINA_WIDTH,
             f"the widest retina patch, --patch x 2^(--scales - 1) = {patch * 2 ** (scales - 1)}, must be "
@@ -157,7 +163,7 @@ def main(cfg: Config) -> dict:
     cfg, device = run.cfg, run.device
     _check(cfg)
     spec = dataset_spec(cfg.dataset)
-    stochastic = cfg.model in ("ram", "random")
+    stochastic = cfg.model in ("ram", "random", *TILE_MODELS)
     train_digits = load_digits("train", cfg.source)
     test_digits = load_digits("test", cfg.source)
     test_x, test_y = fixed_test_set(spec, test_digits, cfg.eval_size)
@@ -209,7 +215,7 @@ def main(cfg: Config) -> dict:
             x = torch.from_numpy(make_canvases(spec, train_digits, idx, rng)).to(device)
             y = torch.from_numpy(train_digits.labels[idx]).to(device)
             out = model(x)
-            loss, stats = hybrid_loss(out, y, learned_policy=cfg.model == "ram")
+            loss, stats = hybrid_loss(out, y, learned_policy=cfg.model in ("ram", "tiles"))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
