@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from heed.agents.common.errors import HeedError
@@ -55,3 +56,52 @@ def restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch
     for pid, values in meta.get("scalars", {}).items():
         state.setdefault(int(pid), {}).update(values)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def generator_states(rng: np.random.Generator) -> dict[str, Any]:
+    """The run's random state as JSON: ``{"numpy": rng's bit-generator state, "torch": torch's CPU state}``.
+
+    Saved in a checkpoint's meta as ``rng=...``; :func:`restore_training_state` puts it back, so a
+    resumed run draws the same numbers the uninterrupted run would have.
+    """
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state().tolist()}
+
+
+def restore_training_state(ckpt: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                           rng: np.random.Generator | None = None,
+                           counters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Put a checkpoint back into a training loop: weights, optimizer, random state and counters.
+
+    Args:
+        ckpt: a loaded :class:`~heed.agents.common.checkpoint.Checkpoint`.
+        model, optimizer: restored in place (the optimizer only when the checkpoint has its state).
+        rng: restored from ``meta["rng"]`` (:func:`generator_states`; a bare numpy state, the older
+            supervised form, is read too); torch's CPU generator as well when it was saved.
+        counters: the loop's counters with their start values; each numeric one found in the
+            checkpoint's counters replaces it.
+
+    Returns:
+        The updated counters. Damaged counters or random states are one :class:`HeedError` line.
+    """
+    where = f"checkpoint '{ckpt.path}'"
+    load_module_state(model, ckpt.tensors, where=str(ckpt.path))
+    if optimizer is not None and ckpt.optimizer_tensors is not None and "optimizer" in ckpt.meta:
+        restore_optimizer(optimizer, ckpt.optimizer_tensors, ckpt.meta["optimizer"])
+    out = dict(counters or {})
+    saved = ckpt.counters
+    for key in out:
+        value = saved.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise HeedError(f"{where} holds a damaged counter '{key}'")
+        if value is not None:
+            out[key] = type(out[key])(value) if isinstance(out[key], (int, float)) else value
+    states = ckpt.meta.get("rng")
+    if rng is not None and states is not None:
+        try:
+            numpy_state = states.get("numpy") if "numpy" in states else states
+            rng.bit_generator.state = numpy_state
+            if "torch" in states:
+                torch.set_rng_state(torch.tensor(states["torch"], dtype=torch.uint8))
+        except (AttributeError, TypeError, ValueError, KeyError, RuntimeError):
+            raise HeedError(f"{where} holds a damaged random-generator state ('rng')") from None
+    return out

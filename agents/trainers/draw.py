@@ -28,11 +28,11 @@ import torch
 import tyro
 from tqdm import tqdm
 
-from heed.agents.common.checkpoint import load_module_state, restore_optimizer
 from heed.agents.common.errors import HeedError
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.safe_io import disk_errors, write_json_atomic
 from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
+from heed.agents.common.state import generator_states, restore_training_state
 from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
 from heed.agents.glimpse.draw import Draw, DrawConfig, negative_bound
 from heed.envs.mnist import load_digits
@@ -104,19 +104,10 @@ def main(cfg: Config) -> dict:
     rng = np.random.default_rng(cfg.run.seed)
     model = Draw(cfg.model).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start, seconds, cpu_seconds = 0, 0.0, 0.0
+    state = {"step": 0, "seconds": 0.0, "cpu_seconds": 0.0}
     if run.checkpoint is not None:
-        ckpt = run.checkpoint
-        load_module_state(model, ckpt.tensors, where=str(ckpt.path))
-        if ckpt.optimizer_tensors is not None:
-            restore_optimizer(opt, ckpt.optimizer_tensors, ckpt.meta["optimizer"])
-        try:
-            start, seconds = int(ckpt.counters["step"]), float(ckpt.counters.get("seconds", 0.0))
-            cpu_seconds = float(ckpt.counters.get("cpu_seconds", 0.0))
-            rng.bit_generator.state = ckpt.meta["rng"]["numpy"]
-            torch.set_rng_state(torch.tensor(ckpt.meta["rng"]["torch"], dtype=torch.uint8))
-        except (TypeError, ValueError, KeyError, RuntimeError):
-            raise HeedError(f"checkpoint '{ckpt.path}' holds damaged counters or generator states") from None
+        state = restore_training_state(run.checkpoint, model, opt, rng, state)
+    start, seconds, cpu_seconds = state["step"], state["seconds"], state["cpu_seconds"]
     done, saved_at = start, [start if run.resumed else -1]
     tic, cpu_tic = time.perf_counter(), time.process_time()
 
@@ -128,7 +119,7 @@ def main(cfg: Config) -> dict:
         seconds, tic = seconds + time.perf_counter() - tic, time.perf_counter()
         run.save(done, model.state_dict(), config_to_dict(cfg),
                  {"step": done, "seconds": seconds, "cpu_seconds": cpu_seconds}, opt,
-                 rng={"numpy": rng.bit_generator.state, "torch": torch.get_rng_state().tolist()})
+                 rng=generator_states(rng))
         saved_at[0] = done
 
     def progress(step: int) -> float:

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from heed.agents.common.checkpoint import load_module_state, restore_optimizer
-from heed.agents.common.errors import HeedError, require
+from heed.agents.common.errors import require
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.safe_io import disk_errors, write_json_atomic
 from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
+from heed.agents.common.state import generator_states, restore_training_state
 from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range, config_from_dict
 from heed.agents.cores.base import HiddenSize
 from heed.agents.cores.lstm import LSTMConfig
@@ -172,19 +172,10 @@ def main(cfg: Config) -> dict:
     rng = np.random.default_rng(cfg.run.seed)
     model = make_model(cfg, spec.size).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start, seconds, cpu_seconds = 0, 0.0, 0.0
+    state = {"step": 0, "seconds": 0.0, "cpu_seconds": 0.0}
     if run.checkpoint is not None:
-        ckpt = run.checkpoint
-        load_module_state(model, ckpt.tensors, where=str(ckpt.path))
-        if ckpt.optimizer_tensors is not None:
-            restore_optimizer(opt, ckpt.optimizer_tensors, ckpt.meta["optimizer"])
-        try:
-            start, seconds = int(ckpt.counters["step"]), float(ckpt.counters.get("seconds", 0.0))
-            cpu_seconds = float(ckpt.counters.get("cpu_seconds", 0.0))
-            rng.bit_generator.state = ckpt.meta["rng"]["numpy"]
-            torch.set_rng_state(torch.tensor(ckpt.meta["rng"]["torch"], dtype=torch.uint8))
-        except (TypeError, ValueError, KeyError, RuntimeError):
-            raise HeedError(f"checkpoint '{ckpt.path}' holds damaged counters or generator states") from None
+        state = restore_training_state(run.checkpoint, model, opt, rng, state)
+    start, seconds, cpu_seconds = state["step"], state["seconds"], state["cpu_seconds"]
     done, saved_at = start, [start if run.resumed else -1]
     tic, cpu_tic = time.perf_counter(), time.process_time()
 
@@ -196,7 +187,7 @@ def main(cfg: Config) -> dict:
         seconds, tic = seconds + time.perf_counter() - tic, time.perf_counter()
         run.save(done, model.state_dict(), config_to_dict(cfg),
                  {"step": done, "seconds": seconds, "cpu_seconds": cpu_seconds}, opt, kind=f"{KIND}-{cfg.model}",
-                 rng={"numpy": rng.bit_generator.state, "torch": torch.get_rng_state().tolist()})
+                 rng=generator_states(rng))
         saved_at[0] = done
 
     def progress(step: int) -> float:

@@ -23,10 +23,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from heed.agents.common.checkpoint import load_module_state, restore_optimizer
-from heed.agents.common.errors import HeedError
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.session import ResumeOverride, Run, RunConfig, RunFlags, start_run
+from heed.agents.common.state import generator_states, restore_training_state
 from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
 from heed.agents.cores.ntm import NTMConfig
 from heed.agents.parts import build_model, model_choice, part_to_dict
@@ -142,16 +141,7 @@ def main(cfg: Config) -> dict:
     rng = np.random.default_rng(cfg.run.seed)
     counters = {"sequences": 0, "updates": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
     if run.checkpoint is not None:
-        loaded = run.checkpoint
-        load_module_state(model, loaded.tensors, where=str(loaded.path))
-        if loaded.optimizer_tensors is not None and "optimizer" in loaded.meta:
-            restore_optimizer(optimizer, loaded.optimizer_tensors, loaded.meta["optimizer"])
-        counters.update({k: loaded.counters[k] for k in counters if isinstance(loaded.counters.get(k), (int, float))})
-        if "rng" in loaded.meta:
-            try:
-                rng.bit_generator.state = loaded.meta["rng"]
-            except (TypeError, ValueError, KeyError):
-                raise HeedError(f"checkpoint '{loaded.path}' holds a damaged generator state ('rng')") from None
+        counters = restore_training_state(run.checkpoint, model, optimizer, rng, counters)
     total = DEFAULT_SEQUENCES if cfg.total_sequences is None else cfg.total_sequences
     eval_set = su.fixed_batches(task, cfg.eval_sequences, min(cfg.batch_size, 16), seed=cfg.run.seed + 1_000_003)
     key = su.headline(task.loss)
@@ -164,7 +154,7 @@ def main(cfg: Config) -> dict:
         """Save the completed updates (once per step)."""
         if saved_at[0] != counters["sequences"]:
             run.save(counters["sequences"], model.state_dict(), config_to_dict(cfg), dict(counters), optimizer,
-                     kind=su.KIND, rng=rng.bit_generator.state, **meta)
+                     kind=su.KIND, rng=generator_states(rng), **meta)
             saved_at[0] = counters["sequences"]
 
     def evaluate() -> dict:
