@@ -41,6 +41,7 @@ from heed.agents.cores.ntm_gru import NTMGRUConfig, NTMGRUCore
 from heed.agents.cores.rnn import RNNConfig, RNNCore
 from heed.agents.seq2seq import EncoderDecoder, RNNEncDecConfig, RNNSearchConfig
 from heed.agents.sequence import RecurrentSequenceModel
+from heed.agents.sharnn import SHARNN, SHARNNConfig
 from heed.agents.transformer import (
     TransformerConfig,
     TransformerModel,
@@ -68,6 +69,7 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "ut-act": (UTACTConfig, UniversalTransformer),
     "rnnencdec": (RNNEncDecConfig, EncoderDecoder),  # agents/seq2seq.py, for the seq2seq layout tasks
     "rnnsearch": (RNNSearchConfig, EncoderDecoder),
+    "sha-rnn": (SHARNNConfig, SHARNN),  # agents/sharnn.py: LSTM + one causal attention head + Boom
 }
 
 

@@ -23,6 +23,7 @@ from heed.envs.babi import BabiTask
 from heed.envs.cue import CueRecallTask
 from heed.envs.ponder import AdditionTask, LogicTask, ParityTask, ReverseTask, SeqCopyTask
 from heed.envs.sequence import Batch, SequenceTask
+from heed.envs.text import TextTask
 from heed.envs.translation import DateTask, TranslationTask
 
 TASKS: dict[str, Callable[..., SequenceTask]] = {
@@ -44,6 +45,8 @@ TASKS: dict[str, Callable[..., SequenceTask]] = {
     # attention between sequences (Bahdanau et al. 2014): envs/translation.py
     "translation": TranslationTask,
     "dates": DateTask,
+    # character language model on Python's own documentation: envs/text.py
+    "text": TextTask,
 }
 
 __all__ = ["TASKS", "Batch", "SequenceTask"]

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "record-memory": ("heed.scripts.record_memory", "memory read/write figures of a sequence model"),
     "record-ponder": ("heed.scripts.record_ponder", "ACT ponder-time figures"),
     "translation-figures": ("heed.scripts.translation_figures", "alignment, implicit-attention and length figures of encoder-decoders"),
+    "generate": ("heed.scripts.generate", "write text from a prompt with a character language model"),
     "record-glimpses": ("heed.scripts.record_glimpses", "glimpse paths of a glimpse model"),
     "record-tiles": ("heed.scripts.record_tiles", "tile-choice heat map per digit class of a 3x3 tile policy"),
     "record-draw": ("heed.scripts.record_draw", "video of a DRAW canvas being drawn, with the write and read windows"),

@@ -44,7 +44,8 @@ def sequence_loss(
 
     Returns:
         ``(loss, metrics)``: for bits ``bits_per_sequence``, ``bit_errors_per_sequence``,
-        ``bit_error_rate``; for classes ``cost_per_sequence`` (bits), ``error_rate``, ``sequence_error_rate``.
+        ``bit_error_rate``; for classes ``cost_per_sequence`` (bits), ``bits_per_step`` (bits per scored step: bpc on text),
+        ``error_rate``, ``sequence_error_rate``.
     """
     batch = logits.shape[0]
     scored = mask.sum().clamp_min(1.0)
@@ -66,6 +67,7 @@ def sequence_loss(
             wrong = (logits.argmax(-1) != targets).to(mask.dtype) * mask
             metrics = {
                 "cost_per_sequence": ce.sum().detach() / (batch * math.log(2.0)),
+                "bits_per_step": ce.sum().detach() / (scored * math.log(2.0)),  # bits per character on text
                 "error_rate": wrong.sum() / scored,
                 "sequence_error_rate": (wrong.sum(1) > 0).to(mask.dtype).mean(),
             }
