@@ -49,6 +49,9 @@ class Config:
     """TensorBoard scalar tags to aggregate (shell patterns; '*' for every tag)"""
     x: Literal["step", "cpu_seconds"] = "step"
     """x axis of the curves: the trainer's step counter, or training CPU seconds (where charts/cpu_seconds is logged)"""
+    value: Literal["last", "min", "max"] = "last"
+    """a trial's value: its last logged one, or its lowest / highest over training (say, the best held-out
+    error, where a run's final evaluation can catch a passing loss spike)"""
     level: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.95
     """confidence level of the bootstrap intervals"""
     resamples: Annotated[int, Range(1, 1_000_000)] = 2000
@@ -95,14 +98,20 @@ def align(curves: list[runs.Curve], points: int) -> tuple[np.ndarray, np.ndarray
     return x, np.stack([np.interp(x, c.steps, c.values) for c in curves])
 
 
+#: a trial's one value per metric, from its whole curve (``Config.value``)
+_TRIAL_VALUE = {"last": lambda c: c.last, "min": lambda c: float(np.min(c.values)),
+                "max": lambda c: float(np.max(c.values))}
+
+
 def _ci(row: dict[str, float], name: str) -> str:
     return f"{row[name]:.4g} [{row[name + '_low']:.4g}, {row[name + '_high']:.4g}]"
 
 
-def markdown(rows: list[dict], level: float) -> str:
+def markdown(rows: list[dict], level: float, value: str = "last") -> str:
     """The summary rows as one Markdown table (metric, configuration, seeds, IQM and mean with CIs)."""
     pct = f"{100 * level:g} %"
-    lines = [f"| metric | configuration | seeds | IQM [{pct} CI] | mean [{pct} CI] | final step |", "|---|---|---|---|---|---|"]
+    metric = "metric" if value == "last" else f"metric ({value} over training)"
+    lines = [f"| {metric} | configuration | seeds | IQM [{pct} CI] | mean [{pct} CI] | final step |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['metric']} | {r['group']} | {int(r['n'])} | {_ci(r, 'iqm')} | {_ci(r, 'mean')} | {r['step']:.6g} |"
               for r in rows]
     return "\n".join(lines)
@@ -142,9 +151,9 @@ def main(cfg: Config) -> list[dict]:
     pngs = {metric: folder.claim(f"{metric.replace('/', '_')}.png", "a metric tag") for metric in metrics}
     with disk_errors(out):
         rows, figures = _aggregate(cfg, groups, scalars, metrics, out, pngs)
-        table = markdown(rows, cfg.level)
+        table = markdown(rows, cfg.level, cfg.value)
         table_md.write_text(table + "\n")
-        write_json_atomic(summary_json, {"level": cfg.level, "resamples": cfg.resamples, "rows": rows,
+        write_json_atomic(summary_json, {"level": cfg.level, "resamples": cfg.resamples, "value": cfg.value, "rows": rows,
                                          "figures": {k: str(v) for k, v in figures.items()}})
     print(table)
     print(f"\nwrote {table_md}, summary.json, {len(figures)} PNG(s) and TensorBoard curves "
@@ -163,7 +172,7 @@ def _aggregate(cfg: Config, groups: dict[str, dict[int, Path]], scalars: dict, m
             curves = [s[metric] for s in seeds.values() if metric in s]
             if len(curves) < len(seeds):  # a metric every seed of this configuration logs
                 continue
-            finals = np.array([c.last for c in curves])
+            finals = np.array([_TRIAL_VALUE[cfg.value](c) for c in curves])
             rows.append({"metric": metric, "group": group, **stats.summarize(finals, cfg.level, cfg.resamples),
                          "step": float(min(c.steps[-1] for c in curves)), "seeds": sorted(seeds),
                          "values": finals.tolist()})

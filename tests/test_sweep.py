@@ -131,6 +131,14 @@ def test_two_trial_sweep_and_aggregate(tmp_path):
     out = tmp_path / "s" / "aggregate"
     assert "| eval/bits_per_sequence | base | 2 |" in (out / "table.md").read_text()
     assert (out / "eval_bits_per_sequence.png").stat().st_size > 0 and any((out / "tensorboard" / "base").iterdir())
+    # --value max: each trial's highest held-out value over training, against metrics.jsonl by hand
+    highs = [max(json.loads(line)["eval_bits_per_sequence"] for line in (tmp_path / "s" / f"base__seed={seed}" /
+            "metrics.jsonl").read_text().splitlines() if "eval_bits_per_sequence" in line) for seed in (1, 2)]
+    assert all(h > f for h, f in zip(highs, finals))  # the cost falls as they train: max is not last
+    rows = aggregate.main(aggregate.Config(sweep_dir=tmp_path / "s", resamples=200, value="max", out_dir=tmp_path / "m",
+                                           metrics=("eval/bits_per_sequence",)))
+    assert rows[0]["values"] == pytest.approx(highs, rel=1e-5) and rows[0]["mean"] == pytest.approx(np.mean(highs), rel=1e-5)
+    assert "| metric (max over training) |" in (tmp_path / "m" / "table.md").read_text()
     # a second run of the same sweep redoes nothing
     before = {s: (tmp_path / "s" / "trials" / f"base__seed={s}.json").read_text() for s in (1, 2)}
     sweep_cli.main(cfg)
