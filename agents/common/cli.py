@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import TypeVar
 
+from heed.agents.common.errors import exit_on_broken_pipe
+
 T = TypeVar("T")
 
 _RULE = re.compile(r"^[\s\-─━═╌]+$")
@@ -71,7 +73,11 @@ def parse_config(cls: type[T], args: Sequence[str] | None = None, prog: str | No
             return tyro.cli(cls, args=args, prog=prog, description=description, default=default)
     except SystemExit as exc:
         if exc.code in (0, None):  # --help
-            sys.stdout.write(buffer.getvalue())
+            try:
+                sys.stdout.write(buffer.getvalue())
+                sys.stdout.flush()
+            except BrokenPipeError:
+                exit_on_broken_pipe()
             raise
         name = prog or (sys.argv[0] if sys.argv else "heed")
         print(f"error: {name}: {condense_tyro_error(buffer.getvalue())} (see {name} --help)", file=sys.stderr)
