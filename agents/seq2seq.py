@@ -23,14 +23,16 @@ Encoder (both): a bidirectional GRU over the embedded source words, ``h_j = [fwd
   (rows on decoder steps, zeros elsewhere), which the trainer logs as images.
 
 Both: ``logits_i = L [s_i; c_i; E y_{i-1}]``. :meth:`EncoderDecoder.greedy` decodes without the
-reference, feeding back the argmax.
+reference, feeding back the argmax; :meth:`EncoderDecoder.beam` keeps the ``k`` best prefixes
+(:func:`beam_search`) and returns the one with the highest length-normalised log-probability.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -96,6 +98,85 @@ def attend(
     """Weights and readout ``r = sum_j alpha_j v_j``: scores ``[B, S]``, values ``[B, S, V]`` -> ``([B, S], [B, V])``."""
     alpha = masked_softmax(scores, valid)
     return alpha, (alpha[:, None, :] @ values).squeeze(1)
+
+
+# --- beam search -------------------------------------------------------------------------------------
+
+#: one decoder step: ``(previous classes [N] int64, state) -> (log p [N, K], state, record [N, ...] or None)``;
+#: the state is a tuple of tensors with the N hypotheses in dim 0.
+StepFn = Callable[[torch.Tensor, tuple], tuple[torch.Tensor, tuple, "torch.Tensor | None"]]
+
+
+class BeamResult(NamedTuple):
+    classes: torch.Tensor
+    """``[B, L]`` int64: the best hypothesis of each row, its ``</s>`` (0) included, then 0"""
+    records: torch.Tensor | None
+    """``[B, L, ...]``: what the step function recorded along that hypothesis (e.g. the attention)"""
+    score: torch.Tensor
+    """``[B]``: its length-normalised log-probability ``(1/|y|) sum_i log p(y_i | y_<i, x)``"""
+
+
+def beam_search(step: StepFn, state: tuple, batch: int, width: int, max_len: int) -> BeamResult:
+    """Beam search over ``step`` for ``batch`` rows, ``width`` hypotheses each, class 0 = ``</s>``.
+
+    Every hypothesis starts from the previous class 0. Each step extends every live hypothesis by every
+    class; a finished one (its last class is 0) only by 0, at log-probability 0 and without growing.
+    The ``width`` candidates of a row with the highest length-normalised score
+    ``(1/|y|) sum_i log p(y_i | y_<i)`` (|y| counts the ``</s>``) are kept; the search stops when every
+    kept hypothesis is finished or after ``max_len + 1`` steps, and returns the best one per row.
+    With ``width == 1`` all candidates have the same length, so this is greedy decoding.
+
+    Args:
+        step: see :data:`StepFn`; called on ``N = batch * width`` hypotheses (row-major: row b's are
+            ``b * width ... b * width + width - 1``), so ``state`` must already be repeated that way.
+    """
+    if width < 1:
+        raise ValueError(f"beam width must be >= 1, got {width}")
+    n = batch * width
+    device = state[0].device
+    score = torch.full((batch, width), -math.inf, device=device)
+    score[:, 0] = 0.0  # one start hypothesis per row; the copies are never chosen
+    length = torch.zeros(batch, width, device=device)
+    finished = torch.zeros(batch, width, dtype=torch.bool, device=device)
+    previous = torch.zeros(n, dtype=torch.long, device=device)
+    history = torch.zeros(n, 0, dtype=torch.long, device=device)
+    records: torch.Tensor | None = None
+    offset = (torch.arange(batch, device=device) * width)[:, None]  # [B, 1]
+    for _ in range(max_len + 1):
+        logp, state, record = step(previous, state)  # [N, K]
+        k = logp.shape[-1]
+        logp = logp.view(batch, width, k)
+        stay = torch.full_like(logp, -math.inf)
+        stay[..., 0] = 0.0
+        logp = torch.where(finished[..., None], stay, logp)
+        total = score[..., None] + logp  # [B, W, K]
+        grown = (length + (~finished).float())[..., None].expand_as(total)
+        ranked = (total / grown).reshape(batch, width * k)
+        _, best = ranked.topk(width, dim=-1)  # [B, W]
+        parent, cls = best // k, best % k
+        pick = (offset + parent).reshape(-1)  # [N] rows of the old hypotheses
+        score = total.reshape(batch, -1).gather(1, best)
+        length = grown.reshape(batch, -1).gather(1, best)
+        previous = cls.reshape(-1)
+        finished = previous.view(batch, width) == 0
+        state = tuple(x.index_select(0, pick) for x in state)
+        history = torch.cat([history.index_select(0, pick), previous[:, None]], 1)
+        if record is not None:
+            record = record.index_select(0, pick)[:, None]
+            records = record if records is None else torch.cat([records.index_select(0, pick), record], 1)
+        if bool(finished.all()):
+            break
+    norm = score / length.clamp_min(1.0)
+    top = norm.argmax(-1)  # [B]
+    chosen = (offset[:, 0] + top)  # [B]
+    classes = history.index_select(0, chosen)  # [B, steps]
+    ends = torch.where(classes == 0, torch.arange(classes.shape[1], device=device), classes.shape[1])
+    keep = int(ends.min(1).values.clamp_max(classes.shape[1] - 1).max()) + 1
+    return BeamResult(
+        classes[:, :keep],
+        None if records is None else records.index_select(0, chosen)[:, :keep],
+        norm.gather(1, top[:, None])[:, 0],
+    )
 
 
 # --- the model ----------------------------------------------------------------------------------------
@@ -226,3 +307,25 @@ class EncoderDecoder(nn.Module):
             if bool(done.all()):
                 break
         return torch.stack(classes, 1), (torch.stack(weights, 1) if weights else None)
+
+    @torch.no_grad()
+    def beam(
+        self, inputs: torch.Tensor, width: int = 4, max_len: int = 100
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Beam-search decoding (:func:`beam_search`) from the source part of ``inputs``.
+
+        Returns ``(classes [B, L], alignment [B, L, S] or None)`` as :meth:`greedy` does, for the
+        hypothesis with the highest length-normalised log-probability; ``width=1`` is :meth:`greedy`.
+        """
+        source, valid, _ = split_layout(inputs, self.output_size)
+        annotations, summary, s0 = self.encode(source, valid)
+        rep = lambda x: x.repeat_interleave(width, 0)  # noqa: E731  [B, ...] -> [B * width, ...]
+        encoded, valid = (rep(annotations), rep(summary), s0), rep(valid)
+
+        def step(previous: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple, torch.Tensor | None]:
+            onehot = F.one_hot(previous, self.output_size).to(inputs.dtype)[:, None, :]
+            logits, alpha, new = self.decode(onehot, encoded, valid, state[0])
+            return torch.log_softmax(logits[:, 0], -1), (new,), (None if alpha is None else alpha[:, 0])
+
+        found = beam_search(step, (rep(s0),), inputs.shape[0], width, max_len)
+        return found.classes, found.records

@@ -10,7 +10,8 @@
 - :func:`by_length`: exact match and BLEU per source-length bin (Bahdanau et al. 2014, Fig. 2).
 - :func:`alignment_share`: the mean, over target words that have an aligned source word, of the
   weight a map ``[L_target, S]`` (attention, or a gradient map normalised per row) puts on that word.
-- :func:`heatmap_figure`, :func:`length_figure`: the figures.
+- :func:`heatmap_figure`, :func:`length_figure`: the figures; :func:`alignment_frames`: the frames of
+  a video of the alignment as the decoder writes (one per output word).
 
 Token sequences are lists of hashable items (words or ids). Imports nothing from :mod:`heed.agents`.
 """
@@ -89,9 +90,11 @@ def heatmap_figure(
     target: Sequence[str],
     title: str,
     alignment: Sequence[int] | None = None,
+    vmax: float | None = None,
 ):
     """A matplotlib figure of a ``[L_target, S]`` map, target words down, source words across; the
-    grammar's alignment (when given) is drawn as small circles."""
+    grammar's alignment (when given) is drawn as small circles. NaN cells are left blank; the grey
+    scale runs from 0 to ``vmax`` (default: the map's largest value)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -99,7 +102,8 @@ def heatmap_figure(
 
     weights = np.asarray(weights)
     fig, ax = plt.subplots(figsize=(0.42 * len(source) + 2.5, 0.36 * len(target) + 1.8))
-    ax.imshow(weights, cmap="gray", vmin=0.0, vmax=max(float(weights.max()), 1e-9), aspect="auto")
+    top = float(np.nanmax(weights)) if vmax is None and np.isfinite(weights).any() else (vmax or 0.0)
+    ax.imshow(weights, cmap="gray", vmin=0.0, vmax=max(top, 1e-9), aspect="auto")
     ax.set_xticks(range(len(source)), source, rotation=60, ha="right")
     ax.set_yticks(range(len(target)), target)
     ax.xaxis.tick_top()
@@ -112,6 +116,36 @@ def heatmap_figure(
     ax.set_title(title, fontsize=9, pad=10)
     fig.tight_layout()
     return fig
+
+
+def alignment_frames(
+    weights: np.ndarray,
+    source: Sequence[str],
+    target: Sequence[str],
+    title: str,
+    alignment: Sequence[int] | None = None,
+) -> list[np.ndarray]:
+    """Frames ``[H, W, 3]`` uint8 of the alignment as the decoder writes: frame i shows rows ``0..i``
+    of the ``[L_target, S]`` map (later rows blank, their words not yet written), one frame per output
+    word, all at the same size and grey scale (0 to the whole map's maximum)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    weights = np.asarray(weights, dtype=np.float64)
+    vmax = float(weights.max()) if weights.size else 1.0
+    frames = []
+    for i in range(len(target)):
+        partial = weights.copy()
+        partial[i + 1 :] = np.nan
+        words = [w if r <= i else "" for r, w in enumerate(target)]
+        marks = None if alignment is None else list(alignment[: i + 1])
+        fig = heatmap_figure(partial, source, words, f"{title}\nword {i + 1}/{len(target)}: {target[i]}", marks, vmax)
+        fig.canvas.draw()
+        frames.append(np.asarray(fig.canvas.buffer_rgba())[..., :3].copy())
+        plt.close(fig)
+    return frames
 
 
 def length_figure(curves: dict[str, list[list[dict]]], key: str = "bleu", label: str = "BLEU"):

@@ -6,7 +6,7 @@ Example (the runs of ``heed sweep ... --grid "model:rnnencdec | model:rnnsearch"
 
 ``--runs`` takes run folders of ``heed train supervised`` or folders holding them (a sweep). On
 ``--sentences`` held-out sentences (the task's ``split="test"``, never trained on) every run is
-decoded greedily and scored (exact match and BLEU, overall and by source length); the teacher-forced
+decoded (greedily, or by beam search with ``--beam K``) and scored (exact match and BLEU, overall and by source length); the teacher-forced
 attention of each attentive run and the gradient map of every run (``|| d log p(y_i) / d x_j ||``,
 the sequential Jacobian of :mod:`heed.analysis.sequential` restricted to decoder rows and source
 columns, rows normalised to sum to 1) are scored against the grammar's alignment: the share of each
@@ -16,6 +16,8 @@ row on the aligned source word. Writes into ``--out-dir``:
   lecture-style sentence below (circles: the grammar's alignment);
 - ``implicit.png``: the gradient map of the first run without attention on the same sentence;
 - ``length_bleu.png``, ``length_exact.png``: BLEU / exact match against source length per model;
+- ``alignment.gif`` (with ``--video``): the alignment of the first attentive run as its decoder
+  writes the lecture-style sentence (its own output, not the reference), one frame per output word;
 - ``summary.json``: every number, per run; a Markdown table is printed.
 """
 
@@ -49,6 +51,12 @@ class Config:
     """where to write the figures and summary.json"""
     sentences: Annotated[int, Range(1, 100_000)] = 600
     """held-out sentences decoded per run"""
+    beam: Annotated[int, Range(1, 64)] = 1
+    """beam width of the decoding (1: greedy); hypotheses ranked by length-normalised log-probability"""
+    video: bool = False
+    """also write alignment.gif: the attention as the decoder writes the lecture-style sentence"""
+    video_fps: Annotated[float, Range(0.1, 30.0)] = 1.5
+    """frames (output words) per second of alignment.gif"""
     gradient_sentences: Annotated[int, Range(0, 10_000)] = 48
     """held-out sentences whose gradient maps are scored per run (0: skip)"""
     seed: Annotated[int, SeedRange] = 0
@@ -95,8 +103,15 @@ def gradient_maps(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.T
     return sensitivity_matrix(log_prob, inputs, mode="reverse")
 
 
-def score_run(model, task, pairs, gradient_count: int) -> dict:
-    """Greedy exact match / BLEU (overall and by length), attention and gradient alignment shares."""
+def decode(model, inputs: torch.Tensor, width: int, max_len: int):
+    """``(classes [B, L], alignment [B, L, S] or None)``: greedy for ``width == 1``, else beam search."""
+    if width == 1:
+        return model.greedy(inputs, max_len=max_len)
+    return model.beam(inputs, width=width, max_len=max_len)
+
+
+def score_run(model, task, pairs, gradient_count: int, beam: int = 1) -> dict:
+    """Exact match / BLEU (greedy or beam ``beam``) (overall and by length), attention and gradient alignment shares."""
     from heed.analysis.translation import alignment_share, bleu, by_length
     from heed.envs.translation import encode_pairs
 
@@ -107,7 +122,7 @@ def score_run(model, task, pairs, gradient_count: int) -> dict:
         batch = encode_pairs(chunk, vs, k)
         inputs = torch.from_numpy(batch.inputs)
         s = max(len(p.source) for p in chunk)
-        classes, _ = model.greedy(inputs, max_len=max(len(p.target) for p in chunk) + 10)
+        classes, _ = decode(model, inputs, beam, max(len(p.target) for p in chunk) + 10)
         for row, pair in zip(classes.tolist(), chunk):
             hyps.append(row[: row.index(0)] if 0 in row else row)
             refs.append(list(pair.target))
@@ -129,6 +144,7 @@ def score_run(model, task, pairs, gradient_count: int) -> dict:
                 )
     lengths = [len(p.source) for p in pairs]
     return {
+        "decoding": "greedy" if beam == 1 else f"beam {beam}",
         "exact": 100.0 * float(np.mean([h == r for h, r in zip(hyps, refs)])),
         "bleu": bleu(hyps, refs),
         "by_length": by_length(hyps, refs, lengths, LENGTH_EDGES),
@@ -165,6 +181,32 @@ def sentence_maps(model, task) -> tuple[np.ndarray | None, np.ndarray]:
     return (None if attention is None else attention[0, s : s + m].numpy()), grads
 
 
+def write_video_of(model, task, path: Path, width: int, fps: float, run: Path) -> float:
+    """``alignment.gif``: the decoder's own alignment on the lecture sentence, one frame per output word;
+    returns the share of attention on the grammar's aligned word (rows up to the shorter sentence)."""
+    from heed.analysis.translation import alignment_frames, alignment_share
+    from heed.analysis.video import write_video
+    from heed.envs.translation import encode_pairs
+
+    pair = lecture_pair(task)
+    batch = encode_pairs([pair], len(task.source_vocab), task.output_size)
+    classes, weights = decode(model, torch.from_numpy(batch.inputs), width, len(pair.target) + 10)
+    row = classes[0].tolist()
+    written = row[: row.index(0)] if 0 in row else row
+    words = [task.target_vocab[c] for c in written] or ["</s>"]
+    weights = weights[0, : len(words)].numpy()
+    ok = written == list(pair.target)
+    share = alignment_share(weights, LECTURE_ALIGNMENT)
+    how = "greedy" if width == 1 else f"beam {width}"
+    title = (
+        f"{model_label(model.cfg)} attention while writing ({how}, "
+        f"{'= reference' if ok else 'differs from reference'}), share on aligned word {share:.2f}\n{run}"
+    )
+    frames = alignment_frames(weights, LECTURE_SOURCE.split(), words, title, LECTURE_ALIGNMENT if ok else None)
+    write_video(path, frames + frames[-1:] * 3, fps=fps)  # the finished map stays a little longer
+    return share
+
+
 def run(cfg: Config) -> dict:
     """Score every run and write the figures; returns the summary."""
     from heed.agents.common.errors import require
@@ -186,10 +228,15 @@ def run(cfg: Config) -> dict:
             "(model:rnnencdec or model:rnnsearch) on a translation-like task is needed",
         )
         loaded.append((path, model, task, ckpt))
+    require(
+        not cfg.video or any(x[1].kind != "none" and x[3].meta["task"] == "translation" for x in loaded),
+        "--video needs a run with attention (model:rnnsearch) on the translation task",
+    )
     folder = OutputFolder(cfg.out_dir, cfg.overwrite)
     outputs = {
         n: folder.claim(n)
         for n in ("alignment.png", "implicit.png", "length_bleu.png", "length_exact.png", "summary.json")
+        + (("alignment.gif",) if cfg.video else ())
     }
     runs, curves = [], {}
     for path, model, _, ckpt in loaded:
@@ -202,12 +249,12 @@ def run(cfg: Config) -> dict:
             "task": ckpt.meta["task"],
             "cpu_seconds": ckpt.counters.get("cpu_seconds"),
             "sequences": ckpt.counters.get("sequences"),
-            **score_run(model, test_task, pairs, cfg.gradient_sentences),
+            **score_run(model, test_task, pairs, cfg.gradient_sentences, cfg.beam),
         }
         runs.append(result)
         curves.setdefault(label, []).append(result["by_length"])
-        print(f"{label:<22} {path}: exact {result['exact']:.1f} %, BLEU {result['bleu']:.1f}")
-    summary: dict = {"sentences": cfg.sentences, "seed": cfg.seed, "runs": runs}
+        print(f"{label:<22} {path}: {result['decoding']}, exact {result['exact']:.1f} %, BLEU {result['bleu']:.1f}")
+    summary: dict = {"sentences": cfg.sentences, "seed": cfg.seed, "beam": cfg.beam, "runs": runs}
     translation = [x for x in loaded if x[3].meta["task"] == "translation"]
     if translation:
         attentive = next((x for x in translation if x[1].kind != "none"), None)
@@ -231,8 +278,13 @@ def run(cfg: Config) -> dict:
                     close=True,
                 )
             summary[name.removesuffix(".png") + "_share"] = share
+        if cfg.video and attentive is not None:
+            with disk_errors(outputs["alignment.gif"]):
+                summary["video_share"] = write_video_of(
+                    attentive[1], attentive[2], outputs["alignment.gif"], cfg.beam, cfg.video_fps, attentive[0]
+                )
     for key, label, name in (
-        ("bleu", "BLEU (greedy)", "length_bleu.png"),
+        ("bleu", f"BLEU ({'greedy' if cfg.beam == 1 else f'beam {cfg.beam}'})", "length_bleu.png"),
         ("exact", "exact match (%)", "length_exact.png"),
     ):
         with disk_errors(outputs[name]):

@@ -16,6 +16,7 @@ from heed.agents.seq2seq import (
     RNNSearchConfig,
     additive_scores,
     attend,
+    beam_search,
     dot_scores,
     masked_softmax,
 )
@@ -280,6 +281,18 @@ def test_train_each_model_then_draw_the_figures(tmp_path, capsys):
     assert "| rnnsearch | 1 |" in capsys.readouterr().out
     with pytest.raises(HeedError, match="no run folders"):
         tf.run(tf.Config(runs=(tmp_path / "figs",), out_dir=tmp_path / "figs2"))
+    beam = tf.run(
+        tf.Config(
+            runs=(tmp_path / "runs",), out_dir=tmp_path / "beam", sentences=4, gradient_sentences=0, beam=2, video=True
+        )
+    )
+    assert {r["decoding"] for r in beam["runs"]} == {"beam 2"} and 0 <= beam["video_share"] <= 1
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(tmp_path / "beam" / "alignment.gif")
+    assert len(frames) >= 4 and len({f.shape for f in frames}) == 1  # one per word + the held end
+    with pytest.raises(HeedError, match="--video needs a run with attention"):
+        tf.run(tf.Config(runs=(tmp_path / "runs" / "plain",), out_dir=tmp_path / "none", video=True))
 
 
 def test_gradient_map_of_a_copying_model_is_the_identity():
@@ -295,3 +308,72 @@ def test_gradient_map_of_a_copying_model_is_the_identity():
     x[0, [0, 1, 2], [1, 3, 2]] = 1.0
     g = gradient_maps(Copier(), x, torch.tensor([[0, 0, 0, 1, 3, 2]]))[0, 3:, :3]
     assert torch.equal(g > 1e-6, torch.eye(3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: getattr(c, "attention", c.name))
+def test_beam_of_width_one_is_greedy(cfg):
+    task = DateTask()
+    torch.manual_seed(1)
+    model = build_model(cfg, task.input_size, task.output_size).eval()
+    inputs = torch.from_numpy(task.sample(5, np.random.default_rng(2)).inputs)
+    greedy, greedy_alignment = model.greedy(inputs, max_len=8)
+    beam, beam_alignment = model.beam(inputs, width=1, max_len=8)
+    assert torch.equal(beam, greedy)
+    assert (beam_alignment is None) == (greedy_alignment is None)
+    if greedy_alignment is not None:
+        assert torch.equal(beam_alignment, greedy_alignment)
+    wide, _ = model.beam(inputs, width=3, max_len=8)
+    assert wide.shape[0] == 5 and wide.shape[1] <= 9
+
+
+def _markov_step(tables: torch.Tensor):
+    """A hand-made decoder: ``log p(y_i | y_{i-1})`` from ``tables [R, K + 1, K]`` (row K: the start),
+    one table per batch row; the state is ``(table index [N], started [N] bool)``."""
+
+    def step(previous, state):
+        table, started = state
+        row = torch.where(started, previous, torch.full_like(previous, tables.shape[1] - 1))
+        return tables[table, row], (table, torch.ones_like(started)), None
+
+    return step
+
+
+def _markov_state(batch: int, width: int):
+    return torch.arange(batch).repeat_interleave(width), torch.zeros(batch * width, dtype=torch.bool)
+
+
+def test_beam_finds_the_sentence_greedy_misses():
+    # classes: 0 = </s>, 1 = A, 2 = B. Greedy takes A (0.6) and then keeps writing A (0.4 each time);
+    # "B </s>" has 0.4 * 1.0, length-normalised log 0.4 / 2 = -0.46, better than any sentence through A.
+    # rows: after </s> (unused), after A, after B, at the start
+    probs = torch.tensor([[1.0, 0.0, 0.0], [0.3, 0.4, 0.3], [1.0, 0.0, 0.0], [0.0, 0.6, 0.4]])
+    step = _markov_step(probs.log()[None])
+    greedy = beam_search(step, _markov_state(1, 1), 1, 1, max_len=5)
+    assert greedy.classes.tolist() == [[1, 1, 1, 1, 1, 1]]  # never ends
+    found = beam_search(step, _markov_state(1, 2), 1, 2, max_len=5)
+    assert found.classes.tolist() == [[2, 0]]
+    assert found.score.item() == pytest.approx(math.log(0.4) / 2)
+
+
+def test_wide_beam_is_the_exhaustive_optimum():
+    """With width >= every prefix, beam search is exact: compare with enumerating all sentences."""
+    import itertools
+
+    k, max_len = 3, 3
+    gen = torch.Generator().manual_seed(0)
+    tables = torch.log_softmax(3 * torch.randn(2, k + 1, k, generator=gen), -1)  # [R, K + 1, K]
+    found = beam_search(_markov_step(tables), _markov_state(2, k**4), 2, k**4, max_len)
+    for r in range(2):
+        best, best_seq = -math.inf, None
+        for n in range(1, max_len + 2):
+            for seq in itertools.product(range(k), repeat=n):
+                if 0 in seq[:-1] or (n <= max_len and seq[-1] != 0):
+                    continue  # </s> only at the end; only the longest may stop without it
+                prev, total = k, 0.0
+                for c in seq:
+                    total, prev = total + tables[r, prev, c].item(), c
+                if total / n > best:
+                    best, best_seq = total / n, list(seq)
+        got = found.classes[r].tolist()
+        got = got[: got.index(0) + 1] if 0 in got else got
+        assert got == best_seq and found.score[r].item() == pytest.approx(best, abs=1e-5)
