@@ -45,7 +45,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from heed.envs.errors import require
-from heed.envs.sequence import Batch
+from heed.envs.sequence import Batch, check_options
 
 BOUNDARY = "</s>"  # target class 0: the decoder's start input and its end-of-sentence output
 
@@ -243,11 +243,11 @@ class TranslationTask(_PairTask):
     max_words: int = 60
     name: ClassVar[str] = "translation"
     env_id: ClassVar[str] = "heed/Translation-v0"
+    option_ranges: ClassVar[dict[str, tuple[int, int]]] = {"max_clauses": (1, 20), "max_words": (3, 400)}
 
     def __post_init__(self) -> None:
         self._check_split()
-        require(1 <= self.max_clauses <= 20, f"max_clauses must be in 1..20, got {self.max_clauses}")
-        require(3 <= self.max_words <= 400, f"max_words must be in 3..400, got {self.max_words}")
+        check_options(self.name, {k: getattr(self, k) for k in self.option_ranges}, self.option_ranges)
         source = [en for en, _ in FUNCTION] + [n[0] for n in NOUNS] + [a[0] for a in ADJECTIVES]
         source += [v[i] for v in VERBS + INTRANSITIVE for i in (0, 1)] + [a[0] for a in ATTEMPTS]
         source += [c[0] for c in CONJUNCTIONS] + list(NAMES)
