@@ -6,6 +6,8 @@
   parity inputs or per number of supporting facts in bAbI.
 - :func:`attention_grid`: attention maps ``[L, H, T, T]``, one panel per layer (row) and head (column).
 - :func:`group_stats`: the numbers behind :func:`ponder_by_group`.
+- :func:`ponder_under_text`, :func:`ponder_by_char_class`: ponder per character of a text under the
+  text (Graves 2016, Figs. 23-24) and its mean per character class (:func:`char_classes`).
 """
 
 from __future__ import annotations
@@ -130,5 +132,76 @@ def attention_grid(
                 ax.set_xticklabels(list(labels), rotation=90, fontsize=4)
             ax.set_title(f"layer/step {i + 1}, head {h + 1}", fontsize=7)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path, close=True)
+
+
+#: character classes of :func:`char_classes`, in order (sentence punctuation: ``. , ; : ! ?``)
+CHAR_CLASSES = ("letter", "space", "newline", "sentence punctuation", "other symbol", "digit", "ID digit")
+_SENTENCE_PUNCTUATION = frozenset(".,;:!?")
+
+
+def char_classes(text: str, id_digits: Any | None = None) -> np.ndarray:
+    """Class index into :data:`CHAR_CLASSES` of every character ``[len(text)]`` int.
+
+    ``id_digits``: optional ``[len(text)]`` bool, True where a digit is part of a random ID (those get
+    ``ID digit``; every other digit is ``digit``). Letters are alphabetic characters, ``space`` the
+    blank, ``other symbol`` any other printable non-alphanumeric character (markup, brackets, quotes).
+    """
+    ids = np.zeros(len(text), dtype=int) if id_digits is None else np.asarray(id_digits, dtype=bool)
+    out = np.empty(len(text), dtype=int)
+    for i, c in enumerate(text):
+        if c.isdigit():
+            name = "ID digit" if ids[i] else "digit"
+        elif c.isalpha():
+            name = "letter"
+        elif c == " ":
+            name = "space"
+        elif c == "\n":
+            name = "newline"
+        else:
+            name = "sentence punctuation" if c in _SENTENCE_PUNCTUATION else "other symbol"
+        out[i] = CHAR_CLASSES.index(name)
+    return out
+
+
+def ponder_by_char_class(text: str, ponder: Any, id_digits: Any | None = None) -> dict[str, tuple[float, int]]:
+    """``{class: (mean ponder, characters)}`` over the classes of :func:`char_classes` that occur.
+
+    Args:
+        text: the input characters, one per step; ``ponder``: ``[len(text)]`` ponder time ``rho_t`` at
+            the step that reads character t; ``id_digits``: as in :func:`char_classes`.
+    """
+    rho = _np(ponder).ravel()
+    if len(rho) != len(text):
+        raise ValueError(f"ponder has {len(rho)} steps for {len(text)} characters")
+    stats = group_stats(char_classes(text, id_digits), rho)
+    return {CHAR_CLASSES[k]: (mean, count) for k, (mean, _, count) in stats.items()}
+
+
+def ponder_under_text(
+    text: str, ponder: Any, path: str | os.PathLike, per_line: int = 80, title: str = ""
+) -> Path:
+    """The lecture's ponder figure (Graves 2016, Figs. 23-24): ponder ``rho [len(text)]`` as bars over each
+    character, the text wrapped into rows of ``per_line`` characters with a panel per row.
+    """
+    rho = _np(ponder).ravel()
+    rows = max(1, -(-len(text) // per_line))
+    top = max(float(rho.max()), 1.0) * 1.05
+    fig, axes = plt.subplots(rows, 1, figsize=(0.13 * per_line + 1.0, 1.25 * rows), squeeze=False)
+    for r in range(rows):
+        ax = axes[r, 0]
+        chunk, values = text[r * per_line : (r + 1) * per_line], rho[r * per_line : (r + 1) * per_line]
+        ax.bar(np.arange(len(chunk)), values, width=0.8, color="tab:blue")
+        ax.set_xlim(-0.6, per_line - 0.4)
+        ax.set_ylim(0.0, top)
+        ax.set_xticks(np.arange(len(chunk)))
+        ax.set_xticklabels(["\u21b5" if c == "\n" else c for c in chunk], fontsize=7, family="monospace",
+                           va="baseline")  # one baseline, whatever the letter's height
+        ax.tick_params(axis="x", length=0, pad=8)
+        ax.tick_params(axis="y", labelsize=6)
+        ax.spines[["top", "right"]].set_visible(False)
+    axes[0, 0].set_title(title, fontsize=8)
+    axes[rows // 2, 0].set_ylabel("ponder time", fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path, close=True)

@@ -11,6 +11,10 @@ What it records depends on the run's task:
   number of supporting facts (``ponder_vs_facts.png``: mean over all steps; ``ponder_question_vs_facts.png``:
   at the question step), ponder per step of one story;
 - ``seqcopy``/``reverse``: sequence and symbol accuracy at each ``--eval-lengths`` length;
+- ``text``: mean ponder per character class (letters, spaces, punctuation, digits, random-ID digits)
+  over ``--text-chars`` held-out characters (the validation split, with random ID lines as in training
+  or, if the run had none, every ``--id-every`` characters), and ponder under a held-out passage that
+  holds an ID (``ponder_under_text.png``, the lecture's figure);
 - always, for self-attention models: attention maps per head and layer of one sequence (``attention.png``).
 
 Files of these names in the output folder are replaced only when heed wrote them (or with
@@ -36,6 +40,7 @@ from heed.analysis import ponder_figures as pf
 from heed.envs.babi import BabiTask
 from heed.envs.ponder import addition_digits
 from heed.envs.tasks import TASKS
+from heed.envs.text import CHAR_INDEX, TextTask, decode, one_hot
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,12 @@ class Config:
     """torch CPU threads"""
     overwrite: bool = False
     """replace existing files of the output names that heed did not write"""
+    text_chars: Annotated[int, Range(100, 10_000_000)] = 20_000
+    """text: held-out characters over which the per-class means are taken"""
+    passage_chars: Annotated[int, Range(10, 2_000)] = 240
+    """text: characters of the passage drawn under its ponder time"""
+    id_every: Annotated[int, Range(1, 1_000_000)] = 300
+    """text: random ID lines every this many held-out characters when the run was trained without them"""
 
 
 #: the files each kind of task writes (summary.json always)
@@ -68,6 +79,7 @@ OUTPUTS = {
     "babi": ("ponder_vs_facts.png", "ponder_question_vs_facts.png", "ponder_per_token.png", "attention.png"),
     "seqcopy": ("attention.png",),
     "reverse": ("attention.png",),
+    "text": ("ponder_under_text.png",),
 }
 
 
@@ -254,6 +266,49 @@ def _copy(model, task, cfg: Config, out: Path) -> dict:
     return result
 
 
+def _text_ponder(model, chars: np.ndarray) -> np.ndarray:
+    """Ponder time ``[B, T]`` of the model reading characters ``[B, T]`` (class indices) from a zero state."""
+    with torch.no_grad():
+        _, attention, _ = model(torch.from_numpy(one_hot(chars)))
+    return attention["ponder"].numpy()
+
+
+def _text(model, task, cfg: Config, out: Path) -> dict:
+    """Per-class mean ponder over held-out windows, and the ponder figure under one held-out passage."""
+    heldout = TextTask(window=task.window, split="validation", id_every=task.id_every or cfg.id_every,
+                       id_length=task.id_length)
+    rng = np.random.default_rng(cfg.seed)
+    count = min(cfg.text_chars, len(heldout.ids) - 1) // task.window
+    starts = np.arange(count) * task.window  # consecutive windows from the start of the held-out text
+    ponders, classes = [], []
+    for first in range(0, count, cfg.batch_size):
+        chars = heldout.windows(starts[first : first + cfg.batch_size], rng)[:, :-1]
+        slots = heldout.ids[starts[first : first + cfg.batch_size, None] + np.arange(task.window)] < 0
+        ponder = _text_ponder(model, chars)
+        ponders.append(ponder.ravel())
+        classes.append(pf.char_classes(decode(chars.ravel()), slots.ravel()))
+    rho, group = np.concatenate(ponders), np.concatenate(classes)
+    by_class = {pf.CHAR_CLASSES[k]: {"ponder": v[0], "std": v[1], "characters": v[2]}
+                for k, v in pf.group_stats(group, rho).items()}
+    first_id = int(np.argmax(heldout.ids < 0))  # the passage ends a little after the first ID
+    start = max(0, first_id + 40 - cfg.passage_chars)
+    chars = heldout.ids[start : start + cfg.passage_chars].copy()
+    slots = chars < 0
+    chars[slots] = CHAR_INDEX["0"] + np.random.default_rng(cfg.seed + 1).integers(0, 10, int(slots.sum()))
+    passage = decode(chars)
+    ponder = _text_ponder(model, chars[None])[0]
+    pf.ponder_under_text(passage, ponder, out / "ponder_under_text.png",
+                         title="ponder time per character of held-out text")
+    return {
+        "ponder": float(rho.mean()),
+        "characters": int(rho.size),
+        "id_every": heldout.id_every,
+        "ponder_by_class": by_class,
+        "passage": passage,
+        "passage_ponder": [round(float(x), 3) for x in ponder],
+    }
+
+
 def main(cfg: Config) -> dict:
     """Evaluate the checkpoint and write ``summary.json`` and the figures; return the summary."""
     validate(cfg)
@@ -276,6 +331,8 @@ def _record(cfg: Config, model, task, ckpt, out: Path) -> dict:
         summary = _babi(model, task, cfg, out)
     elif name in ("seqcopy", "reverse"):
         summary = _copy(model, task, cfg, out)
+    elif name == "text":
+        summary = _text(model, task, cfg, out)
     else:
         summary = _stepwise(model, task, cfg, out)
     summary = {"task": name, "core": model_config_from_meta(ckpt.meta).name, "counters": ckpt.meta.get("counters", {}), **summary}

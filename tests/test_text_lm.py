@@ -19,6 +19,7 @@ from heed.agents.sharnn import SHARNNConfig, window_mask
 from heed.agents.trainers import sequence_utils as su
 from heed.agents.trainers.supervised import Config as TrainConfig
 from heed.agents.trainers.supervised import main as train
+from heed.analysis.ponder_figures import ponder_by_char_class
 from heed.envs.tasks import TASKS
 from heed.envs.text import VOCAB, TextTask, clean, corpus_text, decode, encode, one_hot
 from heed.scripts import generate as gen
@@ -163,3 +164,50 @@ def test_train_then_generate_in_process(tmp_path, model, capsys) -> None:
     with pytest.raises(HeedError, match="outside the vocabulary"):
         gen.main(gen.Config(checkpoint=run, prompt="\u00fcber"))
     assert one_hot(np.array([2])).argmax() == 2
+
+
+def test_ponder_by_character_class_on_a_hand_made_text() -> None:
+    """Per-class mean ponder of a hand-labelled text: letters, space, punctuation, digits, ID digits."""
+    text = "ab c.\n<id>12</id>7"
+    ponder = np.arange(1.0, len(text) + 1)  # rho_t = t + 1
+    ids = np.zeros(len(text), bool)
+    ids[10:12] = True  # the "12" inside the tag
+    # by hand: a b c | i d | i d -> letters at 0,1,3,7,8,14,15; symbols < > < / > at 6,9,12,13,16
+    expected = {
+        "letter": (np.mean([1, 2, 4, 8, 9, 15, 16]), 7),
+        "space": (3.0, 1),
+        "sentence punctuation": (5.0, 1),
+        "newline": (6.0, 1),
+        "other symbol": (np.mean([7, 10, 13, 14, 17]), 5),
+        "ID digit": (np.mean([11, 12]), 2),
+        "digit": (18.0, 1),
+    }
+    got = ponder_by_char_class(text, ponder, ids)
+    assert set(got) == set(expected)
+    for name, (mean, count) in expected.items():
+        assert got[name][1] == count, name
+        assert got[name][0] == pytest.approx(mean), name
+    # without an ID mask the tag's digits count as plain digits
+    plain = ponder_by_char_class(text, ponder)
+    assert "ID digit" not in plain and plain["digit"] == (pytest.approx(np.mean([11, 12, 18])), 3)
+    with pytest.raises(ValueError):
+        ponder_by_char_class(text, ponder[:-1])
+
+
+def test_record_ponder_on_text_counts_every_held_out_character_once(tmp_path) -> None:
+    """record_ponder on a text run: classes cover the held-out characters, IDs are found, figure written."""
+    from heed.scripts import record_ponder as rp
+
+    run = tmp_path / "act"
+    train(TrainConfig(task="text", model=ACTConfig(hidden_size=8, max_steps=3), run=RunConfig(run_dir=run, progress=False),
+                      total_sequences=4, batch_size=4, eval_sequences=4, eval_every=8, log_every=4, image_every=0,
+                      task_options="window=20"))
+    out = rp.main(rp.Config(checkpoint=run, out_dir=tmp_path / "rec", text_chars=400, passage_chars=60, id_every=50))
+    by_class = out["ponder_by_class"]
+    assert out["characters"] == 400 == sum(v["characters"] for v in by_class.values())
+    assert by_class["ID digit"]["characters"] % 8 == 0 and by_class["ID digit"]["characters"] > 0
+    assert 1.0 <= out["ponder"] <= 3.0 + 1e-6  # max_steps=3 bounds N + R
+    mean = sum(v["ponder"] * v["characters"] for v in by_class.values()) / out["characters"]
+    assert mean == pytest.approx(out["ponder"], rel=1e-5)
+    assert len(out["passage"]) == len(out["passage_ponder"]) == 60 and "<id>" in out["passage"]
+    assert (tmp_path / "rec" / "ponder_under_text.png").stat().st_size > 0
