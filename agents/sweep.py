@@ -26,6 +26,7 @@ trainer's output in ``SWEEP_DIR/logs/NAME.log``. The rules, shared by every back
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import importlib
 import io
 import itertools
@@ -34,7 +35,6 @@ import os
 import platform
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -212,10 +212,30 @@ def is_done(trial: Trial) -> bool:
     return trial_record(trial).get("status") == "done"
 
 
+#: what a heed run writes before its first checkpoint (a trial killed that early leaves only these)
+_EARLY_RUN_FILES = ("config.json", "run.json", "metrics.jsonl", "events.out.tfevents.*")
+
+
 def _fresh_dir(trial: Trial) -> None:
-    """Remove a trial folder left without a checkpoint, so that a restart starts clean."""
-    if trial.dir.is_dir() and not trial.dir.is_symlink():
-        shutil.rmtree(trial.dir)
+    """Clear a folder this sweep started for the trial that was killed before its first checkpoint.
+
+    Only when the sweep's own record says it started the trial, and only the files a run writes
+    before its first checkpoint (then the emptied folders); a folder holding anything else is left
+    alone, and the trainer's run-folder guard refuses it with one line.
+    """
+    if not trial.record_path.is_file() or not trial.dir.is_dir() or trial.dir.is_symlink():
+        return
+    ckpts = trial.dir / "checkpoints"
+    files = [p for p in trial.dir.iterdir() if p != ckpts]
+    early = all(p.is_file() and not p.is_symlink() and any(fnmatch.fnmatchcase(p.name, pat) for pat in _EARLY_RUN_FILES)
+                for p in files)
+    if not early or (ckpts.exists() and (ckpts.is_symlink() or not ckpts.is_dir() or any(ckpts.iterdir()))):
+        return
+    for p in files:
+        p.unlink()
+    if ckpts.exists():
+        ckpts.rmdir()
+    trial.dir.rmdir()
 
 
 def run_trial(

@@ -311,6 +311,22 @@ def test_pruning_leaves_another_runs_checkpoints_and_stale_foreign_folders(tmp_p
     assert (foreign / "mine.txt").read_text() == "not heed's"
 
 
+def test_pruning_deletes_only_checkpoint_files_and_never_without_a_run_id(tmp_path):
+    ckpts = tmp_path / "checkpoints"
+    save_run_checkpoint(tmp_path, 1, _tensors(), checkpoint_meta("toy", {}, run_id="r"))
+    (ckpts / "step_0000000001" / "curve.csv").write_text("a user's file beside a checkpoint")
+    for step in (2, 3):
+        save_run_checkpoint(tmp_path, step, _tensors(), checkpoint_meta("toy", {}, run_id="r"))
+    assert sorted(p.name for p in (ckpts / "step_0000000001").iterdir()) == ["curve.csv"]  # pruned, file kept
+    unreadable = ckpts / "step_0000000000"
+    unreadable.mkdir()
+    (unreadable / "weights.safetensors").write_bytes(b"x")
+    (unreadable / "meta.json").write_bytes(b"\xff not json")
+    for step in (4, 5):  # no run id: nothing can be proven this run's own, nothing is pruned
+        save_run_checkpoint(tmp_path, step, _tensors(), checkpoint_meta("toy", {}))
+    assert unreadable.is_dir() and (ckpts / "step_0000000002").is_dir()
+
+
 # ------------------------------------------------------------------ NaN guard, interrupts, schedule
 
 
@@ -522,3 +538,12 @@ def test_auto_resolves_to_cuda_and_cuda_tensors_checkpoint(tmp_path):
     assert torch.equal(loaded.tensors["weight"], model.weight.detach().cpu())
     with pytest.raises(NonFiniteError):
         run.log_scalars("losses", {"loss": torch.tensor(float("nan"), device=run.device)}, 2)
+
+
+def test_atomic_write_never_touches_a_users_file_named_like_a_temporary(tmp_path):
+    from heed.agents.common.safe_io import write_json_atomic
+
+    (tmp_path / "config.json.tmp").write_text("mine")
+    write_json_atomic(tmp_path / "config.json", {"a": 1})
+    assert (tmp_path / "config.json.tmp").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "config.json.tmp"]  # no leftover

@@ -299,3 +299,23 @@ def _raised(fn):
     except Exception as exc:  # noqa: BLE001 - handed back to the test
         return exc
     return None
+
+
+def test_restart_clears_only_an_early_run_folder_this_sweep_started(tmp_path):
+    from heed.agents.sweep import Trial, _fresh_dir
+
+    trial = Trial("supervised", "base", 1, (), tmp_path / "base__seed=1")
+    trial.dir.mkdir()
+    (trial.dir / "notes.txt").write_text("mine")  # a user's folder of the same name, no record
+    _fresh_dir(trial)
+    assert (trial.dir / "notes.txt").read_text() == "mine"
+    trial.record_path.parent.mkdir()
+    trial.record_path.write_text("{}")  # even with a record, a folder holding a user's file stays
+    _fresh_dir(trial)
+    assert (trial.dir / "notes.txt").exists()
+    (trial.dir / "notes.txt").unlink()
+    for name in ("config.json", "run.json", "metrics.jsonl", "events.out.tfevents.1.host"):
+        (trial.dir / name).write_text("{}")
+    (trial.dir / "checkpoints").mkdir()
+    _fresh_dir(trial)  # what a run killed before its first checkpoint leaves: cleared
+    assert not trial.dir.exists()

@@ -23,9 +23,9 @@ any failure; disk-full and read-only errors become one line; non-finite tensors 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -165,7 +165,20 @@ def _place(tmp: Path, directory: Path) -> None:
     for item in old.iterdir():  # files that someone put beside the checkpoint (README, curves) stay
         if item.name not in _OWN_FILES:
             os.replace(item, directory / item.name)
-    shutil.rmtree(old)
+    _remove_checkpoint_files(old)
+
+
+def _remove_checkpoint_files(directory: Path) -> None:
+    """Delete the files a checkpoint write makes (weights, optimizer, meta and its temporary) in
+    ``directory``, then the folder if that left it empty. Anything else in it (a user's file, a
+    subfolder) is never touched, and the folder then stays."""
+    temporaries = [p.name for p in directory.glob(f".{META}.*.tmp")]  # write_json_atomic's, if cut short
+    for name in (*_OWN_FILES, *temporaries):
+        item = directory / name
+        if item.is_symlink() or item.is_file():
+            item.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        directory.rmdir()
 
 
 def save_checkpoint(
@@ -207,7 +220,7 @@ def save_checkpoint(
             fsync_dir(directory.parent)
         finally:
             if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+                _remove_checkpoint_files(tmp)
     return directory
 
 
@@ -304,13 +317,15 @@ def save_run_checkpoint(
     with disk_errors(ckpts / "latest", " (the checkpoint itself was written)"):
         write_bytes_atomic(ckpts / "latest", path.name.encode("ascii"))
     run_id = meta.get("run_id")
+    if run_id is None:  # without a run id no checkpoint can be proven this run's own: prune nothing
+        return path
     ours = [p for p in _step_dirs(ckpts) if _run_id_of(p) == run_id]
     for old in ours[max(keep, 1):]:
         if old != path:
-            shutil.rmtree(old, ignore_errors=True)
+            _remove_checkpoint_files(old)
     for stale in ckpts.glob("step_*.tmp"):  # partial writes of a killed process (mkdtemp names)
-        if stale.is_dir() and not stale.is_symlink() and set(os.listdir(stale)) <= set(_OWN_FILES) | {META + ".tmp"}:
-            shutil.rmtree(stale, ignore_errors=True)
+        if stale.is_dir() and not stale.is_symlink():
+            _remove_checkpoint_files(stale)
     return path
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -139,12 +140,19 @@ def write_bytes_durable(path: str | os.PathLike, data: bytes) -> None:
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Replace ``path`` with ``data`` through a fsynced temporary sibling and a rename.
 
-    On any failure the temporary file is removed and ``path`` is left as it was.
+    The temporary file gets a fresh name (``.NAME.XXXX.tmp``, created exclusively), so no file of
+    the user's is ever written over or removed; on any failure it is removed and ``path`` is left as
+    it was.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(name)
     try:
-        write_bytes_durable(tmp, data)
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
