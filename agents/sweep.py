@@ -47,14 +47,8 @@ from typing import Any
 
 from heed.agents.common.checkpoint import latest_checkpoint, write_json_atomic
 from heed.agents.common.errors import HeedError, require, suggest
+from heed.agents.trainers import TRAINERS
 
-#: trainer kind -> module with a ``Config`` dataclass (the table of ``scripts/train.py``)
-TRAINERS = {
-    "dqn": "heed.agents.trainers.dqn",
-    "supervised": "heed.agents.trainers.supervised",
-    "ppo": "heed.agents.trainers.ppo",
-    "glimpse": "heed.agents.trainers.glimpse",
-}
 #: flags the sweep sets itself for every trial
 RESERVED = ("--seed", "--run-dir", "--resume", "--threads")
 #: exit code of a trainer refusing its input (HeedError): retrying cannot help
@@ -159,7 +153,7 @@ def validate(trials: list[Trial]) -> None:
     import tyro
 
     for trial in trials:
-        module = importlib.import_module(TRAINERS[trial.trainer])
+        module = importlib.import_module(TRAINERS[trial.trainer][0])
         err = io.StringIO()
         try:
             with redirect_stderr(err), redirect_stdout(io.StringIO()):
@@ -191,7 +185,7 @@ def order_options(groups: list[list[str]] | list[tuple[str, ...]]) -> tuple[str,
 
 def trial_args(trial: Trial, resume: bool) -> tuple[str, ...]:
     """The trainer arguments of a trial: the sweep's flags first, then its options."""
-    config = importlib.import_module(TRAINERS[trial.trainer]).Config
+    config = importlib.import_module(TRAINERS[trial.trainer][0]).Config
     fields = {f.name for f in dataclasses.fields(config)}
     if "run" in fields:  # the shared run flags (RunConfig), nested without a prefix
         fields |= {f.name for f in dataclasses.fields(next(f for f in dataclasses.fields(config) if f.name == "run").default_factory())}

@@ -27,6 +27,7 @@ from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main, require
 from heed.agents.common.safe_io import read_bytes_capped
 from heed.agents.common.validate import Range, SeedRange, config_from_dict, validate
+from heed.agents.trainers import TRAINERS
 
 #: the largest sweep file read
 MAX_TOML_BYTES = 1024 * 1024
@@ -37,7 +38,7 @@ class Config:
     """A grid of ordinary heed runs; the trainer options shared by all come after ``--``."""
 
     trainer: str = ""
-    """trainer to sweep: dqn, supervised, ppo or glimpse"""
+    """trainer to sweep: any name of ``train.py``'s table (dqn, supervised, ppo, glimpse, draw, ...)"""
     seeds: Annotated[tuple[int, ...], SeedRange] = (1, 2, 3, 4, 5)
     """seeds of every configuration"""
     grid: tuple[str, ...] = ()
@@ -130,7 +131,7 @@ def main(cfg: Config) -> list[dict]:
     from heed.agents import sweep
 
     validate(cfg)
-    require(cfg.trainer != "", "--trainer is required (dqn, supervised, ppo or glimpse), or a --config file with trainer = ...")
+    require(cfg.trainer != "", f"--trainer is required ({', '.join(TRAINERS)}), or a --config file with trainer = ...")
     require(len(cfg.seeds) > 0, "--seeds needs at least one seed")
     sweep_dir = cfg.sweep_dir or Path("sweeps") / cfg.trainer
     trials = sweep.expand(cfg.trainer, list(cfg.seeds), list(cfg.options), list(cfg.grid), sweep_dir)

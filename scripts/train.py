@@ -1,6 +1,7 @@
 """Train a heed agent: ``python scripts/train.py {dqn,supervised,ppo,glimpse} [options]``.
 
-Each subcommand is a trainer module under ``agents/trainers/`` with a frozen ``Config`` dataclass
+Each subcommand is a trainer module under ``agents/trainers/`` (the table is
+:data:`heed.agents.trainers.TRAINERS`) with a frozen ``Config`` dataclass
 (every field documented, so ``--help`` explains it) and ``main(cfg)``. Trainers are imported
 lazily, so ``dqn --help`` does not pay for importing the memory or glimpse code.
 
@@ -16,13 +17,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-TRAINERS = {
-    "dqn": ("heed.agents.trainers.dqn", "Dueling / Double DQN on Atari, or any Gymnasium env with discrete actions and vector observations"),
-    "supervised": ("heed.agents.trainers.supervised", "a recurrent core on an algorithmic or QA task"),
-    "ppo": ("heed.agents.trainers.ppo", "recurrent PPO over any core on a memory environment"),
-    "glimpse": ("heed.agents.trainers.glimpse", "hard (RAM) or soft (DRAW) attention on glimpse MNIST"),
-    "draw": ("heed.agents.trainers.draw", "DRAW, the recurrent VAE that reads and writes with attention, on binarised MNIST"),
-}
+from heed.agents.trainers import TRAINERS
 
 
 def usage() -> str:
