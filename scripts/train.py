@@ -32,7 +32,7 @@ def run(argv: list[str]) -> None:
     from heed.agents.common.errors import cli_main, suggest
 
     if not argv or argv[0] in {"-h", "--help"}:
-        print(usage())
+        cli_main(lambda: print(usage()))
         return
     name, rest = argv[0], argv[1:]
     if name not in TRAINERS:
