@@ -31,8 +31,10 @@ import importlib
 import io
 import itertools
 import json
+import math
 import os
 import platform
+import random
 import re
 import shlex
 import signal
@@ -84,19 +86,81 @@ class Trial:
         return self.dir.parent / LOGS / f"{self.name}.log"
 
 
-def parse_axis(text: str) -> list[list[str]]:
-    """One grid axis from its text form (``NAME=V1,V2`` or ``ALT1 | ALT2``) to its alternatives."""
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """A continuous axis of a random search, ``NAME=log:LOW..HIGH`` (log-uniform), ``NAME=uniform:LOW..HIGH``
+    or ``NAME=int:LOW..HIGH`` (an integer, both ends included). A drawn value is written with 3
+    significant digits, so a trial's folder name (and hence resuming it) does not depend on float noise."""
+
+    flag: str
+    kind: str
+    low: float
+    high: float
+
+    def sample(self, rng: random.Random) -> list[str]:
+        """One alternative, ``[flag, value]``: ``log`` draws ``exp(U(log low, log high))``."""
+        if self.kind == "int":
+            return [self.flag, str(rng.randint(int(self.low), int(self.high)))]
+        if self.kind == "log":
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        else:
+            value = rng.uniform(self.low, self.high)
+        return [self.flag, f"{value:.3g}"]
+
+
+Axis = list[list[str]] | Distribution
+_DISTRIBUTION = re.compile(r"(log|uniform|int):(.+?)\.\.(.+)")
+
+
+def parse_axis(text: str) -> Axis:
+    """One axis from its text form: ``NAME=V1,V2`` or ``ALT1 | ALT2`` (its alternatives), or a random
+    search's ``NAME=log:LOW..HIGH`` / ``uniform:`` / ``int:`` (a :class:`Distribution`)."""
     text = text.strip()
     if "|" in text:
         alternatives = [shlex.split(part) for part in text.split("|")]
     else:
         match = re.fullmatch(r"-{0,2}([A-Za-z][\w.-]*)=(.+)", text)
-        require(match is not None, f"grid axis '{text}': write NAME=V1,V2 or 'ALT1 | ALT2'")
+        require(match is not None, f"grid axis '{text}': write NAME=V1,V2, 'ALT1 | ALT2' or NAME=log:LOW..HIGH")
         name, values = match.groups()
+        dist = _DISTRIBUTION.fullmatch(values.strip())
+        if dist is not None:
+            kind, low_text, high_text = dist.groups()
+            try:
+                low, high = float(low_text), float(high_text)
+            except ValueError:
+                raise HeedError(f"axis '{text}': LOW and HIGH must be numbers") from None
+            require(math.isfinite(low) and math.isfinite(high) and low < high, f"axis '{text}': needs LOW < HIGH, both finite")
+            require(kind != "log" or low > 0, f"axis '{text}': a log-uniform range needs LOW > 0")
+            require(kind != "int" or (low.is_integer() and high.is_integer()), f"axis '{text}': int ranges take whole numbers")
+            return Distribution(f"--{name}", kind, low, high)
         alternatives = [[f"--{name}", value.strip()] for value in values.split(",")]
     require(all(alternatives), f"grid axis '{text}' has an empty alternative")
     require(len({tuple(a) for a in alternatives}) == len(alternatives), f"grid axis '{text}' repeats an alternative")
     return alternatives
+
+
+def combinations(axes: list[Axis], search: str, samples: int, search_seed: int) -> list[tuple[list[str], ...]]:
+    """The configurations of a sweep: the full product of the axes (``grid``), or ``samples`` distinct
+    draws, each axis independently and uniformly (``random``; the same ``search_seed`` draws the same
+    configurations, so a re-run resumes the same trials)."""
+    if search == "grid":
+        require(not any(isinstance(a, Distribution) for a in axes),
+                "a NAME=log:/uniform:/int: axis needs --search random (a grid cannot list a continuous range)")
+        return list(itertools.product(*axes))
+    require(search == "random", f"unknown search '{search}': grid or random")
+    require(samples > 0, "--search random needs --samples N (how many configurations to draw)")
+    finite = math.prod(len(a) for a in axes if not isinstance(a, Distribution))
+    if all(not isinstance(a, Distribution) for a in axes):
+        require(samples <= finite, f"--samples {samples} is more than the {finite} distinct configurations of these axes")
+    rng = random.Random(search_seed)
+    drawn: dict[tuple, tuple[list[str], ...]] = {}
+    for _ in range(samples * 100):
+        if len(drawn) == samples:
+            break
+        combo = tuple(a.sample(rng) if isinstance(a, Distribution) else rng.choice(a) for a in axes)
+        drawn.setdefault(tuple(tuple(alt) for alt in combo), combo)
+    require(len(drawn) == samples, f"could draw only {len(drawn)} distinct configurations of {samples}: widen the ranges")
+    return list(drawn.values())
 
 
 def slug(args: list[str] | tuple[str, ...]) -> str:
@@ -113,16 +177,19 @@ def slug(args: list[str] | tuple[str, ...]) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]", "-", "_".join(parts))
 
 
-def expand(trainer: str, seeds: list[int], options: list[str], grid: list[str], sweep_dir: Path) -> list[Trial]:
-    """Every trial of the sweep: seeds x the product of the grid axes, with ``options`` shared by all."""
+def expand(trainer: str, seeds: list[int], options: list[str], grid: list[str], sweep_dir: Path,
+           search: str = "grid", samples: int = 0, search_seed: int = 0) -> list[Trial]:
+    """Every trial of the sweep: seeds x the configurations of the axes (:func:`combinations`), with
+    ``options`` shared by all."""
     require(trainer in TRAINERS, f"unknown trainer '{trainer}'.{suggest(trainer, TRAINERS)}")
     require(len(seeds) > 0 and len(set(seeds)) == len(seeds), "--seeds must list distinct seeds")
     axes = [parse_axis(axis) for axis in grid]
-    for token in (*options, *(t for axis in axes for alt in axis for t in alt)):
+    flags = [[a.flag] if isinstance(a, Distribution) else [t for alt in a for t in alt] for a in axes]
+    for token in (*options, *(t for axis in flags for t in axis)):
         flag = token.split("=")[0]
         require(flag not in RESERVED, f"{flag} is set by the sweep for every trial; leave it out of the options")
     trials = []
-    for combo in itertools.product(*axes):
+    for combo in combinations(axes, search, samples, search_seed):
         group = "__".join(slug(alt) for alt in combo) or "base"
         for seed in seeds:
             args = order_options([options, *combo])

@@ -43,6 +43,13 @@ class Config:
     """seeds of every configuration"""
     grid: tuple[str, ...] = ()
     """grid axes, each NAME=V1,V2 (the trainer flag --NAME) or 'ALT1 | ALT2' (whole option strings)"""
+    search: Literal["grid", "random"] = "grid"
+    """grid: every combination of the axes; random: --samples draws (axes may then be ranges NAME=log:LOW..HIGH,
+    NAME=uniform:LOW..HIGH, NAME=int:LOW..HIGH)"""
+    samples: Annotated[int, Range(0, 100_000)] = 0
+    """configurations a random search draws (each run over every seed)"""
+    search_seed: int = 0
+    """seed of the random search's draws (the same seed draws the same configurations, so a re-run resumes them)"""
     options: tuple[str, ...] = ()
     """trainer options shared by every trial (on the command line: everything after --)"""
     sweep_dir: Path | None = None
@@ -134,14 +141,15 @@ def main(cfg: Config) -> list[dict]:
     require(cfg.trainer != "", f"--trainer is required ({', '.join(TRAINERS)}), or a --config file with trainer = ...")
     require(len(cfg.seeds) > 0, "--seeds needs at least one seed")
     sweep_dir = cfg.sweep_dir or Path("sweeps") / cfg.trainer
-    trials = sweep.expand(cfg.trainer, list(cfg.seeds), list(cfg.options), list(cfg.grid), sweep_dir)
+    trials = sweep.expand(cfg.trainer, list(cfg.seeds), list(cfg.options), list(cfg.grid), sweep_dir,
+                          cfg.search, cfg.samples, cfg.search_seed)
     sweep.validate(trials)
     if cfg.dry_run:
         for trial in trials:
             print(f"{trial.name}: {shlex.join(sweep.trial_args(trial, resume=False))}")
         return []
     spec = {"trainer": cfg.trainer, "seeds": list(cfg.seeds), "grid": list(cfg.grid), "options": list(cfg.options),
-            "backend": cfg.backend}
+            "backend": cfg.backend, "search": cfg.search, "samples": cfg.samples, "search_seed": cfg.search_seed}
     sweep.write_manifest(sweep_dir, spec, trials)
     try:
         if cfg.backend == "ray":

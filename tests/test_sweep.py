@@ -86,6 +86,30 @@ def test_axis_syntax_and_option_order():
         sweep.expand("supervised", [1], ["--seed", "3"], [], Path("s"))
 
 
+def test_random_search_draws_reproducible_configurations_in_range():
+    axes = ["learning-rate=log:1e-4..1e-2", "hidden=int:8..12", "model:gru | model:lstm"]
+    a = sweep.expand("supervised", [1, 2], ["--task", "copy"], axes, Path("s"), "random", 50, search_seed=7)
+    b = sweep.expand("supervised", [1, 2], ["--task", "copy"], axes, Path("s"), "random", 50, search_seed=7)
+    c = sweep.expand("supervised", [1, 2], ["--task", "copy"], axes, Path("s"), "random", 50, search_seed=8)
+    assert [t.dir for t in a] == [t.dir for t in b] != [t.dir for t in c]  # a re-run resumes the same trials
+    assert len(a) == 100 and len({t.group for t in a}) == 50  # 50 configurations x 2 seeds
+    lrs = np.array([float(t.args[t.args.index("--learning-rate") + 1]) for t in a])
+    hidden = {int(t.args[t.args.index("--hidden") + 1]) for t in a}
+    assert lrs.min() >= 1e-4 * 0.995 and lrs.max() <= 1e-2 * 1.005 and hidden <= set(range(8, 13))
+    # log-uniform: about half the draws below the geometric mean 1e-3 (uniform would put ~9 % there)
+    assert 0.25 < float(np.mean(lrs < 1e-3)) < 0.75
+    assert {t.args[-1] for t in a} == {"model:gru", "model:lstm"}
+    with pytest.raises(HeedError, match="needs --search random"):
+        sweep.expand("supervised", [1], [], ["learning-rate=log:1e-4..1e-2"], Path("s"))
+    with pytest.raises(HeedError, match="more than the 2 distinct"):
+        sweep.expand("supervised", [1], [], ["model:gru | model:lstm"], Path("s"), "random", 3)
+    with pytest.raises(HeedError, match="needs --samples"):
+        sweep.expand("supervised", [1], [], ["model:gru | model:lstm"], Path("s"), "random", 0)
+    for bad in ("lr=log:0..1", "lr=uniform:2..1", "lr=int:1.5..3", "lr=log:a..b"):
+        with pytest.raises(HeedError, match="axis 'lr="):
+            sweep.parse_axis(bad)
+
+
 # --- real sweeps -------------------------------------------------------------------------------------------
 
 
