@@ -7,6 +7,8 @@ A task samples batches of whole episodes with an explicit ``numpy.random.Generat
     batch.targets  float32 [B, T, K] for loss == "bits"    (independent Bernoulli outputs, cost in bits)
                    int64   [B, T]    for loss == "classes" (one class per step, cross-entropy)
                    float32 [B, T, K] for loss == "mse"     (K real values per step, squared error)
+                   int64   [B, T, G] for loss == "digits"  (G classes of 10 per step, K = 10 G: the
+                                                            DNC graph tasks' 9 digits of a triple)
     batch.mask     float32 [B, T]    1 where the output at step t is scored, else 0
 
 Inputs lie in ``[-1, 1]``. Task files import this module (never :mod:`heed.envs.tasks`, which imports
@@ -29,7 +31,7 @@ import numpy as np
 
 from heed.envs.errors import HeedError
 
-Loss = Literal["bits", "classes", "mse"]
+Loss = Literal["bits", "classes", "mse", "digits"]
 
 #: the longest sequence a length option may ask for (steps, items, statements): generalisation tests
 #: go far beyond the training lengths, but a batch stays ``[B, T, D]`` floats that fit in memory
@@ -53,10 +55,18 @@ class SequenceTask(Protocol):
     name: str
     env_id: str  # its Gymnasium id, e.g. "heed/Copy-v0" (registered from heed.envs.tasks.TASKS)
     input_size: int  # D
-    output_size: int  # K: bits per step, number of classes, or values per step
+    output_size: int  # K: bits per step, number of classes, values per step, or 10 x digits per step
     loss: Loss
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch: ...
+
+
+def held_out_task(task: SequenceTask) -> SequenceTask:
+    """The task a trainer measures on: the task's own ``held_out()`` where it has one (``text``: the
+    validation paragraphs; ``translation``/``dates``: the held-out sentences), else the task itself (a
+    task that draws every example afresh from a generator, where a fixed seed is the held-out set)."""
+    held_out = getattr(task, "held_out", None)
+    return held_out() if callable(held_out) else task
 
 
 def check_options(task: str, values: Mapping[str, Any], ranges: Mapping[str, tuple[int, int]],

@@ -23,7 +23,8 @@ class SequenceTaskEnv(gym.Env):
 
     ## Action Space
     By the task's ``loss``: ``MultiBinary(K)`` (``bits``: the K predicted bits), ``Discrete(K)``
-    (``classes``: the predicted class) or ``Box(-1, 1, (K,), float32)`` (``mse``: K values).
+    (``classes``: the predicted class), ``Box(-1, 1, (K,), float32)`` (``mse``: K values) or
+    ``MultiDiscrete([10] * G)`` (``digits``, K = 10 G: the G predicted digits).
 
     ## Observation Space
     ``Box(-1, 1, (D,), float32)``: the input of the current step (all zeros once the episode ended).
@@ -31,7 +32,7 @@ class SequenceTaskEnv(gym.Env):
     ## Rewards
     Minus the error of the step on scored steps (``mask = 1``), 0 elsewhere: the number of wrong
     bits (``bits``), 1 for a wrong class (``classes``), the squared error summed over the K values
-    (``mse``). The return is minus the sequence's error, the supervised metric (bit errors per sequence
+    (``mse``), 1 when any digit is wrong (``digits``: the step's answer, e.g. a triple, is wrong). The return is minus the sequence's error, the supervised metric (bit errors per sequence
     for the NTM tasks); a perfect answer scores 0, so the reward is never positive.
 
     ## Episode End
@@ -73,7 +74,9 @@ class SequenceTaskEnv(gym.Env):
             return spaces.Discrete(k)
         if task.loss == "mse":
             return spaces.Box(-1.0, 1.0, (k,), np.float32)
-        raise HeedError(f"task '{task.name}' declares unknown loss '{task.loss}': use bits, classes or mse")
+        if task.loss == "digits":
+            return spaces.MultiDiscrete(np.full(k // 10, 10, np.int64))
+        raise HeedError(f"task '{task.name}' declares unknown loss '{task.loss}': use bits, classes, mse or digits")
 
     @property
     def _length(self) -> int:
@@ -87,8 +90,12 @@ class SequenceTaskEnv(gym.Env):
     def _info(self) -> dict[str, Any]:
         if self._t >= self._length:  # no step left: a zero label, never scored
             target = 0 if self.task.loss == "classes" else np.zeros(self.task.output_size, np.float32)
+            if self.task.loss == "digits":
+                target = np.zeros(self.task.output_size // 10, np.int64)
             return {"target": target, "scored": False}
         target = self._batch.targets[0, self._t]
+        if self.task.loss == "digits":
+            return {"target": target.astype(np.int64), "scored": bool(self._batch.mask[0, self._t] > 0)}
         target = int(target) if self.task.loss == "classes" else target.astype(np.float32)
         return {"target": target, "scored": bool(self._batch.mask[0, self._t] > 0)}
 
@@ -116,6 +123,8 @@ class SequenceTaskEnv(gym.Env):
             error = float(np.sum(np.asarray(action).reshape(-1).astype(np.int64) != target.astype(np.int64)))
         elif self.task.loss == "classes":
             error = float(int(action) != int(target))
+        elif self.task.loss == "digits":
+            error = float(np.any(np.asarray(action).reshape(-1).astype(np.int64) != target))
         else:
             error = float(np.sum((np.asarray(action, np.float64).reshape(-1) - target) ** 2))
         self._t += 1
@@ -132,7 +141,7 @@ class SequenceTaskEnv(gym.Env):
         units = np.flatnonzero(self._batch.inputs[0, self._t])
         info = self._info()
         target = np.round(info["target"], 3).tolist() if self.task.loss == "mse" else info["target"]
-        if self.task.loss == "bits":
+        if self.task.loss in ("bits", "digits"):
             target = "".join(str(int(b)) for b in info["target"])
         return (
             f"{self.task_name} t={self._t}/{self._length} inputs on {units.tolist()} "

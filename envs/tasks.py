@@ -21,6 +21,7 @@ from heed.envs.algorithmic import (
 )
 from heed.envs.babi import BabiTask
 from heed.envs.cue import CueRecallTask
+from heed.envs.graphs import InferenceTask, ShortestPathTask, TraversalTask
 from heed.envs.ponder import AdditionTask, LogicTask, ParityTask, ReverseTask, SeqCopyTask
 from heed.envs.sequence import Batch, SequenceTask
 from heed.envs.text import TextTask
@@ -47,6 +48,8 @@ TASKS: dict[str, Callable[..., SequenceTask]] = {
     "dates": DateTask,
     # character language model on Python's own documentation: envs/text.py
     "text": TextTask,
+    # the DNC's graph tasks (Graves et al. 2016) with their curricula: envs/graphs.py
+    "graph-traversal": TraversalTask, "graph-shortest-path": ShortestPathTask, "graph-inference": InferenceTask,
 }
 
 __all__ = ["TASKS", "Batch", "SequenceTask"]

@@ -35,6 +35,7 @@ Windows start uniformly at random over the split's text (its paragraphs joined b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import zlib
 from dataclasses import dataclass
@@ -146,6 +147,10 @@ class TextTask:
         require(self.split in SPLITS, f"task 'text': split must be one of {', '.join(SPLITS)}, got '{self.split}'")
         require(len(self.ids) > self.window, f"task 'text': window {self.window} is longer than the "
                 f"'{self.split}' text ({len(self.ids)} characters)")
+
+    def held_out(self) -> TextTask:
+        """The same task on the validation paragraphs (what a trainer evaluates on)."""
+        return dataclasses.replace(self, split="validation")
 
     @property
     def ids(self) -> np.ndarray:

@@ -38,6 +38,7 @@ starts at column ``S``. Sentences whose crc32 ends in 0 (mod 10) form the held-o
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import zlib
 from dataclasses import dataclass, field
 from typing import ClassVar, NamedTuple
@@ -98,6 +99,10 @@ class _PairTask:
         require(
             self.split in ("train", "test", "all"), f"split must be train, test or all, got '{self.split}'"
         )
+
+    def held_out(self) -> _PairTask:
+        """The same task on the held-out sentences (``split="test"``: what a trainer evaluates on)."""
+        return self if self.split == "test" else dataclasses.replace(self, split="test")
 
     @property
     def input_size(self) -> int:

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render-saliency": ("heed.scripts.render_saliency", "value/advantage saliency video of a DQN agent"),
     "sequential-jacobian": ("heed.scripts.sequential_jacobian", "the sequential Jacobian figure"),
     "record-memory": ("heed.scripts.record_memory", "memory read/write figures of a sequence model"),
+    "graph-eval": ("heed.scripts.graph_eval", "DNC graph tasks: accuracy on the Underground / family tree, memory figures"),
     "record-ponder": ("heed.scripts.record_ponder", "ACT ponder-time figures"),
     "translation-figures": ("heed.scripts.translation_figures", "alignment, implicit-attention and length figures of encoder-decoders"),
     "generate": ("heed.scripts.generate", "write text from a prompt with a character language model"),

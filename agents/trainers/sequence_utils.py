@@ -10,6 +10,10 @@ Losses (``task.loss``):
   over sequences (the NTM paper's measure). A bit is wrong when ``(logit > 0) != target``.
 - ``"classes"``: softmax cross-entropy per scored step (mean per scored step), with the per-step
   error rate and the sequence error rate (any scored step wrong).
+- ``"digits"``: G softmaxes of 10 per step (logits ``[B, T, 10 G]``, targets ``[B, T, G]``; the DNC
+  graph tasks' 9 digits of a triple): the cross-entropy summed over the G digits, mean per scored step.
+  The evaluation is by the modal output (the argmax of each softmax): a step is wrong when any of
+  its digits is (``error_rate``; ``accuracy = 1 - error_rate``), with the digit error rate beside it.
 """
 
 from __future__ import annotations
@@ -39,13 +43,13 @@ def sequence_loss(
     """The training loss and detached metrics.
 
     Args:
-        logits: ``[B, T, K]``; targets: ``[B, T, K]`` floats (bits) or ``[B, T]`` int64 (classes);
-        mask: ``[B, T]``; kind: ``"bits"`` or ``"classes"``.
+        logits: ``[B, T, K]``; targets: ``[B, T, K]`` floats (bits), ``[B, T]`` int64 (classes) or
+        ``[B, T, K / 10]`` int64 (digits); mask: ``[B, T]``; kind: ``"bits"``, ``"classes"`` or ``"digits"``.
 
     Returns:
         ``(loss, metrics)``: for bits ``bits_per_sequence``, ``bit_errors_per_sequence``,
         ``bit_error_rate``; for classes ``cost_per_sequence`` (bits), ``bits_per_step`` (bits per scored step: bpc on text),
-        ``error_rate``, ``sequence_error_rate``.
+        ``error_rate``, ``sequence_error_rate``; for digits the same, plus ``digit_error_rate``.
     """
     batch = logits.shape[0]
     scored = mask.sum().clamp_min(1.0)
@@ -72,7 +76,21 @@ def sequence_loss(
                 "sequence_error_rate": (wrong.sum(1) > 0).to(mask.dtype).mean(),
             }
         return loss, metrics
-    raise HeedError(f"unknown loss kind '{kind}': tasks declare 'bits' or 'classes'")
+    if kind == "digits":
+        digits = logits.reshape(*logits.shape[:-1], -1, 10)  # [B, T, G, 10]
+        ce = F.cross_entropy(digits.permute(0, 3, 1, 2), targets, reduction="none").sum(-1) * mask  # [B, T]
+        loss = ce.sum() / scored
+        with torch.no_grad():
+            wrong_digits = (digits.argmax(-1) != targets).to(mask.dtype)  # [B, T, G]
+            wrong = (wrong_digits.amax(-1) * mask)  # a step is wrong when any digit is
+            metrics = {
+                "cost_per_sequence": ce.sum().detach() / (batch * math.log(2.0)),
+                "error_rate": wrong.sum() / scored,
+                "digit_error_rate": (wrong_digits.sum(-1) * mask).sum() / (scored * targets.shape[-1]),
+                "sequence_error_rate": (wrong.sum(1) > 0).to(mask.dtype).mean(),
+            }
+        return loss, metrics
+    raise HeedError(f"unknown loss kind '{kind}': tasks declare 'bits', 'classes' or 'digits'")
 
 
 def headline(kind: str) -> str:

@@ -9,7 +9,11 @@ defaults follow Collier & Beel (2018): Adam 1e-3, batch 32, gradient-norm clip 5
 momentum, as in the NTM paper, via ``--optimizer rmsprop``). TensorBoard gets ``losses/*``,
 ``charts/*`` (bits per sequence or error rate, sequences/s, CPU seconds) and the attention
 weightings as images (``attention/*``); ``metrics.jsonl`` keeps every evaluation with the training
-CPU time spent. The run plumbing (``--seed --device --threads --run-dir --resume --progress``, the
+CPU time spent. A task with lessons (the DNC graph tasks, :mod:`heed.envs.graphs`) is trained as a
+curriculum: after each evaluation on the current lesson's held-out set, the run moves to the next
+lesson once the accuracy (1 - error rate, by the modal output) reaches the task's ``pass_rate``; the
+lesson is logged as ``charts/lesson``, kept in the checkpoint's counters, and ``--resume`` continues
+from it (``--task-options lesson=K`` starts at lesson K). The run plumbing (``--seed --device --threads --run-dir --resume --progress``, the
 run-folder guard, checkpoints, the NaN guard, Ctrl-C/SIGTERM) is :mod:`heed.agents.common.session`'s.
 """
 
@@ -30,6 +34,7 @@ from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
 from heed.agents.cores.ntm import NTMConfig
 from heed.agents.parts import build_model, model_choice, part_to_dict
 from heed.agents.trainers import sequence_utils as su
+from heed.envs.sequence import held_out_task
 
 #: any core (with a readout) or sequence model, each with its own defaults (Collier & Beel's for the NTM)
 SupervisedModel = model_choice()
@@ -140,10 +145,21 @@ def main(cfg: Config) -> dict:
     optimizer = _make_optimizer(cfg, model.parameters())
     rng = np.random.default_rng(cfg.run.seed)
     counters = {"sequences": 0, "updates": 0, "cpu_seconds": 0.0, "wall_seconds": 0.0}
+    lessons = int(getattr(task, "lessons", 0))  # > 0: a curriculum task (see the module docstring)
+    if lessons:
+        counters["lesson"] = int(task.lesson)
     if run.checkpoint is not None:
         counters = restore_training_state(run.checkpoint, model, optimizer, rng, counters)
+    if lessons:
+        task = task.at_lesson(min(max(int(counters["lesson"]), 1), lessons))
     total = DEFAULT_SEQUENCES if cfg.total_sequences is None else cfg.total_sequences
-    eval_set = su.fixed_batches(task, cfg.eval_sequences, min(cfg.batch_size, 16), seed=cfg.run.seed + 1_000_003)
+
+    def held_out(task) -> list:
+        """The held-out set (per lesson for a curriculum task)."""
+        seed = cfg.run.seed + 1_000_003 + (1_000 * counters["lesson"] if lessons else 0)
+        return su.fixed_batches(held_out_task(task), cfg.eval_sequences, min(cfg.batch_size, 16), seed=seed)
+
+    eval_set = held_out(task)
     key = su.headline(task.loss)
     optimum = su.optimal_cost(task, eval_set)  # e.g. the Bayes-optimal n-gram cost on the same set
     meta = {"task": cfg.task, "task_options": task_options, "core": cfg.model.name, "model": part_to_dict(cfg.model),
@@ -158,6 +174,7 @@ def main(cfg: Config) -> dict:
             saved_at[0] = counters["sequences"]
 
     def evaluate() -> dict:
+        nonlocal task, eval_set
         model.eval()
         result = su.evaluate(model, task, eval_set, device)
         model.train()
@@ -165,6 +182,12 @@ def main(cfg: Config) -> dict:
             result["optimal_bits_per_sequence"] = optimum
         run.log_scalars("eval", result, counters["sequences"])
         run.append_metrics(counters["sequences"], {**counters, **{f"eval_{k}": v for k, v in result.items()}})
+        if lessons:
+            run.log_scalars("charts", {"lesson": counters["lesson"]}, counters["sequences"])
+            if 1.0 - result["error_rate"] >= task.pass_rate and counters["lesson"] < lessons:
+                counters["lesson"] += 1  # lesson solved: the next one, with its own held-out set
+                task = task.at_lesson(counters["lesson"])
+                eval_set = held_out(task)
         return result
 
     start = counters["sequences"]
