@@ -39,6 +39,7 @@ from heed.agents.cores.mlp import FeedforwardCore, MLPConfig
 from heed.agents.cores.ntm import NTMConfig, NTMCore
 from heed.agents.cores.ntm_gru import NTMGRUConfig, NTMGRUCore
 from heed.agents.cores.rnn import RNNConfig, RNNCore
+from heed.agents.handwriting_ctc import BLSTM, BLSTMConfig
 from heed.agents.seq2seq import EncoderDecoder, RNNEncDecConfig, RNNSearchConfig
 from heed.agents.sequence import RecurrentSequenceModel
 from heed.agents.sharnn import SHARNN, SHARNNConfig
@@ -70,6 +71,7 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "rnnencdec": (RNNEncDecConfig, EncoderDecoder),  # agents/seq2seq.py, for the seq2seq layout tasks
     "rnnsearch": (RNNSearchConfig, EncoderDecoder),
     "sha-rnn": (SHARNNConfig, SHARNN),  # agents/sharnn.py: LSTM + one causal attention head + Boom
+    "blstm": (BLSTMConfig, BLSTM),  # agents/handwriting_ctc.py: (bi)directional LSTM stack, the pen recogniser
 }
 
 

@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "graph-eval": ("heed.scripts.graph_eval", "DNC graph tasks: accuracy on the Underground / family tree, memory figures"),
     "record-ponder": ("heed.scripts.record_ponder", "ACT ponder-time figures"),
     "translation-figures": ("heed.scripts.translation_figures", "alignment, implicit-attention and length figures of encoder-decoders"),
+    "pen-samples": ("heed.scripts.pen_samples", "a figure of synthetic online handwriting by several writers"),
+    "pen-jacobian": ("heed.scripts.pen_jacobian", "sequential Jacobian of a pen recogniser's letter output, with the delayed dot"),
     "generate": ("heed.scripts.generate", "write text from a prompt with a character language model"),
     "record-glimpses": ("heed.scripts.record_glimpses", "glimpse paths of a glimpse model"),
     "record-tiles": ("heed.scripts.record_tiles", "tile-choice heat map per digit class of a 3x3 tile policy"),

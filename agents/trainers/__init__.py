@@ -11,4 +11,5 @@ TRAINERS = {
     "ppo": ("heed.agents.trainers.ppo", "recurrent PPO over any core on a memory environment"),
     "glimpse": ("heed.agents.trainers.glimpse", "hard (RAM) or soft (DRAW) attention on glimpse MNIST"),
     "draw": ("heed.agents.trainers.draw", "DRAW, the recurrent VAE that reads and writes with attention, on binarised MNIST"),
+    "pen": ("heed.agents.trainers.pen", "a BLSTM (or LSTM) with CTC that reads synthetic online handwriting"),
 }
