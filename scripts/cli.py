@@ -14,7 +14,7 @@ from heed.agents.common.errors import suggest
 
 #: command -> (module, one line of help); every entry point in scripts/ that a user runs
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("heed.scripts.train", "train an agent or model: dqn, supervised, ppo, glimpse, draw"),
+    "train": ("heed.scripts.train", "train an agent or model (heed train --help lists the trainers)"),
     "demo": ("heed.scripts.demo", "the bundled Pong agent's saliency video and a sequential Jacobian"),
     "evaluate": ("heed.scripts.evaluate", "play a DQN agent for N episodes (score, video)"),
     "evaluate-memory": ("heed.scripts.evaluate_memory", "evaluate a supervised sequence model"),
@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pen-samples": ("heed.scripts.pen_samples", "a figure of synthetic online handwriting by several writers"),
     "pen-jacobian": ("heed.scripts.pen_jacobian", "sequential Jacobian of a pen recogniser's letter output, with the delayed dot"),
     "generate": ("heed.scripts.generate", "write text from a prompt with a character language model"),
+    "synthesize": ("heed.scripts.synthesize", "handwriting synthesis: the window alignment figure, styles, the pen GIF"),
     "record-glimpses": ("heed.scripts.record_glimpses", "glimpse paths of a glimpse model"),
     "record-tiles": ("heed.scripts.record_tiles", "tile-choice heat map per digit class of a 3x3 tile policy"),
     "record-draw": ("heed.scripts.record_draw", "video of a DRAW canvas being drawn, with the write and read windows"),

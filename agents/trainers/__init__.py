@@ -12,4 +12,5 @@ TRAINERS = {
     "glimpse": ("heed.agents.trainers.glimpse", "hard (RAM) or soft (DRAW) attention on glimpse MNIST"),
     "draw": ("heed.agents.trainers.draw", "DRAW, the recurrent VAE that reads and writes with attention, on binarised MNIST"),
     "pen": ("heed.agents.trainers.pen", "a BLSTM (or LSTM) with CTC that reads synthetic online handwriting"),
+    "synthesis": ("heed.agents.trainers.synthesis", "handwriting synthesis (Graves 2013) with or without the Gaussian window, on synthetic pen data"),
 }
