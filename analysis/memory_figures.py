@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -54,6 +54,21 @@ def weighting_heatmaps(weightings: dict[str, Any], path: str | os.PathLike, titl
     return save_figure(fig, path, close=True)
 
 
+def touched_rows(weightings: list[Any], threshold: float = 0.01) -> np.ndarray:
+    """The memory rows ``[n]`` (int) of the shortest circular run that holds every row any weighting
+    ``[T, N]`` gave more than ``threshold``, in order (e.g. ``[127, 0, 1, 2]``: the NTM's shifts wrap
+    around); all ``N`` rows when none did."""
+    peak = np.max(np.stack([_np(w) for w in weightings]), axis=(0, 1))  # [N]
+    n = peak.shape[0]
+    touched = np.nonzero(peak > threshold)[0]
+    if len(touched) == 0:
+        return np.arange(n)
+    gaps = np.diff(np.append(touched, touched[0] + n))  # gap after each touched row, the last one wrapping
+    widest = int(np.argmax(gaps))
+    start = int(touched[(widest + 1) % len(touched)])
+    return (start + np.arange(n - int(gaps[widest]) + 1)) % n
+
+
 def copy_figure(
     inputs: Any,
     outputs: Any,
@@ -61,7 +76,7 @@ def copy_figure(
     write: Any | None,
     read: Any | None,
     path: str | os.PathLike,
-    rows: slice | None = None,
+    rows: slice | np.ndarray | None = None,
     title: str = "",
 ) -> Path:
     """The lecture's copy figure: inputs and outputs (top), write and read weightings (bottom).
@@ -69,7 +84,7 @@ def copy_figure(
     Args:
         inputs ``[T, D]``, outputs (probabilities) ``[T, K]``, targets ``[T, K]``; write and read
         weightings ``[T, N]`` (or ``None`` for a core without memory); ``rows``: memory rows to show
-        (default: the rows any head touched with weight > 0.01).
+        (default: :func:`touched_rows`, the rows any head touched with weight > 0.01).
     """
     import matplotlib
 
@@ -79,8 +94,7 @@ def copy_figure(
     panels = [("inputs", _np(inputs)), ("targets", _np(targets)), ("outputs", _np(outputs))]
     heads = [(name, _np(w)) for name, w in (("write weightings", write), ("read weightings", read)) if w is not None]
     if heads and rows is None:
-        touched = np.nonzero(np.max(np.stack([h for _, h in heads]), axis=(0, 1)) > 0.01)[0]
-        rows = slice(int(touched.min()), int(touched.max()) + 1) if len(touched) else slice(None)
+        rows = touched_rows([h for _, h in heads])
     fig, axes = plt.subplots(2, 3, figsize=(12, 6), squeeze=False)
     for ax, (name, data) in zip(axes[0], panels):
         ax.imshow(data.T, aspect="auto", cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -115,3 +129,116 @@ def memory_frames(memory: Any, read: Any | None = None, write: Any | None = None
     frame = np.concatenate(frames, axis=2)
     frame = frame.repeat(scale, axis=1).repeat(scale, axis=2)
     return (frame * 255.0 + 0.5).astype(np.uint8)
+
+
+class CopyDiagonal(NamedTuple):
+    """The lag diagonal of a copying model's sequential Jacobian (:func:`copy_source_share`)."""
+
+    share: np.ndarray  # [n] per answer step (sorted by output step): S[t, s(t)] / sum_s S[t, s]
+    mean_share: float  # share averaged over the answer steps
+    peak_rate: float  # fraction of answer steps whose largest entry is the copied input s(t)
+
+
+def copy_source_share(matrix: Any, sources: dict[int, int]) -> CopyDiagonal:
+    """How cleanly a copying model's outputs look at the inputs they copy (the sequential Jacobian's
+    lag diagonal).
+
+    For a sensitivity matrix ``S [T_out, T_in]`` (``S[t, s] = ||dy_t / dx_s||``, e.g.
+    :func:`heed.analysis.sequential.sensitivity_matrix` without its batch dimension) and, per scored
+    output step ``t``, the input step ``s(t)`` it copies::
+
+        share_t = S[t, s(t)] / sum_s S[t, s]        (0 when the row is all zero)
+
+    1 means output ``t`` is sensitive only to the input it copies; ``1 / T_in`` is a flat row.
+    ``peak_rate`` counts the steps with ``argmax_s S[t, s] = s(t)``.
+    """
+    s = _np(matrix)
+    if s.ndim != 2:
+        raise ValueError(f"the sensitivity matrix must be [T_out, T_in], got shape {s.shape}")
+    if not sources:
+        raise ValueError("give at least one (output step -> copied input step) pair")
+    rows = sorted(sources)
+    for t in rows:
+        if not (0 <= t < s.shape[0] and 0 <= sources[t] < s.shape[1]):
+            raise ValueError(f"pair ({t}, {sources[t]}) is outside the matrix of shape {s.shape}")
+    cols = np.array([sources[t] for t in rows])
+    block = np.abs(s[rows])  # [n, T_in]
+    totals = block.sum(axis=1)
+    picked = block[np.arange(len(rows)), cols]
+    share = np.where(totals > 0, picked / np.where(totals > 0, totals, 1.0), 0.0)
+    peak = (totals > 0) & (block.argmax(axis=1) == cols)
+    return CopyDiagonal(share, float(share.mean()), float(peak.mean()))
+
+
+def generalisation_figure(
+    panels: dict[int, dict[str, Any]], path: str | os.PathLike, title: str = ""
+) -> Path:
+    """The NTM paper's length-generalisation figure (Graves et al. 2014, Figs. 4 and 5).
+
+    Args:
+        panels: ``{length: {row name: [L, K] array}}``, e.g. ``{10: {"targets": ..., "NTM": ...,
+            "LSTM": ...}}``: the answer phase of one sequence per length (time left to right, bits
+            top to bottom, 0 black, 1 white). Every length needs the same row names; columns are
+            as wide as their length.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lengths = sorted(panels)
+    if not lengths:
+        raise ValueError("give at least one length")
+    names = list(panels[lengths[0]])
+    if any(list(panels[n]) != names for n in lengths):
+        raise ValueError("every length needs the same rows, in the same order")
+    fig, axes = plt.subplots(
+        len(names), len(lengths), squeeze=False, figsize=(2.0 + 0.09 * sum(lengths), 1.1 * len(names) + 0.9),
+        gridspec_kw={"width_ratios": [max(n, 4) for n in lengths]},
+    )
+    for j, length in enumerate(lengths):
+        for i, name in enumerate(names):
+            ax = axes[i][j]
+            ax.imshow(_np(panels[length][name]).T, aspect="auto", cmap="gray", vmin=0, vmax=1,
+                      interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center")
+            if i == 0:
+                ax.set_title(f"length {length}")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path, close=True)
+
+
+def memory_still(
+    memory: Any, write: Any | None, read: Any | None, path: str | os.PathLike, title: str = ""
+) -> Path:
+    """A still of an episode's memory: the memory at the last step ``memory[-1] [N, M]`` (rows top to
+    bottom, scaled to its range) beside the write and read weightings over time ``[T, N]``, all on the
+    rows the write weighting (else the read weighting) gave more than 0.1 (:func:`touched_rows`); the
+    companion PNG of the :func:`memory_frames` video."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    mem = _np(memory)[-1]
+    heads = [(name, _np(w)) for name, w in (("write weightings", write), ("read weightings", read)) if w is not None]
+    rows = touched_rows([heads[0][1]], threshold=0.1) if heads else np.arange(mem.shape[0])  # rows written (or read)
+    fig, axes = plt.subplots(1, 1 + len(heads), figsize=(3.2 * (1 + len(heads)), 4), squeeze=False)
+    panels = [("memory at the last step", mem[rows], "memory column", {})]
+    panels += [(name, data[:, rows].T, "time", {"vmin": 0, "vmax": 1}) for name, data in heads]
+    ticks = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), 8)).round().astype(int))
+    for ax, (name, image, xlabel, scale) in zip(axes[0], panels):
+        ax.imshow(image, aspect="auto", cmap="gray", interpolation="nearest", **scale)
+        ax.set_yticks(ticks, [str(int(rows[i])) for i in ticks])
+        ax.set_title(name)
+        ax.set_xlabel(xlabel)
+    axes[0][0].set_ylabel("memory location")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path, close=True)

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sequential-jacobian": ("heed.scripts.sequential_jacobian", "the sequential Jacobian figure"),
     "record-memory": ("heed.scripts.record_memory", "memory read/write figures of a sequence model"),
     "graph-eval": ("heed.scripts.graph_eval", "DNC graph tasks: accuracy on the Underground / family tree, memory figures"),
+    "copy-generalisation": ("heed.scripts.copy_generalisation", "copy length generalisation, NTM against LSTM: figure and table"),
     "record-ponder": ("heed.scripts.record_ponder", "ACT ponder-time figures"),
     "translation-figures": ("heed.scripts.translation_figures", "alignment, implicit-attention and length figures of encoder-decoders"),
     "pen-samples": ("heed.scripts.pen_samples", "a figure of synthetic online handwriting by several writers"),

@@ -2,13 +2,17 @@
 memory contents over an episode as a video.
 
     python scripts/record_memory.py --checkpoint agents/pretrained/ntm-copy --length 20 --out-dir recordings/ntm-copy
+    python scripts/record_memory.py --checkpoint agents/pretrained/ntm-repeat-copy --length 5 \
+        --task-options min_repeats=3,max_repeats=3 --out-dir recordings/ntm-repeat-copy
 
 Writes ``weightings.png`` (every attention entry, one panel per head), ``copy_figure.png``
 (inputs, targets, outputs above; write and read weightings below) and ``memory.mp4`` (or .gif:
 memory rows over time with the write (red) and read (green) weightings beside them). Works for
 any core: without memory (LSTM) the video shows the hidden state instead, and without attention the
-figure shows only inputs and outputs. Files of these names in ``--out-dir`` are replaced only when
-heed wrote them (or with ``--overwrite``); other files there are left alone.
+figure shows only inputs and outputs. With a video comes ``memory.png``, its still: the memory at
+the last step beside the write and read weightings over time. Files of these names in ``--out-dir``
+are replaced only when heed wrote them (or with ``--overwrite``); other files there are left alone.
+``--task-options`` change the task's options over the checkpoint's (e.g. fix repeat copy's repeats).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class Config:
     """where the PNGs and the video go"""
     length: Annotated[int | None, Range(1, 10_000)] = None
     """task length of the episode (default: the task's own sampling)"""
+    task_options: str = ""
+    """task options over the checkpoint's, key=value or JSON (e.g. min_repeats=3,max_repeats=3)"""
     seed: Annotated[int, SeedRange] = 0
     """seed of the episode"""
     video: Literal["mp4", "gif", "none"] = "mp4"
@@ -81,6 +87,8 @@ def main(cfg: Config) -> dict[str, str]:
     """Write the figures and the video into ``--out-dir``; return their paths."""
     validate(cfg)
     model, task, ckpt = su.load_sequence_model(str(cfg.checkpoint))
+    if cfg.task_options:
+        task = _override_task(task, ckpt.meta, su.parse_options(cfg.task_options, "task-options"))
     if cfg.length is not None:
         require(hasattr(task, "fixed_length"), f"task '{ckpt.meta['task']}' has no fixed length")
         task = task.fixed_length(cfg.length)
@@ -88,10 +96,19 @@ def main(cfg: Config) -> dict[str, str]:
     inputs = torch.as_tensor(batch.inputs)
     out = OutputFolder(cfg.out_dir, cfg.overwrite)
     names = ["weightings.png", "copy_figure.png", "recording.json"]
-    names += [f"memory.{cfg.video}"] if cfg.video != "none" else []
+    names += [f"memory.{cfg.video}", "memory.png"] if cfg.video != "none" else []
     files = {n: out.claim(n) for n in names}  # every refusal before any work
     with disk_errors(cfg.out_dir):
         return _record(cfg, model, task, ckpt, inputs, batch, files)
+
+
+def _override_task(task, meta: dict, options: dict):
+    """The checkpoint's task with ``options`` over its own; the model's input and output sizes must stay."""
+    new = su.build_task(meta["task"], {**meta["task_options"], **options})
+    require((new.input_size, new.output_size) == (task.input_size, task.output_size),
+            f"--task-options change the task's sizes ({task.input_size} in, {task.output_size} out -> "
+            f"{new.input_size} in, {new.output_size} out): the model cannot take them")
+    return new
 
 
 def _record(cfg: Config, model, task, ckpt, inputs: torch.Tensor, batch, files: dict[str, Path]) -> dict[str, str]:
@@ -114,7 +131,10 @@ def _record(cfg: Config, model, task, ckpt, inputs: torch.Tensor, batch, files: 
     if cfg.video != "none" and "memory" in rec:
         frames = mf.memory_frames(rec["memory"], heads.get("read_0"), heads.get("write_0"))
         paths["video"] = str(write_video(files[f"memory.{cfg.video}"], frames, fps=cfg.fps))
-    record = {"checkpoint": str(cfg.checkpoint), "seed": cfg.seed, "length": cfg.length, **paths}
+        paths["memory_still"] = str(mf.memory_still(rec["memory"], heads.get("write_0"), heads.get("read_0"),
+                                                    files["memory.png"], title=name))
+    record = {"checkpoint": str(cfg.checkpoint), "seed": cfg.seed, "length": cfg.length,
+              "task_options": cfg.task_options, "steps": int(inputs.shape[1]), **paths}
     files["recording.json"].write_text(json.dumps(record, indent=2))
     for key, path in paths.items():
         print(f"{key}: {path}")

@@ -4,12 +4,16 @@ Examples::
 
     python scripts/sequential_jacobian.py                       # an LSTM trained in seconds on cue recall
     python scripts/sequential_jacobian.py --checkpoint runs/copy-lstm --out copy_jacobian.png
+    python scripts/sequential_jacobian.py --checkpoint agents/pretrained/ntm-copy --length 20 \
+        --out docs/figures/memory/ntm_copy_jacobian.png
 
 Without ``--checkpoint`` it trains :class:`CueLSTM` (below) on the cue-recall task of
 :mod:`heed.envs.cue` (the answer is the input at step 0, so input time 0 must light up). With one, it loads a ``scripts/train.py supervised``
 checkpoint and explains the model's logits on one sequence of its task. The figure (PNG) shows the
 ``[T_out, T_in]`` sensitivity matrix and the per-dimension Jacobian of one output step; with
-``--tensorboard DIR`` it is also logged as an image. An existing ``--out`` file is replaced only when
+``--tensorboard DIR`` it is also logged as an image. For a copy or repeat-copy model it also measures
+the lag diagonal: the mean share of each answer step's sensitivity on the input step it copies
+(:func:`heed.analysis.memory_figures.copy_source_share`; 1 = a clean diagonal). An existing ``--out`` file is replaced only when
 heed wrote it (or with ``--overwrite``).
 """
 
@@ -35,6 +39,8 @@ class Config:
     """a supervised sequence-model checkpoint (run dir or checkpoint dir); none: train the cue-recall LSTM"""
     out: Path = Path("sequential_jacobian.png")
     """where to write the figure (PNG)"""
+    length: Annotated[int | None, Range(1, 10_000)] = None
+    """checkpoint: task length of the explained sequence (default: the task's own sampling)"""
     output_time: Annotated[int, Range(-100_000, 100_000)] = -1
     """the output step whose Jacobian is drawn per input dimension (negative: from the end)"""
     steps: Annotated[int, Range(2, 10_000)] = 24
@@ -127,6 +133,21 @@ def train_cue_lstm(
 # ---------------------------------------------------------------------------------------------- run
 
 
+def copy_sources(task: str, inputs: np.ndarray, bits: int) -> dict[int, int]:
+    """Answer step -> the input step it copies, for ``copy`` and ``repeat-copy`` (``{}`` otherwise).
+
+    ``inputs [T, D]`` of one sequence; the delimiter is on channel ``bits`` at step L, the answer
+    starts at L + 1 and copies input ``(t - L - 1) mod L`` (repeat copy's last step, the end marker,
+    copies nothing).
+    """
+    if task not in ("copy", "repeat-copy"):
+        return {}
+    steps = inputs.shape[0]
+    length = int(np.argmax(inputs[:, bits]))
+    answer = steps - length - 1 - (task == "repeat-copy")
+    return {length + 1 + j: j % length for j in range(answer)} if length > 0 else {}
+
+
 def _demo_model(cfg: Config, device: torch.device):
     model, metrics = train_cue_lstm(
         steps=cfg.steps, hidden=cfg.hidden, updates=cfg.updates, seed=cfg.seed, progress=cfg.progress
@@ -138,16 +159,21 @@ def _demo_model(cfg: Config, device: torch.device):
 
 
 def _checkpoint_model(cfg: Config, device: torch.device):
+    from heed.agents.common.errors import require
     from heed.agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model
 
     model, task, ckpt = load_sequence_model(str(cfg.checkpoint), device)
+    if cfg.length is not None:
+        require(hasattr(task, "fixed_length"), f"--length: task '{ckpt.meta['task']}' has no fixed length")
+        task = task.fixed_length(cfg.length)
     batch = task.sample(1, np.random.default_rng(cfg.seed))
     inputs = batch_to_tensors(batch, task.loss, device)[0]
 
     def fn(x: torch.Tensor) -> torch.Tensor:
         return model(x)[0]
 
-    info = {"model": f"{ckpt.meta.get('core')} on {ckpt.meta.get('task')} ({ckpt.path})"}
+    info = {"model": f"{ckpt.meta.get('core')} on {ckpt.meta.get('task')} ({ckpt.path})",
+            "copy_sources": copy_sources(str(ckpt.meta.get("task")), batch.inputs[0], getattr(task, "bits", 0))}
     return fn, inputs, None, f"{ckpt.meta.get('core')} on {ckpt.meta.get('task')}", info, None
 
 
@@ -158,6 +184,7 @@ def run(cfg: Config) -> dict:
     from heed.agents.common.safe_io import claim_output_file, disk_errors
     from heed.agents.common.validate import validate
     from heed.analysis.figures import figure_to_array, log_image, save_figure, sequential_jacobian_figure
+    from heed.analysis.memory_figures import copy_source_share
     from heed.analysis.saliency import AnalysisError
     from heed.analysis.sequential import cue_sensitivity_ratio
 
@@ -190,6 +217,12 @@ def run(cfg: Config) -> dict:
         "sensitivity_last_row": [round(float(v), 5) for v in matrix[t].cpu()],
         "cue_ratio": cue_sensitivity_ratio(matrix.cpu(), t),
     }
+    sources = summary.pop("copy_sources", None)
+    if sources:
+        diagonal = copy_source_share(matrix.cpu(), sources)
+        summary["copy_diagonal_share"] = diagonal.mean_share
+        summary["copy_diagonal_peak_rate"] = diagonal.peak_rate
+        summary["copy_answer_steps"] = len(sources)
     if cfg.tensorboard is not None:
         from heed.agents.common.run import open_writer
 
@@ -210,6 +243,10 @@ def main(cfg: Config) -> dict:
             f"||dy_t/dx_s|| at t={summary['output_time']}: the cue (s=0) is {summary['cue_ratio']:.1f}x"
             " the largest later input step"
         )
+    if "copy_diagonal_share" in summary:
+        print(f"lag diagonal: {summary['copy_diagonal_share']:.1%} of each answer step's sensitivity "
+              f"||dy_t/dx_s|| is on the input step it copies (mean over {summary['copy_answer_steps']} steps); "
+              f"that input is the row's largest entry for {summary['copy_diagonal_peak_rate']:.0%} of the steps")
     print(f"figure: {summary['figure']}")
     if cfg.tensorboard is not None:
         print(f"tensorboard --logdir {cfg.tensorboard}")
