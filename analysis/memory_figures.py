@@ -242,3 +242,43 @@ def memory_still(
         fig.suptitle(title)
     fig.tight_layout()
     return save_figure(fig, path, close=True)
+
+
+def ngram_figure(
+    targets: Any,
+    predictions: dict[str, Any],
+    excess_bits: dict[str, Any],
+    path: str | os.PathLike,
+    title: str = "",
+) -> Path:
+    """The NTM paper's dynamic n-gram figure: one sequence's next-bit predictions per model (top),
+    and each model's mean cost above the Bayes-optimal predictor per step (bottom).
+
+    Args:
+        targets: the sequence's bits ``[T]`` (0/1), the bit each prediction is for.
+        predictions: ``name -> P(bit = 1) [T]`` for each predictor, the Bayes optimum among them;
+            drawn as rows of grey cells (white = 1) under the targets.
+        excess_bits: ``name -> [T]`` mean over many sequences of ``cost_model - cost_Bayes`` in bits
+            per step; drawn as curves.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("targets", _np(targets))] + [(name, _np(p)) for name, p in predictions.items()]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 5.5), gridspec_kw={"height_ratios": [1, 1.3]})
+    top.imshow(np.stack([r for _, r in rows]), aspect="auto", cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    top.set_yticks(range(len(rows)), [name for name, _ in rows])
+    top.set_xlabel("time step")
+    top.set_title("one test sequence: next bit and P(next bit = 1)")
+    for name, values in excess_bits.items():
+        bottom.plot(_np(values), label=name, lw=1)
+    bottom.axhline(0.0, color="black", lw=0.8, ls="--", label="Bayes-optimal")
+    bottom.set_xlabel("time step")
+    bottom.set_ylabel("bits above Bayes-optimal (mean)")
+    bottom.legend(loc="upper right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path, close=True)

@@ -228,19 +228,32 @@ def ngram_bayes_optimal_bits(bits: np.ndarray, order: int = 6) -> np.ndarray:
         ``[B]`` costs in bits.
     """
     ctx = order - 1
+    p_one = ngram_bayes_predictions(bits, order)[:, ctx:]
+    p = np.where(bits[:, ctx:] == 1, p_one, 1.0 - p_one)
+    return -np.log2(p).sum(-1)
+
+
+def ngram_bayes_predictions(bits: np.ndarray, order: int = 6) -> np.ndarray:
+    """The Bayes-optimal predictor's P(bit_t = 1 | bits before t), ``(N_1 + 1/2) / (N_0 + N_1 + 1)``.
+
+    Args:
+        bits: ``[B, length]`` of 0/1.
+
+    Returns:
+        ``[B, length]``; the first ``order - 1`` steps (no full context yet) are 0.5.
+    """
+    ctx = order - 1
     batch, length = bits.shape
     counts = np.zeros((batch, 2**ctx, 2))
     weights = 2 ** np.arange(ctx - 1, -1, -1)
     rows = np.arange(batch)
-    cost = np.zeros(batch)
+    out = np.full((batch, length), 0.5)
     for t in range(ctx, length):
         index = bits[:, t - ctx : t] @ weights
         n = counts[rows, index]  # [B, 2]
-        p_one = (n[:, 1] + 0.5) / (n.sum(-1) + 1.0)
-        p = np.where(bits[:, t] == 1, p_one, 1.0 - p_one)
-        cost -= np.log2(p)
+        out[:, t] = (n[:, 1] + 0.5) / (n.sum(-1) + 1.0)
         counts[rows, index, bits[:, t]] += 1
-    return cost
+    return out
 
 
 @dataclass(frozen=True)

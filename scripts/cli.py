@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "aggregate": ("heed.scripts.aggregate", "IQM and mean with 95 % CIs over a sweep's seeds: table, curves"),
     "bench-dqn": ("heed.scripts.bench_dqn", "DQN steps/s against Stable-Baselines3"),
     "bench-ntm": ("heed.scripts.bench_ntm", "NTM speed"),
+    "bench-dnc": ("heed.scripts.bench_dnc", "DNC speed against the `dnc` package"),
+    "ngram-figure": ("heed.scripts.ngram_figure", "dynamic n-gram models against the Bayes-optimal predictor, step by step"),
     "bench-ppo-memory": ("heed.scripts.bench_ppo_memory", "recurrent PPO speed"),
     "bench-saliency": ("heed.scripts.bench_saliency", "saliency speed against Captum"),
 }

@@ -159,26 +159,26 @@ class NTMCore(RecurrentCore):
         h, keep_h, c = self.control(inp, state.h, state.c)
         params = self.interface(h).clamp(-self.clip, self.clip)
         heads = R + W
-        addr = params[:, : heads * self.address_size].view(batch, heads, self.address_size)
-        key = addr[..., :Mw]
-        beta = F.softplus(addr[..., Mw])
-        gate = torch.sigmoid(addr[..., Mw + 1])
-        gamma = 1.0 + F.softplus(addr[..., Mw + 2])
-        shift = torch.softmax(addr[..., Mw + 3 :], dim=-1)
+        # one split per level (its backward is one concatenation, where a slice per field would
+        # each scatter into a zero tensor of the full width)
+        addr, rest = params.split([heads * self.address_size, W * 2 * Mw], dim=-1)
+        key, beta, gate, gamma, shift = addr.view(batch, heads, self.address_size).split([Mw, 1, 1, 1, self.shift_size], -1)
+        beta = F.softplus(beta.squeeze(-1))
+        gate = torch.sigmoid(gate.squeeze(-1))
+        gamma = 1.0 + F.softplus(gamma.squeeze(-1))
+        shift = torch.softmax(shift, dim=-1)
 
         memory = state.memory
         weights = content_weights(memory, key, beta)
         weights = interpolate(weights, state.weights, gate)
         weights = sharpen(circular_shift(weights, shift), gamma)  # [B, R + W, N]
 
-        read_w = weights[:, :R]
+        read_w, write_w = weights.split([R, W], dim=1)
         reads = read_memory(memory, read_w)  # [B, R, M]
         attention = {"read": read_w}
         if W:
-            write_w = weights[:, R:]
-            rest = params[:, heads * self.address_size :].view(batch, W, 2 * Mw)
-            erase, add = torch.sigmoid(rest[..., :Mw]), rest[..., Mw:]
-            memory = erase_add_write(memory, write_w, erase, add)
+            erase, add = rest.view(batch, W, 2 * Mw).split([Mw, Mw], dim=-1)
+            memory = erase_add_write(memory, write_w, torch.sigmoid(erase), add)
             attention["write"] = write_w
         out = torch.cat([h, reads.reshape(batch, -1)], dim=-1)
         return out, NTMState(keep_h, c, reads, weights, memory), attention
