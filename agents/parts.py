@@ -28,6 +28,7 @@ from typing import Annotated, Any, Union
 import tyro
 from torch import nn
 
+from heed.agents.bytenet import ByteNet, ByteNetConfig
 from heed.agents.common.errors import HeedError, suggest
 from heed.agents.common.validate import config_from_dict
 from heed.agents.cores.act import ACTConfig, ACTCore
@@ -70,6 +71,7 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "ut-act": (UTACTConfig, UniversalTransformer),
     "rnnencdec": (RNNEncDecConfig, EncoderDecoder),  # agents/seq2seq.py, for the seq2seq layout tasks
     "rnnsearch": (RNNSearchConfig, EncoderDecoder),
+    "bytenet": (ByteNetConfig, ByteNet),  # agents/bytenet.py: dilated convolutions, no attention (seq2seq layout)
     "sha-rnn": (SHARNNConfig, SHARNN),  # agents/sharnn.py: LSTM + one causal attention head + Boom
     "blstm": (BLSTMConfig, BLSTM),  # agents/handwriting_ctc.py: (bi)directional LSTM stack, the pen recogniser
 }

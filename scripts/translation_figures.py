@@ -10,11 +10,14 @@ decoded (greedily, or by beam search with ``--beam K``) and scored (exact match 
 attention of each attentive run and the gradient map of every run (``|| d log p(y_i) / d x_j ||``,
 the sequential Jacobian of :mod:`heed.analysis.sequential` restricted to decoder rows and source
 columns, rows normalised to sum to 1) are scored against the grammar's alignment: the share of each
-row on the aligned source word. Writes into ``--out-dir``:
+row on the aligned source word (for gradient maps also over the reordered words alone,
+``gradient_share_moved``: target word i aligned to a source word j != i). Writes into ``--out-dir``:
 
 - ``alignment.png``: the first attentive run's attention, target words x source words, on the
   lecture-style sentence below (circles: the grammar's alignment);
-- ``implicit.png``: the gradient map of the first run without attention on the same sentence;
+- ``implicit.png``: the gradient map of the first RNNencdec run on the same sentence, and
+  ``NAME_implicit.png`` that of the first run of every other model without attention
+  (``bytenet_implicit.png``: :mod:`heed.agents.bytenet`);
 - ``length_bleu.png``, ``length_exact.png``: BLEU / exact match against source length per model;
 - ``alignment.gif`` (with ``--video``): the alignment of the first attentive run as its decoder
   writes the lecture-style sentence (its own output, not the reference), one frame per output word;
@@ -46,7 +49,7 @@ class Config:
     """Alignment, implicit-attention and length figures of trained encoder-decoders."""
 
     runs: tuple[Path, ...] = field(default_factory=tuple)
-    """run folders of heed train supervised (model:rnnencdec / model:rnnsearch), or folders holding them"""
+    """run folders of heed train supervised (model:rnnencdec / rnnsearch / bytenet), or folders holding them"""
     out_dir: Path = Path("translation_figures")
     """where to write the figures and summary.json"""
     sentences: Annotated[int, Range(1, 100_000)] = 600
@@ -92,6 +95,11 @@ def model_label(cfg) -> str:
     return cfg.name if kind in (None, "additive") else f"{cfg.name}-{kind}"
 
 
+def implicit_name(cfg) -> str:
+    """The gradient-map figure of a model without attention: ``implicit.png`` (RNNencdec), else ``NAME_implicit.png``."""
+    return "implicit.png" if cfg.name == "rnnencdec" else f"{cfg.name}_implicit.png"
+
+
 def gradient_maps(model, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """``G[b, t, s] = || d log p(y_t) / d x_s ||`` ``[B, T, T]`` through :func:`sensitivity_matrix`,
     for the teacher-forced reference classes ``targets [B, T]``."""
@@ -116,7 +124,7 @@ def score_run(model, task, pairs, gradient_count: int, beam: int = 1) -> dict:
     from heed.envs.translation import encode_pairs
 
     vs, k = len(task.source_vocab), task.output_size
-    hyps, refs, attn_share, grad_share, chance = [], [], [], [], []
+    hyps, refs, attn_share, grad_share, moved_share, chance = [], [], [], [], [], []
     for start in range(0, len(pairs), 50):
         chunk = pairs[start : start + 50]
         batch = encode_pairs(chunk, vs, k)
@@ -139,9 +147,10 @@ def score_run(model, task, pairs, gradient_count: int, beam: int = 1) -> dict:
             grads = gradient_maps(model, inputs[: len(few)], torch.from_numpy(batch.targets[: len(few)]))
             for b, pair in enumerate(few):
                 rows = grads[b, s : s + len(pair.target), : len(pair.source)].numpy()
-                grad_share.append(
-                    alignment_share(rows / rows.sum(1, keepdims=True).clip(1e-12), pair.alignment)
-                )
+                rows = rows / rows.sum(1, keepdims=True).clip(1e-12)
+                grad_share.append(alignment_share(rows, pair.alignment))
+                moved = [j if j != i else -1 for i, j in enumerate(pair.alignment)]  # reordered words only
+                moved_share.append(alignment_share(rows, moved))
     lengths = [len(p.source) for p in pairs]
     return {
         "decoding": "greedy" if beam == 1 else f"beam {beam}",
@@ -150,6 +159,7 @@ def score_run(model, task, pairs, gradient_count: int, beam: int = 1) -> dict:
         "by_length": by_length(hyps, refs, lengths, LENGTH_EDGES),
         "attention_share": float(np.mean(attn_share)) if attn_share else None,
         "gradient_share": float(np.mean(grad_share)) if grad_share else None,
+        "gradient_share_moved": float(np.nanmean(moved_share)) if np.isfinite(moved_share).any() else None,
         "chance_share": float(np.mean(chance)),
     }
 
@@ -225,17 +235,23 @@ def run(cfg: Config) -> dict:
         require(
             hasattr(model, "greedy") and hasattr(task, "sample_pairs"),
             f"run '{path}' is {ckpt.meta.get('core')} on {ckpt.meta.get('task')}: an encoder-decoder "
-            "(model:rnnencdec or model:rnnsearch) on a translation-like task is needed",
+            "(model:rnnencdec, rnnsearch or bytenet) on a translation-like task is needed",
         )
         loaded.append((path, model, task, ckpt))
     require(
         not cfg.video or any(x[1].kind != "none" and x[3].meta["task"] == "translation" for x in loaded),
         "--video needs a run with attention (model:rnnsearch) on the translation task",
     )
+    translation = [x for x in loaded if x[3].meta["task"] == "translation"]
+    plain = {}  # figure name -> the first translation run of that model without attention
+    for x in translation:
+        if x[1].kind == "none":
+            plain.setdefault(implicit_name(x[1].cfg), x)
     folder = OutputFolder(cfg.out_dir, cfg.overwrite)
     outputs = {
         n: folder.claim(n)
         for n in ("alignment.png", "implicit.png", "length_bleu.png", "length_exact.png", "summary.json")
+        + tuple(n for n in plain if n != "implicit.png")
         + (("alignment.gif",) if cfg.video else ())
     }
     runs, curves = [], {}
@@ -255,14 +271,12 @@ def run(cfg: Config) -> dict:
         curves.setdefault(label, []).append(result["by_length"])
         print(f"{label:<22} {path}: {result['decoding']}, exact {result['exact']:.1f} %, BLEU {result['bleu']:.1f}")
     summary: dict = {"sentences": cfg.sentences, "seed": cfg.seed, "beam": cfg.beam, "runs": runs}
-    translation = [x for x in loaded if x[3].meta["task"] == "translation"]
     if translation:
         attentive = next((x for x in translation if x[1].kind != "none"), None)
-        plain = next((x for x in translation if x[1].kind == "none"), None)
         source, target = LECTURE_SOURCE.split(), LECTURE_TARGET.split()
         for entry, name, use_attention in (
             (attentive, "alignment.png", True),
-            (plain, "implicit.png", False),
+            *((x, n, False) for n, x in plain.items()),
         ):
             if entry is None:
                 continue
@@ -297,8 +311,9 @@ def run(cfg: Config) -> dict:
 def markdown(summary: dict) -> str:
     """Mean (min-max) over runs per model: exact match, BLEU, BLEU on the longest bin, alignment shares."""
     lines = [
-        "| model | runs | CPU s | exact % | BLEU | BLEU, 40+ words | attention share | gradient share | chance |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | runs | CPU s | exact % | BLEU | BLEU, 40+ words | attention share | gradient share "
+        "| gradient share, moved words | chance |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     models: dict[str, list[dict]] = {}
     for r in summary["runs"]:
@@ -316,9 +331,10 @@ def markdown(summary: dict) -> str:
         long = [np.mean([b["bleu"] for b in r["by_length"] if b["lo"] >= 40] or [np.nan]) for r in rs]
         share = [None if r["attention_share"] is None else 100 * r["attention_share"] for r in rs]
         grad = [None if r["gradient_share"] is None else 100 * r["gradient_share"] for r in rs]
+        moved = [None if r.get("gradient_share_moved") is None else 100 * r["gradient_share_moved"] for r in rs]
         lines.append(
             f"| {name} | {len(rs)} | {cell([r['cpu_seconds'] for r in rs])} | {cell([r['exact'] for r in rs])} | "
-            f"{cell([r['bleu'] for r in rs])} | {cell(long)} | {cell(share)} % | {cell(grad)} % | "
+            f"{cell([r['bleu'] for r in rs])} | {cell(long)} | {cell(share)} % | {cell(grad)} % | {cell(moved)} % | "
             f"{100 * np.mean([r['chance_share'] for r in rs]):.1f} % |"
         )
     return "\n".join(lines)
