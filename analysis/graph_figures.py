@@ -4,6 +4,7 @@ the curriculum curve of a run. Recordings come in as arrays (``heed.analysis`` i
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -13,6 +14,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from heed.envs.errors import HeedError, check_regular_file  # noqa: E402
 
 
 def memory_figure(write: np.ndarray, read: np.ndarray, usage: np.ndarray, link: np.ndarray,
@@ -80,22 +83,57 @@ def map_figure(pos: np.ndarray, edges: Sequence[tuple[int, int]], names: Sequenc
     return out
 
 
+def read_curriculum(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The curriculum of a supervised run from its ``metrics.jsonl`` (one row per evaluation).
+
+    Returns:
+        ``{"sequences", "cpu_seconds", "lesson", "accuracy", "digit_accuracy"}``, each ``[E]`` over the
+        E evaluations, measured on the lesson the run was in: accuracy = 1 - ``eval_error_rate`` (answer
+        triples with all 9 digits right), digit accuracy = 1 - ``eval_digit_error_rate`` (NaN where absent).
+    """
+    path = Path(run_dir) / "metrics.jsonl"
+    check_regular_file(path, None, "the run's metrics file")
+    keys = ("sequences", "cpu_seconds", "lesson", "eval_error_rate", "eval_digit_error_rate")
+    rows = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            rows.append([float(row[k]) for k in keys[:4]] + [float(row.get(keys[4], "nan"))])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            raise HeedError(f"'{path}' line {number} is not an evaluation of a curriculum run "
+                            f"(wants {', '.join(keys[:4])})") from None
+    if not rows:
+        raise HeedError(f"'{path}' has no evaluations yet")
+    values = np.asarray(rows)
+    return {"sequences": values[:, 0], "cpu_seconds": values[:, 1], "lesson": values[:, 2],
+            "accuracy": 1.0 - values[:, 3], "digit_accuracy": 1.0 - values[:, 4]}
+
+
 def curriculum_curve(runs: Mapping[str, Mapping[str, Sequence[float]]], path: str | os.PathLike,
                      title: str = "") -> Path:
-    """Lesson and accuracy against training sequences, one colour per run.
+    """Lesson (top) and accuracy (bottom: answer triples solid, digits dashed when given) against
+    training sequences (left) and training CPU-seconds (right), one colour per run.
 
     Args:
-        runs: run name -> ``{"sequences": [...], "lesson": [...], "accuracy": [...]}`` (accuracy in 0-1,
-            measured on the lesson the run was in).
+        runs: run name -> ``{"sequences": [...], "cpu_seconds": [...], "lesson": [...], "accuracy": [...]}``
+            (as :func:`read_curriculum` returns; accuracy in 0-1, measured on the lesson the run was in).
     """
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    for k, (name, values) in enumerate(runs.items()):
-        top.step(values["sequences"], values["lesson"], where="post", color=f"C{k}", label=name)
-        bottom.plot(values["sequences"], 100 * np.asarray(values["accuracy"]), color=f"C{k}", label=name)
-    top.set(ylabel="lesson")
-    top.yaxis.get_major_locator().set_params(integer=True)
-    top.legend()
-    bottom.set(xlabel="training sequences", ylabel="accuracy on the lesson (%)", ylim=(0, 100))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 6), sharex="col", sharey="row")
+    for col, x in enumerate(("sequences", "cpu_seconds")):
+        top, bottom = axes[:, col]
+        for k, (name, values) in enumerate(runs.items()):
+            top.step(values[x], values["lesson"], where="post", color=f"C{k}", label=name)
+            bottom.plot(values[x], 100 * np.asarray(values["accuracy"]), color=f"C{k}", label=name)
+            if "digit_accuracy" in values:
+                bottom.plot(values[x], 100 * np.asarray(values["digit_accuracy"]), color=f"C{k}", ls="--", lw=0.9)
+        top.yaxis.get_major_locator().set_params(integer=True)
+        bottom.set(xlabel={"sequences": "training sequences", "cpu_seconds": "training CPU-seconds"}[x], ylim=(0, 100))
+    top_lesson = max([float(np.max(v["lesson"])) for v in runs.values()], default=1.0)
+    axes[0, 0].set(ylabel="lesson", ylim=(0.5, max(top_lesson, 2.0) + 0.5))
+    axes[1, 0].set(ylabel="accuracy on the lesson (%)\n(solid: triples, dashed: digits)")
+    axes[0, 0].legend()
     fig.suptitle(title)
     fig.tight_layout()
     out = Path(path)

@@ -10,7 +10,10 @@ An episode, one step per row of ``inputs [T, 92]`` (encoding in :mod:`heed.envs.
 4. the answer, with the answer channel on, one step per answer triple; the targets there are the
    triples' 9 digits (loss kind ``"digits"``), elsewhere the mask is 0. In shortest path (structured
    prediction) the previous answer triple is fed back as the input of the next answer step: the
-   optimal planner's here (teacher forcing; an evaluator replaces it with the network's own).
+   optimal planner's as written here. Training mixes in the network's own answers (the paper's
+   structured prediction: the planner's answer is kept with probability ``beta``, 0.8, the network's
+   own previous answer fed back otherwise; the trainer applies it, as only it has the network, see
+   ``heed.agents.trainers.sequence_utils.feed_back``); an evaluator feeds back only the network's own.
 
 Curricula: a task with ``lesson = k`` draws its graphs from lesson k of its table (nodes, out-degree and
 path length ranges), and 10 % of examples from a lesson before k; a trainer moves ``lesson`` on once
@@ -154,6 +157,8 @@ class _GraphTask:
     input_size: ClassVar[int] = INPUT_SIZE
     output_size: ClassVar[int] = TARGET_DIGITS * 10
     pass_rate: ClassVar[float] = 0.9
+    feedback: ClassVar[bool] = False
+    """whether each answer step after the first is given the previous answer (structured prediction)"""
     table: ClassVar[tuple[Lesson, ...]]
     real_steps: ClassVar[int]
     option_ranges: ClassVar[dict[str, tuple[int, int]]]
@@ -249,12 +254,22 @@ class ShortestPathTask(_GraphTask):
 
     planning: int = 10
     """empty steps between query and answer (the paper's 10)"""
+    beta: float = 0.8
+    """training feeds back the optimal planner's previous answer with this probability, the network's
+    own otherwise (the paper's 0.8; 1 = teacher forcing)"""
     name: ClassVar[str] = "graph-shortest-path"
+    feedback: ClassVar[bool] = True
     env_id: ClassVar[str] = "heed/GraphShortestPath-v0"
     pass_rate: ClassVar[float] = 0.8
     table: ClassVar[tuple[Lesson, ...]] = SHORTEST_PATH_LESSONS
     real_steps: ClassVar[int] = 4
     graphs: ClassVar[tuple[str, ...]] = ("random", "underground")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        number = not isinstance(self.beta, bool) and isinstance(self.beta, (int, float))
+        require(number and 0 <= self.beta <= 1,
+                f"task '{self.name}': option beta must be a number in [0, 1], got {self.beta!r}")
 
     def random_episode(self, rng, nodes, degree, length):
         graph = random_graph(rng, nodes, degree)

@@ -1,6 +1,7 @@
 """Evaluate a model trained on a DNC graph task on a real graph, and draw the DNC's memory as it answers.
 
     python scripts/graph_eval.py --checkpoint runs/graphs/dnc-traversal --graph underground --out-dir docs/figures/graphs
+    python scripts/graph_eval.py --curve runs/graphs/dnc-traversal runs/graphs/lstm-traversal --out curve.png
 
 Asks ``--questions`` questions on the real graph (traversal: random 7-step routes on the Zone 1
 Underground; shortest path: 4-step routes; inference: 4-step relations in the family tree) and reports
@@ -9,6 +10,7 @@ path is scored as structured prediction: the network's own previous answer is fe
 question counts when its answers form one of the shortest paths. Writes ``graph_eval.json`` and, for a
 model with a recurrent core, ``memory.png`` (write and read weightings, usage, the final temporal link
 matrix of one question; for a DNC) and ``answer_map.png`` (that question's answer on the map).
+With ``--curve`` it reads the runs' ``metrics.jsonl`` instead and draws their curriculum curves.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Annotated, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import cli_main, require
@@ -36,8 +37,13 @@ from heed.envs.graphs import Episode, encode_episodes
 class Config:
     """Real-graph accuracy of a graph-task checkpoint, and figures of one answer."""
 
-    checkpoint: Path
+    checkpoint: Path | None = None
     """run dir or checkpoint dir of a model trained on graph-traversal, graph-shortest-path or graph-inference"""
+    curve: tuple[Path, ...] = ()
+    """instead of --checkpoint: run dirs whose curriculum curves (lesson and accuracy against training
+    sequences and CPU-seconds, from metrics.jsonl) are drawn together into --out"""
+    out: Path = Path("recordings/graphs/curriculum.png")
+    """the curve's file with --curve (.png, .pdf or .svg)"""
     graph: Literal["underground", "family-tree", "random"] = "underground"
     """the test graph (family-tree for inference; random: the checkpoint's last lesson)"""
     questions: Annotated[int, Range(1, 10_000)] = 100
@@ -50,6 +56,8 @@ class Config:
     """where graph_eval.json and the figures go"""
     figures: bool = True
     """draw memory.png and answer_map.png for the first question"""
+    title: str = ""
+    """the curve's title with --curve"""
     overwrite: bool = False
     """replace existing files of the output names that heed did not write"""
 
@@ -57,27 +65,24 @@ class Config:
 @torch.no_grad()
 def answer(model: torch.nn.Module, episodes: list[Episode], planning: int, rng: np.random.Generator,
            record: bool = False) -> tuple[np.ndarray, object, dict[str, np.ndarray]]:
-    """Step the model's core through the episodes; feed its own modal answers back where the task does.
+    """Step the model's core through the episodes, its own modal answers fed back where the task does
+    (:func:`heed.agents.trainers.sequence_utils.feed_back` at beta = 0).
 
     Returns ``(modal digits [B, T, 9], the batch, recording of episode 0)``: the recording holds
     ``write [T, N]``, ``read [T, R, N]``, ``usage [T, N]`` and the final ``link [N, N]`` of a DNC.
     """
     batch = encode_episodes(episodes, planning, rng)
-    inputs = torch.as_tensor(batch.inputs)
+    inputs, mask = torch.as_tensor(batch.inputs), torch.as_tensor(batch.mask)
+    rows = torch.as_tensor([ep.feedback for ep in episodes])
+    inputs = su.feed_back(model, inputs, mask, 0.0, rng, rows=rows)
     core = model.core
     state = core.initial_state(inputs.shape[0])
     B, T, _ = inputs.shape
-    previous = np.full(B, -1)  # the last answer step of each episode so far
     digits = np.zeros((B, T, ge.TARGET_DIGITS), np.int64)
     rec: dict[str, list] = {"write": [], "read": [], "usage": []}
     for t in range(T):
-        x = inputs[:, t].clone()
-        for b, ep in enumerate(episodes):
-            if ep.feedback and batch.mask[b, t] > 0 and previous[b] >= 0:
-                x[b, : ge.TRIPLE_SIZE] = F.one_hot(torch.as_tensor(digits[b, previous[b]]), 10).reshape(-1).float()
-        out, state, attention = core(x, state)
+        out, state, attention = core(inputs[:, t], state)
         digits[:, t] = ge.modal_digits(model.readout(out).numpy())
-        previous = np.where(batch.mask[:, t] > 0, t, previous)
         if record and "write" in attention:
             rec["write"].append(attention["write"][0, 0].numpy())
             rec["read"].append(attention["read"][0].numpy())
@@ -118,8 +123,13 @@ def score(episodes: list[Episode], digits: np.ndarray, mask: np.ndarray) -> tupl
 
 
 def main(cfg: Config) -> dict:
-    """Ask the questions; write ``graph_eval.json`` (and the figures); return the accuracies."""
+    """Ask the questions; write ``graph_eval.json`` (and the figures); return the accuracies.
+    With ``--curve``: draw the runs' curriculum curves instead."""
     validate(cfg)
+    require((cfg.checkpoint is None) != (not cfg.curve), "give either --checkpoint (evaluate a model) or "
+            "--curve RUN_DIR [RUN_DIR ...] (draw curriculum curves), not both or neither")
+    if cfg.curve:
+        return curve(cfg)
     model, task, ckpt = su.load_sequence_model(str(cfg.checkpoint))
     require(task.name.startswith("graph-"), f"checkpoint '{cfg.checkpoint}' was trained on '{task.name}', "
             "not on a graph task (graph-traversal, graph-shortest-path, graph-inference)")
@@ -150,6 +160,22 @@ def main(cfg: Config) -> dict:
         if cfg.figures:
             _figures(cfg, episodes[0], first, files, result)
     print(json.dumps(result))
+    return result
+
+
+def curve(cfg: Config) -> dict:
+    """Draw the curriculum curve of each run in ``cfg.curve`` into ``cfg.out``; return the last point of each."""
+    require(cfg.out.suffix.lower() in (".png", ".pdf", ".svg"), f"--out '{cfg.out}' must end in .png, .pdf or .svg")
+    target = OutputFolder(cfg.out.parent, cfg.overwrite, flag="--out").claim(cfg.out.name)
+    runs, names = {}, []
+    for run_dir in cfg.curve:
+        name = run_dir.resolve().name
+        names.append(name if name not in names else str(run_dir))
+        runs[names[-1]] = gf.read_curriculum(run_dir)
+    with disk_errors(cfg.out.parent):
+        gf.curriculum_curve(runs, target, title=cfg.title)
+    result = {name: {k: float(v[-1]) for k, v in values.items()} for name, values in runs.items()}
+    print(json.dumps({"curve": str(cfg.out), "last": result}))
     return result
 
 

@@ -266,3 +266,150 @@ def test_graph_eval_scoring_by_hand():
     wrong[0, steps[1], 0] = (wrong[0, steps[1], 0] + 1) % 10
     assert score([ep], wrong, batch.mask)[1] == [False]
     assert g.names[start] and graph.size == len(g.names) and start != goal
+
+
+def _shortest_path_batch(beta: float = 0.8, count: int = 6):
+    """Underground shortest-path questions of 4 answers (3 of them fed back) as tensors."""
+    task = ShortestPathTask(graph="underground", beta=beta)
+    batch = task.sample(count, np.random.default_rng(3))
+    return torch.as_tensor(batch.inputs), torch.as_tensor(batch.mask), batch
+
+
+def _small_model(name: str = "lstm"):
+    from heed.agents.parts import CORES, build_model
+
+    torch.manual_seed(0)
+    fields = {"lstm": {"hidden_size": 16}, "dnc": {"hidden_size": 8, "memory_size": 8, "memory_width": 4}}[name]
+    return build_model(CORES[name][0](**fields), ge.INPUT_SIZE, ge.TARGET_DIGITS * 10).eval()
+
+
+def _own_answers(model, inputs: torch.Tensor) -> torch.Tensor:
+    """The model's modal answers as one-hot triples ``[B, T, 90]``, by a whole-sequence forward pass."""
+    with torch.no_grad():
+        logits = model(inputs)[0]
+    return torch.nn.functional.one_hot(logits.reshape(*logits.shape[:2], 9, 10).argmax(-1), 10).flatten(2).float()
+
+
+def test_feed_back_beta_one_is_the_planners_batch():
+    from heed.agents.trainers.sequence_utils import feed_back
+
+    inputs, mask, batch = _shortest_path_batch(beta=1.0)
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert feed_back(_small_model(), inputs, mask, 1.0, rng) is inputs
+    assert rng.bit_generator.state == state  # nothing drawn: training at beta = 1 is today's, draw for draw
+    ep = ShortestPathTask(graph="underground").episode(np.random.default_rng(3))  # the batch's first question
+    steps = np.flatnonzero(batch.mask[0])
+    assert [ge.decode_triple(batch.inputs[0, t]) for t in steps[1:]] == [ep.graph.labelled(a) for a in ep.answer[:-1]]
+
+
+@pytest.mark.parametrize("core", ["lstm", "dnc"])
+def test_feed_back_beta_zero_feeds_the_models_own_answers(core):
+    from heed.agents.trainers.sequence_utils import feed_back
+
+    model = _small_model(core)
+    inputs, mask, _ = _shortest_path_batch()
+    before = inputs.clone()
+    out = feed_back(model, inputs, mask, 0.0, np.random.default_rng(0))
+    assert torch.equal(inputs, before)  # not mutated
+    own = _own_answers(model, out)  # the reference: the plain unroll over the inputs actually fed
+    changed = 0
+    for b in range(inputs.shape[0]):
+        steps = torch.nonzero(mask[b] > 0).flatten().tolist()
+        assert torch.equal(out[b, steps[0]], inputs[b, steps[0]])  # the first answer gets nothing fed back
+        for p, t in zip(steps, steps[1:]):
+            assert torch.equal(out[b, t, :90], own[b, p])
+            assert torch.equal(out[b, t, 90:], inputs[b, t, 90:])  # phase channels kept
+            changed += int(not torch.equal(out[b, t], inputs[b, t]))
+        others = [t for t in range(inputs.shape[1]) if t not in steps[1:]]
+        assert torch.equal(out[b, others], inputs[b, others])
+    assert changed > 0  # an untrained model does not answer as the planner does
+
+
+def test_feed_back_mixture_follows_the_coins():
+    from heed.agents.trainers.sequence_utils import feed_back
+
+    model = _small_model()
+    inputs, mask, _ = _shortest_path_batch(count=16)
+    out = feed_back(model, inputs, mask, 0.5, np.random.default_rng(7))
+    coins = np.random.default_rng(7).random(tuple(mask.shape)) >= 0.5  # True: the model's own answer
+    own = _own_answers(model, out)
+    kinds = set()
+    for b in range(inputs.shape[0]):
+        steps = torch.nonzero(mask[b] > 0).flatten().tolist()
+        for p, t in zip(steps, steps[1:]):
+            expected = own[b, p] if coins[b, t] else inputs[b, t, :90]
+            assert torch.equal(out[b, t, :90], expected)
+            kinds.add(bool(coins[b, t]))
+    assert kinds == {True, False}
+    rows = torch.zeros(inputs.shape[0], dtype=torch.bool)
+    assert torch.equal(feed_back(model, inputs, mask, 0.0, np.random.default_rng(0), rows=rows), inputs)
+
+
+def test_feed_back_needs_a_core_and_a_valid_beta():
+    from heed.agents.parts import MODELS, build_model
+    from heed.agents.trainers.sequence_utils import feed_back
+    from heed.envs.errors import HeedError
+
+    inputs, mask, _ = _shortest_path_batch()
+    transformer = build_model(MODELS["transformer"][0](), ge.INPUT_SIZE, 90)
+    with pytest.raises(HeedError, match="beta=1"):
+        feed_back(transformer, inputs, mask, 0.8, np.random.default_rng(0))
+    for beta in (1.5, -0.1, True, "x"):
+        with pytest.raises(HeedError, match="beta"):
+            ShortestPathTask(beta=beta)
+
+
+def test_shortest_path_training_mixes_in_its_own_answers(tmp_path, monkeypatch):
+    from heed.agents.common.cli import parse_config
+    from heed.agents.trainers import sequence_utils
+    from heed.agents.trainers.supervised import Config, main
+
+    calls = []
+    real = sequence_utils.feed_back
+    monkeypatch.setattr(sequence_utils, "feed_back", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    args = ["--batch-size", "4", "--total-sequences", "8", "--eval-sequences", "4", "--image-every", "0",
+            "--threads", "1", "--no-progress"]
+    model = ["model:lstm", "--model.hidden-size", "8"]
+    task = ["--task", "graph-shortest-path"]
+    main(parse_config(Config, args=[*task, *args, "--run-dir", str(tmp_path / "a"), "--task-options",
+                                    "lesson=4,beta=0.5", *model]))
+    assert calls == [0.5, 0.5]
+    main(parse_config(Config, args=[*task, *args, "--run-dir", str(tmp_path / "b"), *model]))
+    assert calls[2:] == [0.8, 0.8]  # the paper's beta by default
+    main(parse_config(Config, args=["--task", "graph-traversal", *args, "--run-dir", str(tmp_path / "c"), *model]))
+    assert len(calls) == 4  # traversal feeds nothing back
+
+
+def test_curriculum_curve_command(tmp_path, monkeypatch):
+    from heed.agents.common.cli import parse_config
+    from heed.agents.trainers.supervised import Config, main
+    from heed.analysis.graph_figures import read_curriculum
+    from heed.envs.errors import HeedError
+    from heed.scripts import graph_eval
+
+    monkeypatch.setattr(TraversalTask, "pass_rate", -1.0)  # every evaluation passes: the lessons climb
+    run_dir = tmp_path / "run"
+    main(parse_config(Config, args=["--task", "graph-traversal", "--batch-size", "4", "--eval-every", "8",
+                                    "--eval-sequences", "4", "--total-sequences", "24", "--image-every", "0",
+                                    "--threads", "1", "--no-progress", "--run-dir", str(run_dir), "model:lstm",
+                                    "--model.hidden-size", "8"]))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    curve = read_curriculum(run_dir)
+    assert curve["sequences"].tolist() == [8, 16, 24] and curve["lesson"].tolist() == [1, 2, 3]
+    assert curve["accuracy"].tolist() == [1 - r["eval_error_rate"] for r in rows]
+    assert curve["cpu_seconds"].tolist() == [r["cpu_seconds"] for r in rows]
+    out = tmp_path / "figs" / "curve.png"
+    last = graph_eval.main(parse_config(graph_eval.Config, args=["--curve", str(run_dir), str(run_dir),
+                                                                  "--out", str(out)]))
+    assert out.read_bytes()[:4] == b"\x89PNG" and len(last) == 2  # a run given twice is drawn twice
+    assert last["run"]["lesson"] == 3 and last["run"]["sequences"] == 24
+    for args, match in [([], "either"), (["--checkpoint", str(run_dir), "--curve", str(run_dir)], "either"),
+                        (["--curve", str(run_dir), "--out", str(tmp_path / "c.txt")], "png"),
+                        (["--curve", str(tmp_path)], "does not exist")]:
+        with pytest.raises(HeedError, match=match):
+            graph_eval.main(parse_config(graph_eval.Config, args=args))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "metrics.jsonl").write_text('{"sequences": 1}\n')
+    with pytest.raises(HeedError, match="line 1"):
+        read_curriculum(tmp_path / "bad")

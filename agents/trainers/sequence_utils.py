@@ -233,6 +233,59 @@ def evaluate(model: nn.Module, task, batches: list[Batch], device: torch.device 
     return {k: v / max(count, 1) for k, v in totals.items()}
 
 
+@torch.no_grad()
+def feed_back(model: nn.Module, inputs: torch.Tensor, mask: torch.Tensor, beta: float,
+              rng: np.random.Generator, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Structured prediction's fed-back answers (Graves et al. 2016, shortest path), for a ``digits`` task.
+
+    The task writes the optimal planner's previous answer into the first K input channels of every
+    scored step after the first (K = the model's output size: 9 digits as 10-way one-hots). Here, at
+    each such step t of a sequence in ``rows``, with p its previous scored step, that answer is kept
+    with probability ``beta`` and otherwise replaced by the model's own modal answer at p:
+
+        x_t[:K] = onehot(argmax_10(y_p))  with probability 1 - beta,  where y_p = model(x_{<=p})_p
+
+    The core is stepped once (no gradient) over the steps that matter, feeding its own answers as it
+    goes, so a later own answer follows the inputs actually chosen before it. ``beta = 1`` returns
+    ``inputs`` unchanged; ``beta = 0`` feeds back only the model's own answers (the test-time setting).
+
+    Args:
+        model: a core with a readout (``model.core``, ``model.readout``); inputs: ``[B, T, D]``;
+        mask: ``[B, T]`` (scored steps > 0); beta: in [0, 1]; rng: draws the ``[B, T]`` coin flips
+        (once per call when ``0 < beta < 1``); rows: ``[B]`` bools, the sequences that feed back
+        (default all).
+
+    Returns:
+        the inputs to train on, ``[B, T, D]`` (a new tensor; ``inputs`` is not changed).
+    """
+    if beta >= 1.0:
+        return inputs
+    if not hasattr(model, "core") or not hasattr(model, "readout"):
+        raise HeedError("fed-back answers with beta < 1 step a recurrent core; this model has none "
+                        "(use the task option beta=1)")
+    B, T, _ = inputs.shape
+    scored = (mask > 0).cpu().numpy()
+    scored &= np.ones(B, bool)[:, None] if rows is None else rows.cpu().numpy().astype(bool)[:, None]
+    earlier = np.cumsum(scored, axis=1) - scored  # scored steps before t
+    coins = rng.random((B, T)) >= beta if beta > 0 else True  # beta = 0 draws nothing
+    own = torch.as_tensor(coins & scored & (earlier > 0), device=inputs.device)
+    if not bool(own.any()):
+        return inputs
+    out, last = inputs.clone(), int(torch.nonzero(own.any(0)).max())
+    K = model.readout.out_features
+    previous = torch.zeros(B, K, device=inputs.device)  # one-hot modal answer of each row's last scored step
+    state = model.core.initial_state(B)
+    for t in range(last + 1):
+        out[:, t, :K] = torch.where(own[:, t, None], previous, out[:, t, :K])
+        if t == last:
+            break
+        hidden, state, _ = model.core(out[:, t], state)
+        modal = model.readout(hidden).reshape(B, K // 10, 10).argmax(-1)  # [B, K / 10]
+        answer = F.one_hot(modal, 10).reshape(B, K).to(out.dtype)
+        previous = torch.where(torch.as_tensor(scored[:, t, None], device=inputs.device), answer, previous)
+    return out
+
+
 def optimal_cost(task, batches: list[Batch]) -> float | None:
     """Mean cost per sequence of the task's known optimal predictor on ``batches``, when it has one.
 

@@ -13,7 +13,9 @@ CPU time spent. A task with lessons (the DNC graph tasks, :mod:`heed.envs.graphs
 curriculum: after each evaluation on the current lesson's held-out set, the run moves to the next
 lesson once the accuracy (1 - error rate, by the modal output) reaches the task's ``pass_rate``; the
 lesson is logged as ``charts/lesson``, kept in the checkpoint's counters, and ``--resume`` continues
-from it (``--task-options lesson=K`` starts at lesson K). The run plumbing (``--seed --device --threads --run-dir --resume --progress``, the
+from it (``--task-options lesson=K`` starts at lesson K). A task whose answers are fed back (shortest
+path) gets the model's own previous answers mixed in with probability 1 - ``beta``
+(:func:`sequence_utils.feed_back`). The run plumbing (``--seed --device --threads --run-dir --resume --progress``, the
 run-folder guard, checkpoints, the NaN guard, Ctrl-C/SIGTERM) is :mod:`heed.agents.common.session`'s.
 """
 
@@ -205,6 +207,8 @@ def main(cfg: Config) -> dict:
             cpu0 = time.process_time()
             batch = task.sample(cfg.batch_size, rng)
             inputs, targets, mask = su.batch_to_tensors(batch, task.loss, device)
+            if getattr(task, "feedback", False):  # structured prediction: mix in the model's own answers
+                inputs = su.feed_back(model, inputs, mask, task.beta, rng)
             logits, attention, aux = model(inputs)
             loss, metrics = su.sequence_loss(logits, targets, mask, task.loss)
             if "ponder" in attention:  # ACT models: mean ponder time N + R per position
