@@ -41,6 +41,7 @@ from heed.agents.cores.ntm import NTMConfig, NTMCore
 from heed.agents.cores.ntm_gru import NTMGRUConfig, NTMGRUCore
 from heed.agents.cores.rnn import RNNConfig, RNNCore
 from heed.agents.handwriting_ctc import BLSTM, BLSTMConfig
+from heed.agents.reader import AttentiveReader, ReaderConfig
 from heed.agents.seq2seq import EncoderDecoder, RNNEncDecConfig, RNNSearchConfig
 from heed.agents.sequence import RecurrentSequenceModel
 from heed.agents.sharnn import SHARNN, SHARNNConfig
@@ -74,6 +75,7 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "bytenet": (ByteNetConfig, ByteNet),  # agents/bytenet.py: dilated convolutions, no attention (seq2seq layout)
     "sha-rnn": (SHARNNConfig, SHARNN),  # agents/sharnn.py: LSTM + one causal attention head + Boom
     "blstm": (BLSTMConfig, BLSTM),  # agents/handwriting_ctc.py: (bi)directional LSTM stack, the pen recogniser
+    "reader": (ReaderConfig, AttentiveReader),  # agents/reader.py: attentive reader over a bAbI story
 }
 
 

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "graph-eval": ("heed.scripts.graph_eval", "DNC graph tasks: accuracy on the Underground / family tree, memory figures"),
     "copy-generalisation": ("heed.scripts.copy_generalisation", "copy length generalisation, NTM against LSTM: figure and table"),
     "record-ponder": ("heed.scripts.record_ponder", "ACT ponder-time figures"),
+    "reader-attention": ("heed.scripts.reader_attention", "an attentive reader's attention over a bAbI story, and its share on the supporting fact"),
     "translation-figures": ("heed.scripts.translation_figures", "alignment, implicit-attention and length figures of encoder-decoders"),
     "pen-samples": ("heed.scripts.pen_samples", "a figure of synthetic online handwriting by several writers"),
     "pen-jacobian": ("heed.scripts.pen_jacobian", "sequential Jacobian of a pen recogniser's letter output, with the delayed dot"),
