@@ -48,7 +48,7 @@ class Config:
     NAME=uniform:LOW..HIGH, NAME=int:LOW..HIGH)"""
     samples: Annotated[int, Range(0, 100_000)] = 0
     """configurations a random search draws (each run over every seed)"""
-    search_seed: int = 0
+    search_seed: Annotated[int, SeedRange] = 0
     """seed of the random search's draws (the same seed draws the same configurations, so a re-run resumes them)"""
     options: tuple[str, ...] = ()
     """trainer options shared by every trial (on the command line: everything after --)"""
