@@ -547,3 +547,48 @@ def test_atomic_write_never_touches_a_users_file_named_like_a_temporary(tmp_path
     write_json_atomic(tmp_path / "config.json", {"a": 1})
     assert (tmp_path / "config.json.tmp").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "config.json.tmp"]  # no leftover
+
+
+def test_step_budget_counts_updates_and_cpu_and_saves_once_per_update():
+    import time as _time
+
+    import numpy as np
+    import torch
+
+    from heed.agents.common.state import StepBudget
+
+    class FakeRun:
+        resumed = False
+
+        def __init__(self):
+            self.saved = []
+
+        def save(self, step, tensors, config, counters, optimizer, **extra):
+            self.saved.append((step, dict(counters), extra))
+
+    run = FakeRun()
+    budget = StepBudget(run, {"step": 3, "seconds": 1.0, "cpu_seconds": 0.0}, steps=10, max_cpu_seconds=0.0)
+    assert budget.progress() == 0.3 and budget.start == 3
+    model = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    budget.save(model, {}, opt, np.random.default_rng(0))
+    budget.save(model, {}, opt, np.random.default_rng(0))  # the same update: not saved twice
+    assert [s[0] for s in run.saved] == [3]
+    assert budget.step() == 4 and budget.progress() == 0.4
+    budget.save(model, {}, opt, np.random.default_rng(0), tag="x")
+    assert run.saved[-1][0] == 4 and run.saved[-1][1]["step"] == 4 and run.saved[-1][2]["tag"] == "x"
+    assert run.saved[-1][1]["seconds"] >= 1.0 and "rng" in run.saved[-1][2]
+    # the CPU-time budget: burn CPU, count it; then burn more but pause: not counted
+    cpu = StepBudget(run, StepBudget.INITIAL, steps=10**9, max_cpu_seconds=0.05)
+    end = _time.process_time() + 0.06
+    while _time.process_time() < end:
+        pass
+    cpu.step()
+    assert cpu.cpu_seconds >= 0.05 and cpu.progress() >= 1.0
+    before = cpu.cpu_seconds
+    end = _time.process_time() + 0.03
+    while _time.process_time() < end:
+        pass
+    cpu.pause()
+    cpu.step()
+    assert cpu.cpu_seconds - before < 0.02

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -105,3 +106,56 @@ def restore_training_state(ckpt: Any, model: torch.nn.Module, optimizer: torch.o
         except (AttributeError, TypeError, ValueError, KeyError, RuntimeError):
             raise HeedError(f"{where} holds a damaged random-generator state ('rng')") from None
     return out
+
+
+class StepBudget:
+    """The loop state of a trainer that runs a number of updates or of CPU-seconds, whichever ends first.
+
+    Holds the counters a checkpoint stores, ``{"step", "seconds", "cpu_seconds"}`` (``state``, from
+    :func:`restore_training_state` on resume), and the one rule for them::
+
+        progress = max(done / steps, cpu_seconds / max_cpu_seconds)   (the second term only if > 0)
+
+    ``cpu_seconds`` counts this process's CPU time (``time.process_time``) between :meth:`step` calls;
+    :meth:`pause` after an evaluation keeps it out of the budget. :meth:`save` writes one checkpoint
+    per completed update through ``run.save`` (a :class:`heed.agents.common.session.Run`), with the wall
+    time spent so far. Used by the draw, pen and synthesis trainers.
+    """
+
+    INITIAL: dict[str, float] = {"step": 0, "seconds": 0.0, "cpu_seconds": 0.0}
+
+    def __init__(self, run: Any, state: dict[str, Any], steps: int, max_cpu_seconds: float = 0.0) -> None:
+        self.run, self.steps, self.max_cpu_seconds = run, steps, max_cpu_seconds
+        self.start = self.done = int(state["step"])
+        self.seconds, self.cpu_seconds = float(state["seconds"]), float(state["cpu_seconds"])
+        self._saved_at = self.start if run.resumed else -1
+        self._tic, self._cpu_tic = time.perf_counter(), time.process_time()
+
+    def progress(self) -> float:
+        """Fraction of the budget used: updates or CPU-seconds, whichever is further along."""
+        frac = self.done / self.steps
+        return max(frac, self.cpu_seconds / self.max_cpu_seconds) if self.max_cpu_seconds > 0 else frac
+
+    def step(self) -> int:
+        """Count one completed update and the CPU time since the last; returns the updates done."""
+        self.done += 1
+        now = time.process_time()
+        self.cpu_seconds += now - self._cpu_tic
+        self._cpu_tic = now
+        return self.done
+
+    def pause(self) -> None:
+        """Leave the CPU time since the last update (an evaluation, say) out of the budget."""
+        self._cpu_tic = time.process_time()
+
+    def save(self, module: torch.nn.Module, config: dict[str, Any], optimizer: torch.optim.Optimizer,
+             rng: np.random.Generator, **meta: Any) -> None:
+        """Checkpoint the completed updates (at most once per update), with the time spent so far."""
+        if self._saved_at == self.done:
+            return
+        now = time.perf_counter()
+        self.seconds, self._tic = self.seconds + now - self._tic, now
+        self.run.save(self.done, module.state_dict(), config,
+                      {"step": self.done, "seconds": self.seconds, "cpu_seconds": self.cpu_seconds}, optimizer,
+                      rng=generator_states(rng), **meta)
+        self._saved_at = self.done

@@ -20,7 +20,6 @@ prefix-beam decoding. TensorBoard also gets ``losses/ctc`` (nats per line) and
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -34,7 +33,7 @@ from heed.agents.common.errors import HeedError
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.safe_io import disk_errors, write_json_atomic
 from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
-from heed.agents.common.state import generator_states, load_module_state, restore_training_state
+from heed.agents.common.state import StepBudget, load_module_state, restore_training_state
 from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
 from heed.agents.handwriting_ctc import (
     BLSTM,
@@ -172,36 +171,23 @@ def main(cfg: Config) -> dict:
     rng = np.random.default_rng(cfg.run.seed)
     model = build_model(cfg.model, INPUT_SIZE, OUTPUT_SIZE).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = {"step": 0, "seconds": 0.0, "cpu_seconds": 0.0}
+    state = dict(StepBudget.INITIAL)
     if run.checkpoint is not None:
         state = restore_training_state(run.checkpoint, model, opt, rng, state)
-    start, seconds, cpu_seconds = state["step"], state["seconds"], state["cpu_seconds"]
-    done, saved_at = start, [start if run.resumed else -1]
-    tic, cpu_tic = time.perf_counter(), time.process_time()
+    budget = StepBudget(run, state, cfg.steps, cfg.max_cpu_seconds)
+    start = budget.start
 
     def checkpoint() -> None:
         """Save the completed updates (once per step), with the time spent so far."""
-        nonlocal seconds, tic
-        if saved_at[0] == done:
-            return
-        seconds, tic = seconds + time.perf_counter() - tic, time.perf_counter()
-        run.save(done, model.state_dict(), config_to_dict(cfg),
-                 {"step": done, "seconds": seconds, "cpu_seconds": cpu_seconds}, opt,
-                 rng=generator_states(rng), model=part_to_dict(cfg.model))
-        saved_at[0] = done
-
-    def progress(step: int) -> float:
-        """Fraction of the budget used: updates or CPU-seconds, whichever is further along."""
-        frac = step / cfg.steps
-        return max(frac, cpu_seconds / cfg.max_cpu_seconds) if cfg.max_cpu_seconds > 0 else frac
+        budget.save(model, config_to_dict(cfg), opt, rng, model=part_to_dict(cfg.model))
 
     results: dict = {}
     log_due, eval_due, checkpoint_due = (Every(n, start) for n in (cfg.log_every, cfg.eval_every, cfg.checkpoint_every))
     bar = tqdm(initial=start, total=cfg.steps, disable=not cfg.run.progress, desc=f"pen/{name}")
     with run.interruptible(checkpoint, "--steps"), bar:
-        while progress(done) < 1.0:
+        while budget.progress() < 1.0:
             for group in opt.param_groups:  # cosine decay to 5% over the budget
-                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress(done))))
+                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * budget.progress())))
             batch = collate(write_lines(cfg.batch_size, "train", rng, cfg.min_words, cfg.max_words), device)
             loss = ctc_loss(model_logits(model, batch), batch)
             opt.zero_grad(set_to_none=True)
@@ -209,20 +195,18 @@ def main(cfg: Config) -> dict:
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            done += 1
+            done = budget.step()
             bar.update(1)
-            cpu_seconds += time.process_time() - cpu_tic
-            cpu_tic = time.process_time()
-            last = progress(done) >= 1.0
+            last = budget.progress() >= 1.0
             if log_due.due(done):  # a NaN/inf loss stops the run here, keeping the last finite checkpoint
                 run.log_scalars("losses", {"ctc": loss.item()}, done)
-                run.log_scalars("charts", {"learning_rate": opt.param_groups[0]["lr"], "cpu_seconds": cpu_seconds}, done)
+                run.log_scalars("charts", {"learning_rate": opt.param_groups[0]["lr"], "cpu_seconds": budget.cpu_seconds}, done)
                 bar.set_postfix(ctc=f"{loss.item():.2f}")
             if eval_due.due(done) or last:
                 results = {**evaluate(model, test, cfg.beam), "step": done}
                 run.log_scalars("eval", {k: results[k] for k in ("cer", "wer", "cer_beam", "wer_beam")}, done)
-                run.append_metrics(done, {**results, "cpu_seconds": cpu_seconds})
-                cpu_tic = time.process_time()  # evaluation does not count against the training budget
+                run.append_metrics(done, {**results, "cpu_seconds": budget.cpu_seconds})
+                budget.pause()  # evaluation does not count against the training budget
             if checkpoint_due.due(done) or last:
                 checkpoint()
     if not results:  # resumed a finished run: just evaluate
@@ -230,8 +214,8 @@ def main(cfg: Config) -> dict:
     results.update(
         model=part_to_dict(cfg.model),
         params=sum(p.numel() for p in model.parameters()),
-        seconds=round(seconds, 1),
-        cpu_seconds=round(cpu_seconds, 1),
+        seconds=round(budget.seconds, 1),
+        cpu_seconds=round(budget.cpu_seconds, 1),
         test_lines=len(test),
         seed=cfg.run.seed,
     )
