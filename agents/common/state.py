@@ -119,7 +119,7 @@ class StepBudget:
     ``cpu_seconds`` counts this process's CPU time (``time.process_time``) between :meth:`step` calls;
     :meth:`pause` after an evaluation keeps it out of the budget. :meth:`save` writes one checkpoint
     per completed update through ``run.save`` (a :class:`heed.agents.common.session.Run`), with the wall
-    time spent so far. Used by the draw, pen and synthesis trainers.
+    time spent so far. Used by the draw, glimpse, pen and synthesis trainers.
     """
 
     INITIAL: dict[str, float] = {"step": 0, "seconds": 0.0, "cpu_seconds": 0.0}

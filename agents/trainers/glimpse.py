@@ -21,7 +21,6 @@ The final numbers go to ``<run_dir>/results.json``. The run plumbing (``--seed -
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -33,7 +32,7 @@ from heed.agents.common.errors import require
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.safe_io import disk_errors, write_json_atomic
 from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
-from heed.agents.common.state import generator_states, restore_training_state
+from heed.agents.common.state import StepBudget, restore_training_state
 from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range, config_from_dict
 from heed.agents.cores.base import HiddenSize
 from heed.agents.cores.lstm import LSTMConfig
@@ -172,36 +171,23 @@ def main(cfg: Config) -> dict:
     rng = np.random.default_rng(cfg.run.seed)
     model = make_model(cfg, spec.size).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = {"step": 0, "seconds": 0.0, "cpu_seconds": 0.0}
+    state = dict(StepBudget.INITIAL)
     if run.checkpoint is not None:
         state = restore_training_state(run.checkpoint, model, opt, rng, state)
-    start, seconds, cpu_seconds = state["step"], state["seconds"], state["cpu_seconds"]
-    done, saved_at = start, [start if run.resumed else -1]
-    tic, cpu_tic = time.perf_counter(), time.process_time()
+    budget = StepBudget(run, state, cfg.steps, cfg.max_cpu_seconds)
+    start = budget.start
 
     def checkpoint() -> None:
         """Save the completed updates (once per step), with the time spent so far."""
-        nonlocal seconds, tic
-        if saved_at[0] == done:
-            return
-        seconds, tic = seconds + time.perf_counter() - tic, time.perf_counter()
-        run.save(done, model.state_dict(), config_to_dict(cfg),
-                 {"step": done, "seconds": seconds, "cpu_seconds": cpu_seconds}, opt, kind=f"{KIND}-{cfg.model}",
-                 rng=generator_states(rng))
-        saved_at[0] = done
-
-    def progress(step: int) -> float:
-        """Fraction of the budget used: updates or CPU-seconds, whichever is further along."""
-        frac = step / cfg.steps
-        return max(frac, cpu_seconds / cfg.max_cpu_seconds) if cfg.max_cpu_seconds > 0 else frac
+        budget.save(model, config_to_dict(cfg), opt, rng, kind=f"{KIND}-{cfg.model}")
 
     results: dict = {}
     log_due, eval_due, checkpoint_due = (Every(n, start) for n in (cfg.log_every, cfg.eval_every, cfg.checkpoint_every))
     bar = tqdm(initial=start, total=cfg.steps, disable=not cfg.run.progress, desc=f"{cfg.model}/{cfg.dataset}")
     with run.interruptible(checkpoint, "--steps"), bar:
-        while progress(done) < 1.0:
+        while budget.progress() < 1.0:
             for group in opt.param_groups:  # cosine decay to 5% over the budget
-                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * progress(done))))
+                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * budget.progress())))
             idx = rng.integers(len(train_digits), size=cfg.batch_size)
             x = torch.from_numpy(make_canvases(spec, train_digits, idx, rng)).to(device)
             y = torch.from_numpy(train_digits.labels[idx]).to(device)
@@ -212,11 +198,9 @@ def main(cfg: Config) -> dict:
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            done += 1
+            done = budget.step()
             bar.update(1)
-            cpu_seconds += time.process_time() - cpu_tic
-            cpu_tic = time.process_time()
-            last = progress(done) >= 1.0
+            last = budget.progress() >= 1.0
             if log_due.due(done):  # a NaN/inf loss stops the run here, keeping the last finite checkpoint
                 charts = {"reward", "baseline"}
                 run.log_scalars("losses", {k: v for k, v in stats.items() if k not in charts}, done)
@@ -232,7 +216,7 @@ def main(cfg: Config) -> dict:
                 run.log_scalars("eval", {"test_error": results["test_error"],
                                          **({"test_error_single": results["test_error_single_path"]}
                                             if stochastic else {})}, done)
-                cpu_tic = time.process_time()  # evaluation does not count against the training budget
+                budget.pause()  # evaluation does not count against the training budget
             if checkpoint_due.due(done) or last:
                 checkpoint()
     if not results:  # resumed a finished run: just evaluate
@@ -242,8 +226,8 @@ def main(cfg: Config) -> dict:
         model=cfg.model,
         glimpses=cfg.glimpses if cfg.model != "cnn" else 0,
         params=count_params(model),
-        seconds=round(seconds, 1),
-        cpu_seconds=round(cpu_seconds, 1),
+        seconds=round(budget.seconds, 1),
+        cpu_seconds=round(budget.cpu_seconds, 1),
         test_images=int(test_y.shape[0]),
         mc_samples=cfg.mc_samples if stochastic else 1,
         seed=cfg.run.seed,
