@@ -19,7 +19,7 @@ from typing import Annotated
 
 import torch
 
-from heed.agents.common.checkpoint import save_checkpoint
+from heed.agents.common.checkpoint import claim_export_dir, save_checkpoint
 from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main
 from heed.agents.common.safe_io import claim_output_file, disk_errors
@@ -50,9 +50,9 @@ class Config:
     json_out: Path | None = None
     """also write the table as JSON here"""
     export: Path | None = None
-    """write the model as fp16 safetensors + meta.json into this dir (new, empty or a heed checkpoint)"""
+    """write the model as fp16 safetensors + meta.json into this dir (new or empty; an existing checkpoint only with --overwrite)"""
     overwrite: bool = False
-    """let --json-out replace an existing file that heed did not write"""
+    """let --json-out replace an existing file that heed did not write, and --export an existing checkpoint"""
 
 
 def main(cfg: Config) -> list[dict]:
@@ -63,6 +63,7 @@ def main(cfg: Config) -> list[dict]:
     torch.set_num_threads(cfg.threads)
     model, task, ckpt = su.load_sequence_model(str(cfg.checkpoint))
     json_out = claim_output_file(cfg.json_out, cfg.overwrite, "--json-out") if cfg.json_out is not None else None
+    export = claim_export_dir(cfg.export, cfg.overwrite) if cfg.export is not None else None
     if not hasattr(task, "fixed_length"):
         raise HeedError(f"task '{ckpt.meta['task']}' has no fixed_length(): it cannot be tested per length")
     memory = getattr(getattr(model, "core", None), "memory_size", None)
@@ -94,11 +95,11 @@ def main(cfg: Config) -> list[dict]:
     if json_out is not None:
         with disk_errors(json_out):
             json_out.write_text(json.dumps(rows, indent=2))
-    if cfg.export is not None:
+    if export is not None:
         params = {name for name, _ in model.named_parameters()}  # buffers (memory_init) stay fp32
         tensors = {k: v.half() if k in params else v for k, v in model.state_dict().items()}
         meta = {k: v for k, v in ckpt.meta.items() if k not in ("optimizer", "rng")}
-        save_checkpoint(cfg.export, tensors, meta)
+        save_checkpoint(export, tensors, meta)
         print(f"exported fp16 weights to {cfg.export}")
     return rows
 

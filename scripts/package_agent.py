@@ -34,14 +34,17 @@ class Config:
     """The best evaluated network or the latest checkpoint."""
     command: str = ""
     """The exact training command, recorded beside the weights (default: rebuilt from config.json)."""
+    overwrite: bool = False
+    """Replace an agent already packaged in --out (only its packaged files; without it such a folder is refused)."""
 
 
 #: what a packaged agent folder holds: the only files --out may already contain
 SHIPPED_FILES = frozenset({"weights.safetensors", "meta.json", "config.json", "learning_curve.csv", "learning_curve.png"})
 
 
-def check_out(run: Path, out: Path) -> None:
-    """Refuse an ``--out`` that overlaps the run or holds anything but a previously packaged agent."""
+def check_out(run: Path, out: Path, overwrite: bool = False) -> None:
+    """Refuse an ``--out`` that overlaps the run or holds anything but a previously packaged agent (that
+    one only with ``--overwrite``)."""
     run_r, out_r = run.resolve(), out.resolve()
     if out_r == run_r or run_r in out_r.parents or out_r in run_r.parents:
         raise HeedError(f"refusing --out '{out}': it overlaps the run '{run}', which packaging would replace; "
@@ -54,6 +57,9 @@ def check_out(run: Path, out: Path) -> None:
     if foreign:
         raise HeedError(f"refusing --out '{out}': it holds files this script did not write "
                         f"({', '.join(foreign[:3])}); choose a new or empty folder")
+    if not overwrite and any(out.iterdir()):
+        raise HeedError(f"refusing --out '{out}': it already holds a packaged agent (nothing was changed; "
+                        "choose a new folder, or pass --overwrite to replace it)")
 
 
 def read_curves(run: Path) -> dict[str, list[tuple[int, float]]]:
@@ -90,7 +96,7 @@ def main(cfg: Config) -> Path:
     from heed.agents.dqn import load_q_network, save_q_network
 
     validate(cfg)
-    check_out(cfg.run, cfg.out)
+    check_out(cfg.run, cfg.out, cfg.overwrite)
     source = cfg.run / "best" if cfg.which == "best" else latest_checkpoint(cfg.run)
     if source is None or not (source / "weights.safetensors").exists():
         raise HeedError(f"no {cfg.which} network in '{cfg.run}'")

@@ -32,6 +32,7 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 
+from heed.agents.common.checkpoint import claim_export_dir
 from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main
 from heed.agents.common.safe_io import OutputFolder, disk_errors, write_json_atomic
@@ -88,10 +89,11 @@ def main(cfg: Config) -> dict:
 
     validate(cfg)
     torch.set_num_threads(1)
+    export = claim_export_dir(cfg.export, cfg.overwrite) if cfg.export is not None else None
     model = load_synthesis(cfg.checkpoint)
     encode_text([cfg.text], model.cfg.alphabet)  # bad text: one line, before any work
-    if cfg.export is not None:
-        path = export_synthesis(model, cfg.export, source=str(cfg.checkpoint))
+    if export is not None:
+        path = export_synthesis(model, export, source=str(cfg.checkpoint))
         print(f"shipped {cfg.checkpoint} to {path}")
         return {"export": str(path)}
     from heed.analysis.handwriting_figures import alignment_figure, samples_figure, writing_frames

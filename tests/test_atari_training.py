@@ -150,6 +150,10 @@ def test_env_ids_any_discrete_gymnasium_env_or_one_line(tmp_path, capsys):
     assert out["returns"][0] == out["lengths"][0] >= 8  # CartPole: +1 per step until the pole falls
 
 
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
 def test_package_agent_never_replaces_a_folder_it_did_not_write(smoke_run, tmp_path):
     from heed.agents.common.errors import HeedError
     from heed.agents.dqn import load_q_network
@@ -167,7 +171,11 @@ def test_package_agent_never_replaces_a_folder_it_did_not_write(smoke_run, tmp_p
     assert (other / "todo.txt").read_text() == "keep me"
     assert sorted(p.relative_to(smoke_run) for p in smoke_run.rglob("*")) == before
     shipped = main(Config(run=smoke_run, out=tmp_path / "agent"))
-    main(Config(run=smoke_run, out=shipped))  # re-packaging its own output is allowed
+    before = _files(shipped)
+    with pytest.raises(HeedError, match="already holds a packaged agent"):
+        main(Config(run=smoke_run, out=shipped))  # an agent packaged before is replaced only with --overwrite
+    assert _files(shipped) == before
+    main(Config(run=smoke_run, out=shipped, overwrite=True))
     assert load_q_network(shipped)[1]["command"].startswith("python scripts/train.py dqn --")
 
 

@@ -120,6 +120,27 @@ def test_evaluate_memory_export_never_overwrites_a_foreign_folder(capsys, tmp_pa
     assert _snapshot(target) == {"thesis.tex": b"months of work"}
 
 
+def test_export_replaces_an_existing_checkpoint_only_with_overwrite(capsys, tmp_path):
+    from pathlib import Path
+
+    from heed.agents.common.errors import cli_main
+    from heed.scripts.evaluate_memory import Config, main
+
+    shipped = Path(__file__).resolve().parents[1] / "agents" / "pretrained" / "ntm-copy"
+    target = tmp_path / "agent"
+    main(Config(checkpoint=shipped, lengths=(5,), sequences=2, batch_size=2, export=target))
+    (target / "weights.safetensors").write_bytes(b"someone's own weights")
+    (target / "README.md").write_text("mine")
+    before = _snapshot(target)
+    with pytest.raises(SystemExit) as exc:  # a checkpoint this command did not write: refused, untouched
+        cli_main(lambda: main(Config(checkpoint=shipped, lengths=(5,), sequences=2, batch_size=2, export=target)))
+    assert exc.value.code == 2 and "pass --overwrite" in capsys.readouterr().err
+    assert _snapshot(target) == before
+    main(Config(checkpoint=shipped, lengths=(5,), sequences=2, batch_size=2, export=target, overwrite=True))
+    after = _snapshot(target)
+    assert after["README.md"] == b"mine" and after["weights.safetensors"] != b"someone's own weights"
+
+
 def test_package_agent_out_run_does_not_destroy_the_run(capsys, tmp_path):
     import shutil
     from pathlib import Path

@@ -181,6 +181,19 @@ def _remove_checkpoint_files(directory: Path) -> None:
         directory.rmdir()
 
 
+def claim_export_dir(directory: str | os.PathLike, overwrite: bool, flag: str = "--export") -> Path:
+    """An export target for a command that ships a model (``--export``, ``--out``): a new or empty folder,
+    or, only with ``--overwrite``, one already holding a heed checkpoint, whose weights and meta are then
+    replaced (other files in it stay: :func:`save_checkpoint`). Anything else is refused there."""
+    directory = Path(directory)
+    if not overwrite and not directory.is_symlink() and directory.is_dir() and any(
+            (directory / name).exists() for name in _OWN_FILES):
+        raise HeedError(f"refusing {flag} '{directory}': it already holds a checkpoint this command did not "
+                        "write (nothing was changed; choose a new folder, or pass --overwrite to replace its "
+                        "weights and meta.json, other files there stay)")
+    return directory
+
+
 def save_checkpoint(
     directory: str | os.PathLike,
     tensors: dict[str, torch.Tensor],
