@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import redirect_stderr, redirect_stdout
 from importlib import metadata
 from pathlib import Path
@@ -100,12 +101,14 @@ class Distribution:
     def sample(self, rng: random.Random) -> list[str]:
         """One alternative, ``[flag, value]``: ``log`` draws ``exp(U(log low, log high))``."""
         if self.kind == "int":
-            return [self.flag, str(rng.randint(int(self.low), int(self.high)))]
+            return self.alternative(rng.randint(int(self.low), int(self.high)))
         if self.kind == "log":
-            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        else:
-            value = rng.uniform(self.low, self.high)
-        return [self.flag, f"{value:.3g}"]
+            return self.alternative(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return self.alternative(rng.uniform(self.low, self.high))
+
+    def alternative(self, value: float) -> list[str]:
+        """The trainer arguments for a value of this axis, ``[flag, text]``: an integer, or 3 significant digits."""
+        return [self.flag, str(int(value)) if self.kind == "int" else f"{value:.3g}"]
 
 
 Axis = list[list[str]] | Distribution
@@ -181,6 +184,15 @@ def expand(trainer: str, seeds: list[int], options: list[str], grid: list[str], 
            search: str = "grid", samples: int = 0, search_seed: int = 0) -> list[Trial]:
     """Every trial of the sweep: seeds x the configurations of the axes (:func:`combinations`), with
     ``options`` shared by all."""
+    axes = parse_axes(trainer, seeds, options, grid)
+    trials = [t for combo in combinations(axes, search, samples, search_seed)
+              for t in trials_of(trainer, combo, seeds, options, sweep_dir)]
+    require(len({t.dir for t in trials}) == len(trials), "two grid combinations give the same folder name")
+    return trials
+
+
+def parse_axes(trainer: str, seeds: list[int], options: list[str], grid: list[str]) -> list[Axis]:
+    """The axes of a sweep, with its trainer, seeds and shared options checked (no flag the sweep sets)."""
     require(trainer in TRAINERS, f"unknown trainer '{trainer}'.{suggest(trainer, TRAINERS)}")
     require(len(seeds) > 0 and len(set(seeds)) == len(seeds), "--seeds must list distinct seeds")
     axes = [parse_axis(axis) for axis in grid]
@@ -188,14 +200,15 @@ def expand(trainer: str, seeds: list[int], options: list[str], grid: list[str], 
     for token in (*options, *(t for axis in flags for t in axis)):
         flag = token.split("=")[0]
         require(flag not in RESERVED, f"{flag} is set by the sweep for every trial; leave it out of the options")
-    trials = []
-    for combo in combinations(axes, search, samples, search_seed):
-        group = "__".join(slug(alt) for alt in combo) or "base"
-        for seed in seeds:
-            args = order_options([options, *combo])
-            trials.append(Trial(trainer, group, seed, args, sweep_dir / f"{group}__seed={seed}"))
-    require(len({t.dir for t in trials}) == len(trials), "two grid combinations give the same folder name")
-    return trials
+    return axes
+
+
+def trials_of(trainer: str, combo: tuple[list[str], ...], seeds: list[int], options: list[str],
+              sweep_dir: Path) -> list[Trial]:
+    """The trials of one configuration (one alternative per axis), one per seed; its group names its options."""
+    group = "__".join(slug(alt) for alt in combo) or "base"
+    args = order_options([options, *combo])
+    return [Trial(trainer, group, seed, args, sweep_dir / f"{group}__seed={seed}") for seed in seeds]
 
 
 def _one_line(text: str) -> str:
@@ -453,48 +466,73 @@ def default_jobs() -> int:
         return os.cpu_count() or 1
 
 
+class TrialPool:
+    """``jobs`` threads, each running one trial at a time as a subprocess (:func:`run_trial`).
+
+    :meth:`submit` starts a trial (call it while :meth:`idle`), :meth:`collect` returns the trials that
+    finished, with their records. Leaving the ``with`` block on an exception (Ctrl-C, SIGTERM turned into
+    Ctrl-C by the CLI, or an error) sends SIGINT to every running trial, so each writes its checkpoint,
+    starts no further attempt and waits for them; the same command later resumes them.
+    """
+
+    def __init__(self, jobs: int, retries: int, progress: Progress) -> None:
+        self.jobs, self.retries, self.progress = jobs, retries, progress
+        self.running: dict[str, subprocess.Popen] = {}
+        self.stop = threading.Event()
+        self.pending: set = set()
+        self.executor = ThreadPoolExecutor(max_workers=jobs)
+
+    def __enter__(self) -> TrialPool:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if error is not None:
+            self.stop.set()
+            for proc in list(self.running.values()):
+                proc.send_signal(signal.SIGINT)
+            wait(self.pending)
+        self.executor.shutdown(wait=True)
+        stream = self.progress.stream or sys.stderr
+        if getattr(stream, "isatty", lambda: False)():
+            stream.write("\n")
+
+    def idle(self) -> bool:
+        """Whether a thread is free for another trial."""
+        return len(self.pending) < self.jobs
+
+    def submit(self, trial: Trial) -> None:
+        def work() -> tuple[Trial, dict, float]:
+            start = time.perf_counter()
+            return trial, run_trial(trial, self.retries, self.running, self.stop), time.perf_counter() - start
+
+        self.pending.add(self.executor.submit(work))
+        self.progress.started()
+
+    def collect(self) -> list[tuple[Trial, dict[str, Any]]]:
+        """Block until at least one running trial finishes; return the finished ones and their records."""
+        finished, self.pending = wait(self.pending, return_when=FIRST_COMPLETED)
+        out = []
+        for future in finished:
+            trial, record, seconds = future.result()
+            self.progress.finished(record, seconds)
+            out.append((trial, record))
+        return out
+
+
 def run_local(trials: list[Trial], jobs: int = 0, retries: int = 1, stream=None) -> list[dict[str, Any]]:
     """Run the trials ``jobs`` at a time (default: one per core) as subprocesses; return their records.
 
-    Finished trials are skipped. On Ctrl-C (or SIGTERM, turned into Ctrl-C by the CLI) every running
-    trial gets SIGINT, so it writes a checkpoint, and the sweep waits for them before raising
-    ``KeyboardInterrupt``; the same command later resumes them.
+    Finished trials are skipped. On Ctrl-C every running trial writes its checkpoint (:class:`TrialPool`)
+    and ``KeyboardInterrupt`` is raised again; the same command later resumes them.
     """
-    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-
     jobs = jobs or default_jobs()
     todo = [t for t in trials if not is_done(t)]
     progress = Progress(len(trials), len(trials) - len(todo), jobs, stream)
     progress.show()
-    running: dict[str, subprocess.Popen] = {}
-    stop = threading.Event()
     records = {t.name: trial_record(t) for t in trials if t not in todo}
-
-    def work(trial: Trial) -> tuple[Trial, dict, float]:
-        start = time.perf_counter()
-        return trial, run_trial(trial, retries, running, stop), time.perf_counter() - start
-
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    queue, pending = list(todo), set()
-    try:
-        while queue or pending:
-            while queue and len(pending) < jobs:
-                pending.add(pool.submit(work, queue.pop(0)))
-                progress.started()
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                trial, record, seconds = future.result()
-                records[trial.name] = record
-                progress.finished(record, seconds)
-    except KeyboardInterrupt:
-        queue.clear()
-        stop.set()
-        for proc in list(running.values()):
-            proc.send_signal(signal.SIGINT)
-        wait(pending)
-        raise
-    finally:
-        pool.shutdown(wait=True)
-        if getattr(stream or sys.stderr, "isatty", lambda: False)():
-            (stream or sys.stderr).write("\n")
+    with TrialPool(jobs, retries, progress) as pool:
+        while todo or pool.pending:
+            while todo and pool.idle():
+                pool.submit(todo.pop(0))
+            records.update((trial.name, record) for trial, record in pool.collect())
     return [records[t.name] for t in trials]

@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-dqn": ("heed.scripts.bench_dqn", "DQN steps/s against Stable-Baselines3"),
     "bench-ntm": ("heed.scripts.bench_ntm", "NTM speed"),
     "bench-dnc": ("heed.scripts.bench_dnc", "DNC speed against the `dnc` package"),
+    "bench-sweep": ("heed.scripts.bench_sweep", "a 2-job sweep's time against the same trials started by hand"),
     "ngram-figure": ("heed.scripts.ngram_figure", "dynamic n-gram models against the Bayes-optimal predictor, step by step"),
     "bench-ppo-memory": ("heed.scripts.bench_ppo_memory", "recurrent PPO speed"),
     "bench-saliency": ("heed.scripts.bench_saliency", "saliency speed against Captum"),

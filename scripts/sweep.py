@@ -4,6 +4,8 @@
         -- --task copy --total-sequences 20000
     heed sweep --config sweeps/copy.toml           # the same, from a TOML file
     heed aggregate sweeps/copy                     # IQM and mean with 95 % CIs, curves, a Markdown table
+    heed sweep --trainer supervised --seeds 1 --search optuna --samples 20 --objective eval/bits_per_sequence \\
+        --grid learning-rate=log:1e-4..1e-2 --sweep-dir sweeps/lr -- --task copy --max-cpu-seconds 60
 
 Everything after ``--`` goes to every trial unchanged (``python scripts/train.py KIND --help`` lists
 it); ``--grid`` axes are ``NAME=V1,V2`` or ``'ALT1 | ALT2'`` (see ``heed.agents.sweep``). Every
@@ -43,13 +45,18 @@ class Config:
     """seeds of every configuration"""
     grid: tuple[str, ...] = ()
     """grid axes, each NAME=V1,V2 (the trainer flag --NAME) or 'ALT1 | ALT2' (whole option strings)"""
-    search: Literal["grid", "random"] = "grid"
+    search: Literal["grid", "random", "optuna"] = "grid"
     """grid: every combination of the axes; random: --samples draws (axes may then be ranges NAME=log:LOW..HIGH,
-    NAME=uniform:LOW..HIGH, NAME=int:LOW..HIGH)"""
+    NAME=uniform:LOW..HIGH, NAME=int:LOW..HIGH); optuna: --samples configurations proposed by Optuna's TPE sampler
+    from the --objective values of the earlier ones (pip install "heed-attention[optuna]")"""
     samples: Annotated[int, Range(0, 100_000)] = 0
-    """configurations a random search draws (each run over every seed)"""
+    """configurations a random or optuna search tries (each run over every seed)"""
     search_seed: Annotated[int, SeedRange] = 0
-    """seed of the random search's draws (the same seed draws the same configurations, so a re-run resumes them)"""
+    """seed of the random draws or of the TPE sampler (the same seed draws the same configurations, so a re-run resumes them)"""
+    objective: str = ""
+    """optuna: the TensorBoard scalar to optimise (e.g. eval/bits_per_sequence), its last value, mean over the seeds"""
+    direction: Literal["min", "max"] = "min"
+    """optuna: minimise or maximise the objective"""
     options: tuple[str, ...] = ()
     """trainer options shared by every trial (on the command line: everything after --)"""
     sweep_dir: Path | None = None
@@ -140,7 +147,10 @@ def main(cfg: Config) -> list[dict]:
     validate(cfg)
     require(cfg.trainer != "", f"--trainer is required ({', '.join(TRAINERS)}), or a --config file with trainer = ...")
     require(len(cfg.seeds) > 0, "--seeds needs at least one seed")
+    require(cfg.search == "optuna" or cfg.objective == "", "--objective is for --search optuna")
     sweep_dir = cfg.sweep_dir or Path("sweeps") / cfg.trainer
+    if cfg.search == "optuna":
+        return _main_optuna(cfg, sweep_dir)
     trials = sweep.expand(cfg.trainer, list(cfg.seeds), list(cfg.options), list(cfg.grid), sweep_dir,
                           cfg.search, cfg.samples, cfg.search_seed)
     sweep.validate(trials)
@@ -148,9 +158,7 @@ def main(cfg: Config) -> list[dict]:
         for trial in trials:
             print(f"{trial.name}: {shlex.join(sweep.trial_args(trial, resume=False))}")
         return []
-    spec = {"trainer": cfg.trainer, "seeds": list(cfg.seeds), "grid": list(cfg.grid), "options": list(cfg.options),
-            "backend": cfg.backend, "search": cfg.search, "samples": cfg.samples, "search_seed": cfg.search_seed}
-    sweep.write_manifest(sweep_dir, spec, trials)
+    sweep.write_manifest(sweep_dir, _spec(cfg), trials)
     try:
         if cfg.backend == "ray":
             from heed.agents.sweep_ray import run_ray
@@ -166,6 +174,48 @@ def main(cfg: Config) -> list[dict]:
     require(not failed, f"{len(failed)} of {len(trials)} trials did not finish ({', '.join(failed[:3])}"
             f"{', ...' if len(failed) > 3 else ''}); see {sweep_dir}/logs/, then run the same command again")
     print(f"{len(trials)} trials done in '{sweep_dir}'. Next: heed aggregate {sweep_dir}")
+    return records
+
+
+def _spec(cfg: Config) -> dict:
+    """What ``sweep.json`` records of the command."""
+    return {"trainer": cfg.trainer, "seeds": list(cfg.seeds), "grid": list(cfg.grid), "options": list(cfg.options),
+            "backend": cfg.backend, "search": cfg.search, "samples": cfg.samples, "search_seed": cfg.search_seed,
+            **({"objective": cfg.objective, "direction": cfg.direction} if cfg.search == "optuna" else {})}
+
+
+def _main_optuna(cfg: Config, sweep_dir: Path) -> list[dict]:
+    """An Optuna study over the axes (:mod:`heed.agents.sweep_optuna`), checked before it starts."""
+    from heed.agents import sweep, sweep_optuna
+
+    require(cfg.backend == "local", "--search optuna runs on the local backend (leave out --backend ray)")
+    require(cfg.samples > 0, "--search optuna needs --samples N (how many configurations to try)")
+    require(cfg.objective != "", "--search optuna needs --objective TAG (a scalar the trials log, e.g. eval/bits_per_sequence)")
+    seeds, options = list(cfg.seeds), list(cfg.options)
+    axes = sweep.parse_axes(cfg.trainer, seeds, options, list(cfg.grid))
+    require(axes, "--search optuna needs at least one --grid axis to search")
+    space = sweep_optuna.search_space(axes)
+    corners = sweep_optuna.corners(axes)
+    sweep.validate([t for combo in corners for t in sweep.trials_of(cfg.trainer, combo, seeds[:1], options, sweep_dir)])
+    if cfg.dry_run:
+        print(f"optuna: {cfg.samples} configurations x {len(seeds)} seed(s), {cfg.direction} {cfg.objective}, over:")
+        for name, distribution in space.items():
+            print(f"  {name}: {distribution}")
+        return []
+    sweep.write_manifest(sweep_dir, _spec(cfg), [])
+    try:
+        records, best = sweep_optuna.run_optuna(cfg.trainer, seeds, options, axes, sweep_dir, cfg.samples, cfg.objective,
+                                                cfg.direction, cfg.search_seed, cfg.jobs, cfg.retries)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the running trials wrote checkpoints; run the same command again to continue the study",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    failed = [r.get("dir", "?") for r in records if r.get("status") != "done"]
+    require(not failed, f"{len(failed)} trials did not finish ({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''}); "
+            f"see {sweep_dir}/logs/, then run the same command again")
+    if best is not None:
+        print(f"best of the study: {best['group']} ({cfg.objective} = {best['value']:.6g}, study trial {best['number']})")
+    print(f"{len(records)} trials run or found done in '{sweep_dir}'. Next: heed aggregate {sweep_dir}")
     return records
 
 

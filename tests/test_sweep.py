@@ -1,6 +1,7 @@
 """Sweeps and their aggregation: grid syntax, statistics against hand computation, a real local sweep
 of two tiny supervised trials, a killed sweep that resumes, invalid options refused before any trial,
-and (where Ray is installed) the Ray backend giving the local backend's numbers."""
+(where Ray is installed) the Ray backend giving the local backend's numbers, and (where Optuna is installed)
+an Optuna search that runs, resumes and reports the best configuration by the metric."""
 
 from __future__ import annotations
 
@@ -343,3 +344,77 @@ def test_restart_clears_only_an_early_run_folder_this_sweep_started(tmp_path):
     (trial.dir / "checkpoints").mkdir()
     _fresh_dir(trial)  # what a run killed before its first checkpoint leaves: cleared
     assert not trial.dir.exists()
+
+
+# --- optuna search -----------------------------------------------------------------------------------------
+
+
+def test_optuna_search_space_and_checked_corners():
+    pytest.importorskip("optuna")
+    from heed.agents import sweep_optuna
+
+    axes = [sweep.parse_axis(a) for a in ("learning-rate=log:1e-4..1e-2", "hidden=int:8..12", "model:gru | model:lstm",
+                                          "batch-size=8,16")]
+    space = sweep_optuna.search_space(axes)
+    assert list(space) == ["learning-rate", "hidden", "axis3", "batch-size"]
+    assert space["learning-rate"].log and space["hidden"].low == 8 and space["batch-size"].choices == ("batch-size=8", "batch-size=16")
+    combo = sweep_optuna.configuration(axes, space, {"batch-size": "batch-size=16", "axis3": "model-lstm",
+                                                      "hidden": 9, "learning-rate": 0.0012345})
+    assert combo == (["--learning-rate", "0.00123"], ["--hidden", "9"], ["model:lstm"], ["--batch-size", "16"])
+    # every alternative and both ends of every range, each checked by the trainer's parser before the study
+    corners = sweep_optuna.corners(axes)
+    used = {tuple(alt) for c in corners for alt in c}
+    assert {("--learning-rate", "0.0001"), ("--learning-rate", "0.01"), ("--hidden", "12"), ("model:gru",),
+            ("model:lstm",), ("--batch-size", "16")} <= used and len(corners) == 5
+
+
+def test_optuna_search_runs_resumes_and_reports_the_best(tmp_path, monkeypatch):
+    optuna = pytest.importorskip("optuna")
+    from heed.agents import sweep_optuna
+
+    sweep_dir = tmp_path / "s"
+    grid = ("learning-rate=log:1e-3..3e-2", "model:lstm --model.hidden-size 8 | model:gru --model.hidden-size 8")
+    options = ("--total-sequences", "64", *TINY[:-3])  # TINY without its model
+
+    def run(samples: int) -> list[dict]:
+        return sweep_cli.main(sweep_cli.Config(trainer="supervised", seeds=(1,), grid=grid, options=options, jobs=2,
+                                               sweep_dir=sweep_dir, search="optuna", samples=samples, search_seed=3,
+                                               objective="eval/bits_per_sequence"))
+
+    records = run(2)
+    assert [r["status"] for r in records] == ["done", "done"] and (sweep_dir / "optuna.journal").exists()
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(sweep_dir / "optuna.journal")))
+    study = optuna.load_study(study_name="heed", storage=storage)
+    # the best configuration is the lowest held-out cost, read by hand from each trial's metrics.jsonl
+    finals = {r["group"]: _jsonl_last(sweep_dir / r["dir"] / "metrics.jsonl", "eval_bits_per_sequence") for r in records}
+    found = sweep_optuna.best(study)
+    assert found["group"] == min(finals, key=finals.get) and found["value"] == pytest.approx(min(finals.values()), rel=1e-5)
+    # each trial ran the options its folder names, with the drawn learning rate in range
+    for r in records:
+        lr = float(r["args"][r["args"].index("--learning-rate") + 1])
+        assert 1e-3 * 0.995 <= lr <= 3e-2 * 1.005 and r["group"].startswith(f"learning-rate={lr:.3g}__model-")
+    # a sweep killed mid-trial leaves a running study trial: the next run proposes its values again
+    cut = study.ask(sweep_optuna.search_space([sweep.parse_axis(a) for a in grid]))
+    cut_group = sweep.trials_of("supervised", sweep_optuna.configuration(
+        [sweep.parse_axis(a) for a in grid], sweep_optuna.search_space([sweep.parse_axis(a) for a in grid]), cut.params),
+        [1], list(options), sweep_dir)[0].group
+    before = {p.name: p.read_text() for p in (sweep_dir / "trials").glob("*.json")}
+    records = run(3)  # resumes: the two finished configurations are not redone, the study continues to 3
+    assert [r["group"] for r in records] == [cut_group] and records[0]["status"] == "done"
+    assert all((sweep_dir / "trials" / name).read_text() == text for name, text in before.items())
+    study = optuna.load_study(study_name="heed", storage=storage)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3
+    assert run(3) == []  # nothing left to do
+    # a configuration proposed again while the first proposal runs (one choice, two jobs) waits for it, then
+    # finds it done: one folder, never two processes in it
+    twice = sweep_cli.main(sweep_cli.Config(
+        trainer="supervised", seeds=(1,), grid=("learning-rate=0.01",), jobs=2, options=(*options, "model:lstm"),
+        sweep_dir=tmp_path / "t", search="optuna", samples=2, objective="eval/bits_per_sequence"))
+    assert [r["status"] for r in twice] == ["done", "done"] and twice[0]["attempts"] == twice[1]["attempts"] == 1
+    assert len(list((tmp_path / "t").glob("*__seed=1"))) == 1
+    # the objective is fixed once measured; without optuna, one line naming the extra
+    with pytest.raises(HeedError, match="holds a study to minimize eval/bits_per_sequence"):
+        sweep_optuna.load_study(sweep_dir, "eval/loss", "min", 0)
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    with pytest.raises(HeedError, match=r'pip install "heed-attention\[optuna\]"'):
+        run(4)
