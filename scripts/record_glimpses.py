@@ -1,8 +1,10 @@
 """Record where a trained glimpse model looks: a still PNG and a video of its glimpse paths.
 
     python scripts/record_glimpses.py --run-dir runs/glimpse/cluttered60-ram8 --count 4 --video gif
+    python scripts/record_glimpses.py --run-dir "runs/h19/pairs/model=dram__seed=1" --out docs/figures/glimpse \
+        --name pairs_path                       # two digits: the path visiting both (labels left to right)
 
-Writes ``<out>/glimpse_path.png`` (every glimpse of each image, numbered, with its retina boxes or
+Writes ``<out>/glimpse_path.png`` (``--name``) (every glimpse of each image, numbered, with its retina boxes or
 DRAW read window) and ``<out>/glimpse_path.{gif,mp4}`` (one frame per glimpse, images side by side).
 Images are held-out test canvases; RAM's path is one stochastic sample (``--seed``). Files of these
 names in the output folder are replaced only when heed wrote them (or with ``--overwrite``).
@@ -44,6 +46,8 @@ class Config:
     """Video frames (glimpses) per second."""
     scale: Annotated[int, Range(1, 32)] = 4
     """Pixel upscaling of the video frames."""
+    name: str = "glimpse_path"
+    """File name (no extension) of the still and the video."""
     overwrite: bool = False
     """replace existing files of the output names that heed did not write"""
 
@@ -54,6 +58,8 @@ def main(cfg: Config) -> dict[str, Path]:
     from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits
 
     validate(cfg)
+    if not cfg.name or Path(cfg.name).name != cfg.name or cfg.name.startswith("."):
+        raise HeedError(f"--name '{cfg.name}' must be a plain file name without a folder")
     if cfg.video not in ("gif", "mp4"):  # the in-process API is not checked by the parser
         raise HeedError(f"unknown --video '{cfg.video}': use gif or mp4")
     torch.set_num_threads(1)
@@ -67,7 +73,7 @@ def main(cfg: Config) -> dict[str, Path]:
     if cfg.out is None and Path(ckpt.path).parent.name != "checkpoints":
         out_dir = Path(ckpt.path) / "recordings"
     folder = OutputFolder(out_dir, cfg.overwrite, "--out")
-    still, video = folder.claim("glimpse_path.png"), folder.claim(f"glimpse_path.{cfg.video}")
+    still, video = folder.claim(f"{cfg.name}.png"), folder.claim(f"{cfg.name}.{cfg.video}")
     spec = dataset_spec(train_cfg.dataset)
     model = make_model(train_cfg, spec.size)
     load_module_state(model, ckpt.tensors, where=str(ckpt.path))
@@ -85,13 +91,16 @@ def main(cfg: Config) -> dict[str, Path]:
         widths = np.broadcast_to(
             np.array([patch * 2**s for s in range(scales)], float), (*locs.shape[:2], scales)
         )
-    titles = [f"{train_cfg.model}: label {y}, says {p}" for y, p in zip(labels, pred)]
+    def said(v: np.ndarray) -> str:  # a label, or several (pairs: left to right) as "3 7"
+        return " ".join(str(int(d)) for d in np.atleast_1d(v))
+
+    titles = [f"{train_cfg.model}: label {said(y)}, says {said(p)}" for y, p in zip(labels, pred)]
     import matplotlib.pyplot as plt
 
     with disk_errors(out_dir):
         plt.close(path_figure(list(images), list(locs), list(widths), titles, still))
         per_image = [
-            glimpse_frames(images[b], locs[b], widths[b], cfg.scale, f"{labels[b]}->{pred[b]}")
+            glimpse_frames(images[b], locs[b], widths[b], cfg.scale, f"{said(labels[b])}->{said(pred[b])}")
             for b in range(len(images))
         ]
         frames = [np.concatenate([f[t] for f in per_image], axis=1) for t in range(locs.shape[1])]

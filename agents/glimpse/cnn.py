@@ -30,7 +30,8 @@ def _conv_params(image_size: int) -> tuple[int, int]:
 
 
 def hidden_for_budget(image_size: int, target_params: int, num_classes: int = 10) -> int:
-    """The hidden width ``h`` minimising ``|params(h) - target_params|`` (at least 16)."""
+    """The hidden width ``h`` minimising ``|params(h) - target_params|`` (at least 16); ``num_classes``
+    counts every output (``objects * 10`` for pairs)."""
     conv, flat = _conv_params(image_size)
     per_unit = flat + 1 + num_classes  # fc weight column + bias + classifier row
     h = round((target_params - conv - num_classes) / per_unit)
@@ -38,11 +39,14 @@ def hidden_for_budget(image_size: int, target_params: int, num_classes: int = 10
 
 
 class CNN(nn.Module):
-    """The baseline; ``forward`` returns a :class:`GlimpseOutput` with zero glimpses."""
+    """The baseline; ``forward`` returns a :class:`GlimpseOutput` with zero glimpses.
 
-    def __init__(self, image_size: int, hidden: int = 256, num_classes: int = 10) -> None:
+    ``objects > 1`` (MNIST pairs): one classifier head per object, ``logits [B, O, K]`` from the whole canvas.
+    """
+
+    def __init__(self, image_size: int, hidden: int = 256, num_classes: int = 10, objects: int = 1) -> None:
         super().__init__()
-        self.image_size, self.hidden = image_size, hidden
+        self.image_size, self.hidden, self.objects = image_size, hidden, objects
         layers: list[nn.Module] = []
         c_in = 1
         for c in CHANNELS[: _stages(image_size)]:
@@ -51,12 +55,14 @@ class CNN(nn.Module):
         self.features = nn.Sequential(*layers)
         _, flat = _conv_params(image_size)
         self.head = nn.Sequential(
-            nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+            nn.Flatten(), nn.Linear(flat, hidden), nn.ReLU(), nn.Linear(hidden, objects * num_classes)
         )
 
     def forward(self, images: torch.Tensor) -> GlimpseOutput:
-        """``images [B, H, W]`` -> logits ``[B, K]`` inside a :class:`GlimpseOutput` (T = 0)."""
+        """``images [B, H, W]`` -> logits ``[B, K]`` (``[B, O, K]``) inside a :class:`GlimpseOutput` (T = 0)."""
         b = images.shape[0]
         logits = self.head(self.features(images[:, None]))
+        if self.objects > 1:
+            logits = logits.view(b, self.objects, -1)
         empty = torch.zeros(b, 0, device=images.device)
         return GlimpseOutput(logits, torch.zeros(b, 0, 2, device=images.device), empty, empty, empty)

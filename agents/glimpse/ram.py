@@ -25,6 +25,21 @@ the class log-probabilities over ``samples`` stochastic glimpse paths (Monte-Car
 
 With ``policy="random"`` the locations are uniform in ``[-1, 1]^2`` and only the cross-entropy trains
 the network (the paper's "8 random glimpses" baseline).
+
+Several objects (Ba, Mnih & Kavukcuoglu 2014, MNIST pairs). With ``objects = O > 1`` the classifier has
+one head per object, ``logits [B, O, K]``, read out at the steps ``label_steps``:
+
+- ``emit="sequential"`` (DRAM): the ``T`` glimpses form ``O`` blocks of ``T / O``; label ``o`` is read
+  from the state after block ``o`` (``label_steps = (T/O - 1, 2 T/O - 1, ...)``), the state carries on;
+- ``emit="end"`` (the single-object RAM applied to pairs): every label is read from ``h_T``.
+
+Label ``o`` earns reward ``r_o = 1[correct]`` at its step, and the location of glimpse ``t`` is credited
+with the return ``G_t = sum_{o: label_steps[o] >= t} r_o`` (the rewards it can still influence), so
+
+    L = sum_o CE(logits_o, y_o) - mean_b sum_t log pi(l_t) (G_t - b_t) + mean_b sum_t (G_t - b_t)^2
+
+which for ``O = 1`` is the single-object loss above. (Ba et al.'s context network and two-layer core are
+left out: the retina's coarsest scale sees most of the canvas from the centre.)
 """
 
 from __future__ import annotations
@@ -47,6 +62,8 @@ class GlimpseOutput(NamedTuple):
     ``logits [B, K]``; ``locations [B, T, 2]`` in ``[-1, 1]^2`` (where each glimpse looked);
     ``log_pi [B, T]`` log-density of each sampled location (zeros when not learned by REINFORCE);
     ``baseline [B, T]`` (zeros when unused); ``extent [B, T]`` width of the glimpse in pixels.
+    Several objects: ``logits [B, O, K]`` and ``label_steps`` the glimpse index after which label ``o`` is
+    read (``None``: one object, read after the last glimpse).
     """
 
     logits: torch.Tensor
@@ -54,6 +71,7 @@ class GlimpseOutput(NamedTuple):
     log_pi: torch.Tensor
     baseline: torch.Tensor
     extent: torch.Tensor
+    label_steps: tuple[int, ...] | None = None
 
 
 class GlimpseNetwork(nn.Module):
@@ -83,6 +101,8 @@ class RAM(nn.Module):
         sigma: fixed standard deviation of the location policy (in ``[-1, 1]`` units).
         policy: ``learned`` (REINFORCE) or ``random`` (uniform locations).
         core: the core's config (default: an LSTM of ``hidden`` units, the paper's 256).
+        objects: labels per image ``O`` (``> 1``: ``logits [B, O, K]``, see the module docstring).
+        emit: ``end`` (every label from ``h_T``) or ``sequential`` (DRAM: label ``o`` after block ``o``).
     """
 
     def __init__(
@@ -96,10 +116,21 @@ class RAM(nn.Module):
         policy: str = "learned",
         core: Any = None,
         num_classes: int = 10,
+        objects: int = 1,
+        emit: str = "end",
     ) -> None:
         super().__init__()
         if policy not in ("learned", "random"):
             raise ValueError(f"unknown policy '{policy}': use learned or random")
+        if emit not in ("end", "sequential"):
+            raise ValueError(f"unknown emit '{emit}': use end or sequential")
+        if emit == "sequential" and glimpses % objects:
+            raise ValueError(f"{glimpses} glimpses do not split into {objects} equal blocks")
+        self.objects, self.emit, self.num_classes = objects, emit, num_classes
+        block = glimpses // objects if emit == "sequential" else glimpses
+        self.label_steps = tuple(
+            (o + 1) * block - 1 if emit == "sequential" else glimpses - 1 for o in range(objects)
+        )
         self.image_size, self.patch, self.scales = image_size, patch, scales
         self.glimpses, self.hidden, self.sigma, self.policy = glimpses, hidden, sigma, policy
         self.glimpse_net = GlimpseNetwork(scales * patch * patch, out=hidden)
@@ -107,7 +138,7 @@ class RAM(nn.Module):
         out = self.core.output_size
         self.locator = nn.Linear(out, 2)
         self.baseline = nn.Linear(out, 1)
-        self.classifier = nn.Linear(out, num_classes)
+        self.classifier = nn.Linear(out, objects * num_classes)  # one head per object
 
     def _next_location(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample ``l [B, 2]`` (detached, clamped to [-1, 1]); return ``(l, log_pi [B], baseline [B])``."""
@@ -127,21 +158,27 @@ class RAM(nn.Module):
         b = images.shape[0]
         state = self.core.initial_state(b)
         h = images.new_zeros(b, self.core.output_size)  # no output before the first glimpse
-        locs, log_pis, bases = [], [], []
+        locs, log_pis, bases, labels = [], [], [], []
         loc, log_pi, base = self._next_location(h)
+        k = self.num_classes
         for t in range(self.glimpses):
             locs.append(loc)
             log_pis.append(log_pi)
             bases.append(base)
             patches = foveal_glimpse(images, loc, self.patch, self.scales)
             h, state, _ = self.core(self.glimpse_net(patches, loc), state)
+            for o in (o for o, s in enumerate(self.label_steps) if s == t):  # label o is read after glimpse t
+                head = slice(o * k, (o + 1) * k)
+                labels.append(F.linear(h, self.classifier.weight[head], self.classifier.bias[head]))
             if t + 1 < self.glimpses:
                 loc, log_pi, base = self._next_location(h)
         extent = torch.full(
             (b, self.glimpses), float(self.patch * 2 ** (self.scales - 1)), device=images.device
         )
+        logits = labels[0] if self.objects == 1 else torch.stack(labels, 1)  # [B, K] or [B, O, K]
+        steps = None if self.objects == 1 else self.label_steps
         return GlimpseOutput(
-            self.classifier(h), torch.stack(locs, 1), torch.stack(log_pis, 1), torch.stack(bases, 1), extent
+            logits, torch.stack(locs, 1), torch.stack(log_pis, 1), torch.stack(bases, 1), extent, steps
         )
 
 
@@ -155,16 +192,24 @@ def hybrid_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy plus, for a learned policy, REINFORCE with a learned baseline (module docstring).
 
-    Returns ``(loss, stats)`` with ``stats`` holding the scalar parts for logging.
+    ``labels [B]`` (or ``[B, O]`` for ``logits [B, O, K]``). Returns ``(loss, stats)`` with ``stats``
+    holding the scalar parts for logging (``reward``: the fraction of labels right).
     """
-    ce = F.cross_entropy(out.logits, labels)
-    reward = (out.logits.argmax(-1) == labels).float()  # [B]
-    stats = {"cross_entropy": ce.item(), "reward": reward.mean().item()}
+    logits, labels = (out.logits[:, None], labels[:, None]) if out.logits.dim() == 2 else (out.logits, labels)
+    objects, steps = logits.shape[1], out.label_steps
+    ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten()) * objects  # summed over objects
+    correct = (logits.argmax(-1) == labels).float()  # [B, O]
+    stats = {"cross_entropy": ce.item(), "reward": correct.mean().item()}
     if not learned_policy:
         return ce, stats
-    advantage = (reward[:, None] - out.baseline).detach()  # [B, T]
+    glimpses = out.log_pi.shape[1]
+    t = torch.arange(glimpses, device=correct.device)
+    steps_t = torch.tensor(steps if steps is not None else (glimpses - 1,) * objects, device=correct.device)
+    credit = (steps_t[:, None] >= t[None]).to(correct.dtype)  # [O, T]: label o follows glimpse t
+    ret = correct @ credit  # [B, T]: G_t
+    advantage = (ret - out.baseline).detach()  # [B, T]
     reinforce = -(out.log_pi * advantage).sum(1).mean()
-    baseline_mse = ((reward[:, None] - out.baseline) ** 2).sum(1).mean()
+    baseline_mse = ((ret - out.baseline) ** 2).sum(1).mean()
     stats.update(
         reinforce=reinforce.item(), baseline_mse=baseline_mse.item(), baseline=out.baseline.mean().item()
     )
@@ -173,14 +218,15 @@ def hybrid_loss(
 
 @torch.no_grad()
 def mc_predict(model: nn.Module, images: torch.Tensor, samples: int, chunk: int = 256) -> torch.Tensor:
-    """Monte-Carlo averaged class log-probabilities ``[B, K]``: mean over ``samples`` glimpse paths.
-
-    ``log mean_s softmax(logits_s)``; deterministic models may pass ``samples=1``.
+    """Monte-Carlo averaged class log-probabilities ``[B, K]`` (``[B, O, K]`` for several objects): mean
+    over ``samples`` glimpse paths, ``log mean_s softmax(logits_s)``; deterministic models may pass
+    ``samples=1``.
     """
     outs = []
     for start in range(0, images.shape[0], chunk):
         x = images[start : start + chunk]
         rep = x.repeat(samples, 1, 1)  # [S * b, H, W]
-        logp = F.log_softmax(model(rep).logits, -1).view(samples, x.shape[0], -1)
+        logits = model(rep).logits
+        logp = F.log_softmax(logits, -1).view(samples, x.shape[0], *logits.shape[1:])
         outs.append(torch.logsumexp(logp, 0) - math.log(samples))
     return torch.cat(outs)

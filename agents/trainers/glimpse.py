@@ -1,5 +1,7 @@
 """Train a glimpse classifier: RAM (REINFORCE), random glimpses, DRAW-style soft attention, a CNN, or the
-lecture's 3x3 tile policy (``--model tiles``: REINFORCE over tiles; ``random-tiles`` its baseline).
+lecture's 3x3 tile policy (``--model tiles``: REINFORCE over tiles; ``random-tiles`` its baseline); on
+two digits per canvas (``--dataset mnist-pairs``) DRAM (``--model dram``: one label after each block of
+glimpses), RAM reading both labels at the end, random glimpses or a CNN.
 
 Every batch draws fresh translations and clutter for its training digits (free data augmentation); the
 test set is fixed: one canvas per held-out source digit, built with a fixed seed. Test error uses
@@ -9,6 +11,10 @@ Monte-Carlo averaging over ``--mc-samples`` glimpse paths for the stochastic mod
     python scripts/train.py glimpse --resume runs/ram --steps 8000
     python scripts/train.py glimpse --model ram --run-dir runs/ram-ntm core:ntm --core.memory-size 16
     python scripts/train.py glimpse --dataset mnist --model tiles --glimpses 4 --run-dir runs/tiles
+    python scripts/train.py glimpse --dataset mnist-pairs --model dram --glimpses 8 --run-dir runs/dram
+
+On pairs ``eval/test_error`` is the pair error (either digit wrong); ``eval/test_error_digit`` the error
+per digit and ``eval/test_error_sum`` that of the sum of the two predicted digits.
 
 TensorBoard (``tensorboard --logdir runs``): ``losses/cross_entropy``, ``losses/reinforce``,
 ``losses/baseline_mse``, ``charts/train_accuracy``, ``charts/reward``, ``charts/baseline``,
@@ -37,10 +43,18 @@ from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
 from heed.agents.cores.base import HiddenSize
 from heed.agents.cores.lstm import LSTMConfig
 from heed.agents.cores.rnn import RNNConfig
-from heed.agents.glimpse import MODELS, TILE_MODELS, build_model, count_params, hybrid_loss, mc_predict
+from heed.agents.glimpse import (
+    MODELS,
+    MULTI_OBJECT_MODELS,
+    TILE_MODELS,
+    build_model,
+    count_params,
+    hybrid_loss,
+    mc_predict,
+)
 from heed.agents.parts import core_choice
 from heed.envs.glimpse import RETINA
-from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits, make_canvases
+from heed.envs.mnist import dataset_spec, fixed_test_set, load_digits, make_canvases, sample_indices
 
 KIND = "glimpse"
 #: a checkpoint's kind names its model: glimpse-ram, glimpse-random, glimpse-soft, glimpse-cnn
@@ -55,12 +69,14 @@ MAX_RETINA_WIDTH = 512
 @dataclass(frozen=True)
 class Config:
     dataset: str = "cluttered60"
-    """mnist (28x28), translated60, cluttered60 (4 clutter crops) or cluttered100 (8 crops)."""
+    """mnist (28x28), translated60, cluttered60 (4 clutter crops), cluttered100 (8 crops) or mnist-pairs (two
+    digits on 60x60, labelled left to right)."""
     model: str = "ram"
-    """ram (hard attention, REINFORCE), random (8 random glimpses baseline), soft (DRAW filterbank), cnn, or
-    tiles / random-tiles (the 3x3 tile task: mnist only; the centre tile, then --glimpses - 1 chosen tiles)."""
+    """ram (hard attention, REINFORCE), random (8 random glimpses baseline), soft (DRAW filterbank), cnn,
+    tiles / random-tiles (the 3x3 tile task: mnist only; the centre tile, then --glimpses - 1 chosen tiles),
+    or dram (mnist-pairs only: label o after the o-th block of --glimpses / 2; ram then reads both at the end)."""
     glimpses: Annotated[int, Range(1, 1024)] = 8
-    """Number of glimpses (T) for ram, random and soft."""
+    """Number of glimpses (T, in all) for ram, random, soft and dram."""
     steps: Annotated[int, AtLeastOne, ResumeOverride] = 6000
     """Total optimiser updates (a resumed run continues up to this count)."""
     max_cpu_seconds: Annotated[float, NonNegative, ResumeOverride] = 0.0
@@ -107,6 +123,14 @@ def _check(cfg: Config) -> None:
     if cfg.model in TILE_MODELS:
         require(cfg.dataset == "mnist", f"--model {cfg.model} is the 3x3 tile task on 28x28 digits: use --dataset mnist")
         require(cfg.glimpses <= 9, f"--model {cfg.model} sees at most the 9 tiles: --glimpses must be <= 9")
+    objects = dataset_spec(cfg.dataset).objects
+    if objects > 1:
+        require(cfg.model in MULTI_OBJECT_MODELS, f"--dataset {cfg.dataset} has {objects} digits per canvas: "
+                f"use --model {' / '.join(MULTI_OBJECT_MODELS)}")
+    require(cfg.model != "dram" or objects > 1, "--model dram emits one label per digit: use --dataset mnist-pairs")
+    if cfg.model == "dram":
+        require(cfg.glimpses % objects == 0, f"--model dram splits --glimpses into {objects} equal blocks: "
+                f"--glimpses must be a multiple of {objects}")
     patch, scales = retina(cfg)
     require(patch * 2 ** (scales - 1) <= MAX_RETINA_WIDTH,
             f"the widest retina patch, --patch x 2^(--scales - 1) = {patch * 2 ** (scales - 1)}, must be "
@@ -140,17 +164,31 @@ def retina(cfg: Config) -> tuple[int, int]:
 def make_model(cfg: Config, image_size: int) -> torch.nn.Module:
     """The model a config describes (also used by scripts/record_glimpses.py)."""
     patch, scales = retina(cfg)
-    return build_model(
-        cfg.model, image_size, cfg.glimpses, patch, scales, cfg.sigma, cfg.hidden, cfg.read_size, cfg.core
-    )
+    return build_model(cfg.model, image_size, cfg.glimpses, patch, scales, cfg.sigma, cfg.hidden, cfg.read_size,
+                       cfg.core, objects=dataset_spec(cfg.dataset).objects)
 
 
-def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int) -> float:
-    """Test error in percent with ``samples`` Monte-Carlo paths per image."""
+def errors(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Test errors in percent of predictions ``pred`` against labels ``y`` (both ``[N]``, or ``[N, O]``).
+
+    One digit: ``{"test_error"}``. Several: ``test_error`` = any label wrong (the pair error),
+    ``test_error_digit`` = labels wrong over all labels, ``test_error_sum`` = the predicted digits' sum
+    differs from the true sum.
+    """
+    if y.dim() == 1:
+        return {"test_error": 100.0 * (pred != y).float().mean().item()}
+    wrong = pred != y  # [N, O]
+    return {"test_error": 100.0 * wrong.any(1).float().mean().item(),
+            "test_error_digit": 100.0 * wrong.float().mean().item(),
+            "test_error_sum": 100.0 * (pred.sum(1) != y.sum(1)).float().mean().item()}
+
+
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, samples: int) -> dict[str, float]:
+    """:func:`errors` with ``samples`` Monte-Carlo paths per image."""
     model.eval()
     pred = mc_predict(model, x, samples).argmax(-1)
     model.train()
-    return 100.0 * (pred != y).float().mean().item()
+    return errors(pred, y)
 
 
 def main(cfg: Config) -> dict:
@@ -162,7 +200,7 @@ def main(cfg: Config) -> dict:
     cfg, device = run.cfg, run.device
     _check(cfg)
     spec = dataset_spec(cfg.dataset)
-    stochastic = cfg.model in ("ram", "random", *TILE_MODELS)
+    stochastic = cfg.model in ("ram", "random", "dram", *TILE_MODELS)
     train_digits = load_digits("train", cfg.source)
     test_digits = load_digits("test", cfg.source)
     test_x, test_y = fixed_test_set(spec, test_digits, cfg.eval_size)
@@ -188,11 +226,11 @@ def main(cfg: Config) -> dict:
         while budget.progress() < 1.0:
             for group in opt.param_groups:  # cosine decay to 5% over the budget
                 group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * budget.progress())))
-            idx = rng.integers(len(train_digits), size=cfg.batch_size)
+            idx = sample_indices(spec, len(train_digits), cfg.batch_size, rng)  # [B] (or [B, 2] for pairs)
             x = torch.from_numpy(make_canvases(spec, train_digits, idx, rng)).to(device)
             y = torch.from_numpy(train_digits.labels[idx]).to(device)
             out = model(x)
-            loss, stats = hybrid_loss(out, y, learned_policy=cfg.model in ("ram", "tiles"))
+            loss, stats = hybrid_loss(out, y, learned_policy=cfg.model in ("ram", "dram", "tiles"))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -209,18 +247,19 @@ def main(cfg: Config) -> dict:
                                 done)
                 bar.set_postfix(ce=f"{stats['cross_entropy']:.3f}", acc=f"{stats['reward']:.2f}")
             if eval_due.due(done) or last:
-                results = {"test_error": evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1),
-                           "step": done}
+                results = {**evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1), "step": done}
                 if stochastic:
-                    results["test_error_single_path"] = evaluate(model, test_x, test_y, 1)
-                run.log_scalars("eval", {"test_error": results["test_error"],
+                    results["test_error_single_path"] = evaluate(model, test_x, test_y, 1)["test_error"]
+                run.log_scalars("eval", {**{k: v for k, v in results.items() if k.startswith("test_error_")
+                                            and k != "test_error_single_path"},
+                                         "test_error": results["test_error"],
                                          **({"test_error_single": results["test_error_single_path"]}
                                             if stochastic else {})}, done)
                 budget.pause()  # evaluation does not count against the training budget
             if checkpoint_due.due(done) or last:
                 checkpoint()
     if not results:  # resumed a finished run: just evaluate
-        results = {"test_error": evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1), "step": start}
+        results = {**evaluate(model, test_x, test_y, cfg.mc_samples if stochastic else 1), "step": start}
     results.update(
         dataset=cfg.dataset,
         model=cfg.model,
