@@ -13,8 +13,13 @@ For inputs ``x [B, T, D]`` (one-hot characters) and ``H = hidden_size``::
     y_t = W_o LN(z_t)                                      logits                   [B, T, K]
 
 The mask ``t - W < j <= t`` makes ``y_t`` a function of ``x_0 .. x_t`` only (tested with the sequential
-Jacobian). Merity's model stacks four such layers with the head on one of them (or one per layer);
-this is the one-layer form. ``attention`` records ``{"attention": a [B, T, T]}``; ``aux_loss`` is 0.
+Jacobian). Merity's model stacks four such layers with the head on one of them (1.076 bpc on enwik8)
+or one head per layer (1.068). Here ``layers = L`` stacks L blocks (LSTM, head, Boom; block l > 0
+adds its input to its LSTM's output as a residual); the head sits on the last block only, or on
+every block with ``head_per_layer``. The default (L = 1) is the one-layer form.
+
+``attention``: ``{"attention": a [B, T, T]}``, the last block's head; with heads on several blocks also
+``{"layer_attention": [B, T, L, T]}`` (query, block, key). ``aux_loss`` is 0.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ class SHARNNConfig:
     """W: the head attends to the last W LSTM states (the current one included)"""
     boom_factor: Annotated[int, Range(1, 16)] = 4
     """m: the Boom layer's expansion (H -> m H -> H)"""
+    layers: Annotated[int, Range(1, 64)] = 1
+    """L: stacked blocks (LSTM, Boom; the head on the last, or on each with head_per_layer)"""
+    head_per_layer: bool = False
+    """one attention head on every block (Merity's 1.068 variant) instead of on the last only"""
 
 
 def window_mask(steps: int, window: int, device: torch.device) -> torch.Tensor:
@@ -67,6 +76,46 @@ class Boom(nn.Module):
         return wide.view(*u.shape[:-1], self.factor, u.shape[-1]).sum(-2)  # [B, T, H]
 
 
+class Head(nn.Module):
+    """One causal head over the last W states ``h [B, T, H]``: ``(sum_j a_tj h_j [B, T, H], a [B, T, T])``."""
+
+    def __init__(self, hidden_size: int, window: int) -> None:
+        super().__init__()
+        self.window = window
+        self.norm = nn.LayerNorm(hidden_size)
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(hidden_size, hidden_size)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        normed = self.norm(h)
+        logits = self.query(normed) @ self.key(normed).transpose(1, 2) / math.sqrt(h.shape[-1])  # [B, T, T]
+        allowed = window_mask(h.shape[1], self.window, h.device)
+        weights = torch.softmax(logits.masked_fill(~allowed, NEG), dim=-1)  # [B, T, T]
+        return weights @ h, weights
+
+
+class SHARNNBlock(nn.Module):
+    """``h = LSTM(x) (+ x)``, ``u = h + Head(h)`` (if it has one), ``z = u + Boom(LN u)``: ``[B, T, H] -> [B, T, H]``."""
+
+    def __init__(self, input_size: int, hidden_size: int, cfg: SHARNNConfig, head: bool, residual: bool) -> None:
+        super().__init__()
+        self.residual = residual
+        self.lstm = nn.LSTM(input_size, hidden_size, batch_first=True)
+        self.head = Head(hidden_size, cfg.window) if head else None
+        self.norm_boom = nn.LayerNorm(hidden_size)
+        self.boom = Boom(hidden_size, cfg.boom_factor)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        h, _ = self.lstm(x)  # [B, T, H]
+        if self.residual:
+            h = h + x
+        weights = None
+        if self.head is not None:
+            read, weights = self.head(h)
+            h = h + read
+        return h + self.boom(self.norm_boom(h)), weights
+
+
 class SHARNN(nn.Module):
     """``[B, T, D] -> (logits [B, T, K], {"attention": [B, T, T]}, 0)`` (module docstring)."""
 
@@ -75,19 +124,21 @@ class SHARNN(nn.Module):
         hidden = cfg.hidden_size
         self.window = cfg.window
         self.embed = nn.Linear(input_size, hidden)
-        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
-        self.norm_q, self.norm_boom, self.norm_out = nn.LayerNorm(hidden), nn.LayerNorm(hidden), nn.LayerNorm(hidden)
-        self.query = nn.Linear(hidden, hidden)
-        self.key = nn.Linear(hidden, hidden)
-        self.boom = Boom(hidden, cfg.boom_factor)
+        self.blocks = nn.ModuleList(
+            SHARNNBlock(hidden, hidden, cfg, head=cfg.head_per_layer or layer == cfg.layers - 1, residual=layer > 0)
+            for layer in range(cfg.layers)
+        )
+        self.norm_out = nn.LayerNorm(hidden)
         self.readout = nn.Linear(hidden, output_size)
 
     def forward(self, inputs: torch.Tensor) -> SequenceOutput:
-        h, _ = self.lstm(self.embed(inputs))  # [B, T, H]
-        normed = self.norm_q(h)
-        logits = self.query(normed) @ self.key(normed).transpose(1, 2) / math.sqrt(h.shape[-1])  # [B, T, T]
-        allowed = window_mask(h.shape[1], self.window, h.device)
-        weights = torch.softmax(logits.masked_fill(~allowed, NEG), dim=-1)  # [B, T, T]
-        u = h + weights @ h  # [B, T, H]
-        z = u + self.boom(self.norm_boom(u))
-        return self.readout(self.norm_out(z)), {"attention": weights}, torch.zeros((), device=inputs.device)
+        x = self.embed(inputs)  # [B, T, H]
+        maps = []
+        for block in self.blocks:
+            x, weights = block(x)
+            if weights is not None:
+                maps.append(weights)
+        attention = {"attention": maps[-1]}
+        if len(maps) > 1:
+            attention["layer_attention"] = torch.stack(maps, dim=2)  # [B, T, L, T]
+        return self.readout(self.norm_out(x)), attention, torch.zeros((), device=inputs.device)

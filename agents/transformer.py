@@ -16,6 +16,13 @@ With ACT every position halts on its own (the rule of :func:`agents.cores.act.ha
 halted position keeps its state (so it stays readable as a key) and the output is the mean field
 ``sum_n p^n s^n``. ``aux_loss = tau * mean_b (mean over real positions of rho)``.
 
+What a halted position shows the positions still running: by default its last state ``s^N``, which
+depends on its halting only through the (non-differentiable) step count N, so when the loss scores one
+position (bAbI: the question) the halting of every other position gets no gradient from the loss at
+all, only the ponder cost's push to halt (docs/ponder.md, "Why every story sentence got 2.0 steps"). With
+``expose_mean_field`` it shows its mean field ``m = sum_{n<=N} p^n s^n`` instead, so the question, which
+attends to it over depth, sends gradient into its halting probabilities.
+
 Padding: rows of all-zero input vectors are treated as padding (``pad_zero_inputs=True``), so a batch
 of ragged sequences right-padded with zeros needs no extra argument; ``forward`` also accepts an
 explicit ``pad_mask [B, T]`` (True = padding).
@@ -28,6 +35,13 @@ were encoder-decoders). With ``max_offset = K > 0`` every training sequence adds
 ``o ~ U{0..K}`` to all its positions (randomised positions, Ruoss et al. 2023), so positions far
 beyond the training lengths are seen in training; evaluation (``model.eval()``) uses ``o = 0``.
 
+Positions of ``transformer`` (``positions``): ``sinusoid`` (added to the input, as above),
+``learned`` (a learned ``[max_len, d]`` table added to the input) or ``rotary`` (RoPE, Su et al.
+2021: nothing is added; each head's queries and keys are rotated by position before the dot
+product, pair i of units by the angle ``t * 10000^(-2i/d_k)``, so ``q_t . k_j`` depends on ``t - j``
+only). With ``causal=True`` it is a decoder-only language model (GPT's layout): the output at t
+depends on inputs 0..t only (tests/test_text_lm.py checks it with the sequential Jacobian).
+
 Models in the table of parts (:mod:`heed.agents.parts`): ``transformer`` (:class:`TransformerConfig`),
 ``ut`` (fixed depth, :class:`UTConfig`) and ``ut-act`` (:class:`UTACTConfig`). Each maps
 ``inputs [B, T, D]`` to ``(logits [B, T, K], attention, aux_loss)``.
@@ -37,7 +51,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 from torch import nn
@@ -61,6 +75,23 @@ def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
     emb[..., 0::2] = torch.sin(angle)
     emb[..., 1::2] = torch.cos(angle)[..., : dim // 2]
     return emb
+
+
+def rotary_tables(positions: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE angles for integer ``positions [T]`` or ``[B, T]``: ``(cos, sin)``, each ``[1|B, 1, T, dim/2]``
+    (broadcast over heads), angle ``t * 10000^(-2i/dim)`` for unit pair i."""
+    half = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)
+    freq = torch.exp(-math.log(10000.0) * half / dim)  # [dim/2]
+    angle = positions.float()[..., None] * freq  # [..., T, dim/2]
+    angle = angle[None, None] if angle.dim() == 2 else angle[:, None]  # [1|B, 1, T, dim/2]
+    return torch.cos(angle), torch.sin(angle)
+
+
+def rotate(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate unit pairs ``(x_{2i}, x_{2i+1})`` of ``x [B, H, T, d_k]`` by the angles of :func:`rotary_tables`."""
+    cos, sin = tables
+    even, odd = x[..., 0::2], x[..., 1::2]  # [B, H, T, d_k/2]
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
 
 
 def segment_positions(inputs: torch.Tensor, reset_unit: int) -> torch.Tensor:
@@ -101,11 +132,15 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``rope``: :func:`rotary_tables` of the positions, to rotate queries and keys by (None: no rotation)."""
         batch, steps, d_model = x.shape
         q, k, v = (
             self.qkv(x).view(batch, steps, 3, self.heads, self.d_k).permute(2, 0, 3, 1, 4)
         )  # [B, H, T, d_k]
+        if rope is not None:
+            q, k = rotate(q, rope), rotate(k, rope)
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.d_k)  # [B, H, T, T]
         weights = torch.softmax(logits.masked_fill(~allowed, NEG), dim=-1)
         mixed = (weights @ v).transpose(1, 2).reshape(batch, steps, d_model)  # [B, T, d]
@@ -124,8 +159,9 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mixed, weights = self.attn(self.norm1(x), allowed)
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        mixed, weights = self.attn(self.norm1(x), allowed, rope)
         x = x + self.drop(mixed)
         return x + self.drop(self.ff(self.norm2(x))), weights
 
@@ -158,6 +194,10 @@ class TransformerConfig(SelfAttentionConfig):
     name: PartName = part_name("transformer")
     layers: Annotated[int, Range(1, 256)] = 2
     """blocks"""
+    positions: Literal["sinusoid", "learned", "rotary"] = "sinusoid"
+    """position code: sinusoids or a learned table added to the input, or rotary (RoPE) in every head"""
+    max_len: Annotated[int, Range(1, 65_536)] = 1024
+    """longest sequence with learned positions (their table's rows)"""
 
 
 @dataclass(frozen=True)
@@ -182,6 +222,12 @@ class UTACTConfig(SelfAttentionConfig):
     """halt once the summed halting probability reaches 1 - eps"""
     halting_bias: float = 1.0
     """initial bias of the halting unit"""
+    zero_halting_weights: bool = False
+    """start the halting unit's weights at 0, so every first halting probability is exactly
+    sigmoid(halting_bias): with a low bias (-2.2: h = 0.1) every position starts deep"""
+    expose_mean_field: bool = False
+    """a halted position shows later depth steps its mean field sum_n p^n s^n (differentiable in its
+    halting), not its last state: the loss then reaches the halting of positions it does not score"""
 
 
 class _Base(nn.Module):
@@ -198,20 +244,24 @@ class _Base(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.readout = nn.Linear(d_model, output_size)
 
+    def integer_positions(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Positions ``[T]`` (absolute) or ``[B, T]`` (segment restarts or random training offsets)."""
+        if self.reset_unit >= 0:
+            positions = segment_positions(inputs, self.reset_unit)  # [B, T]
+        else:
+            positions = torch.arange(inputs.shape[1], device=inputs.device)  # [T]
+        if self.training and self.max_offset > 0:
+            offset = torch.randint(0, self.max_offset + 1, (inputs.shape[0], 1), device=inputs.device)
+            positions = positions + offset  # [B, T]
+        return positions
+
     def prepare(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None):
         """Return ``(x [B, T, d], pad [B, T] or None, allowed mask, positional embedding [T, d] or [B, T, d])``."""
         require(inputs.dim() == 3, f"inputs must be [B, T, D], got {tuple(inputs.shape)}")
         steps = inputs.shape[1]
         if pad_mask is None and self.pad_zero_inputs:
             pad_mask = inputs.abs().sum(-1) == 0
-        if self.reset_unit >= 0:
-            positions = segment_positions(inputs, self.reset_unit)  # [B, T]
-        else:
-            positions = torch.arange(steps, device=inputs.device)  # [T]
-        if self.training and self.max_offset > 0:
-            offset = torch.randint(0, self.max_offset + 1, (inputs.shape[0], 1), device=inputs.device)
-            positions = positions + offset  # [B, T]
-        pos = sinusoid(positions, self.d_model)  # [T, d] or [B, T, d]
+        pos = sinusoid(self.integer_positions(inputs), self.d_model)  # [T, d] or [B, T, d]
         allowed = attention_mask(pad_mask, steps, self.causal, inputs.device)
         return self.embed(inputs) * math.sqrt(self.d_model), pad_mask, allowed, pos
 
@@ -221,14 +271,29 @@ class TransformerModel(_Base):
 
     def __init__(self, input_size: int, output_size: int, cfg: TransformerConfig = TransformerConfig()) -> None:
         super().__init__(input_size, output_size, cfg)
+        require(cfg.positions != "rotary" or (cfg.d_model // cfg.heads) % 2 == 0,
+                f"rotary positions need an even head width, got d_model / heads = {cfg.d_model // cfg.heads}")
+        self.positions, self.max_len, self.head_width = cfg.positions, cfg.max_len, cfg.d_model // cfg.heads
+        if cfg.positions == "learned":
+            self.position_table = nn.Parameter(0.02 * torch.randn(cfg.max_len, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.heads, dropout=cfg.dropout) for _ in range(cfg.layers))
 
     def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
         x, _, allowed, pos = self.prepare(inputs, pad_mask)
-        x = x + pos
+        rope = None
+        if self.positions == "sinusoid":
+            x = x + pos
+        else:  # the integer positions behind ``pos`` (offsets and segment restarts included)
+            positions = self.integer_positions(inputs)
+            if self.positions == "learned":
+                require(int(positions.max()) < self.max_len,
+                        f"learned positions go up to {self.max_len - 1}; this input needs {int(positions.max())}")
+                x = x + self.position_table[positions]  # [T, d] or [B, T, d]
+            else:
+                rope = rotary_tables(positions, self.head_width)
         maps = []
         for block in self.blocks:
-            x, weights = block(x, allowed)
+            x, weights = block(x, allowed, rope)
             maps.append(weights)
         return self.readout(self.norm(x)), {"attention": torch.stack(maps, dim=1)}, x.new_zeros(())
 
@@ -248,8 +313,11 @@ class UniversalTransformer(_Base):
         require(tau >= 0.0, f"tau must be >= 0, got {tau}")
         self.block = Block(cfg.d_model, cfg.heads, dropout=cfg.dropout)
         self.depth, self.act, self.tau, self.eps = cfg.depth, act, tau, eps
+        self.expose_mean_field = act and cfg.expose_mean_field
         self.halt = nn.Linear(cfg.d_model, 1)
         nn.init.constant_(self.halt.bias, halting_bias)
+        if act and cfg.zero_halting_weights:
+            nn.init.zeros_(self.halt.weight)
 
     def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
         x, pad, allowed, pos = self.prepare(inputs, pad_mask)
@@ -281,6 +349,8 @@ class UniversalTransformer(_Base):
             halting.append(step.weight.view(batch, steps))
             ponder = ponder + step.ponder
             x = torch.where(was_halted.view(batch, steps, 1), x, new)  # halted positions keep their state
+            if self.expose_mean_field:  # ... or show their mean field from the step they halt on
+                x = torch.where((step.halted & real.reshape(-1)).view(batch, steps, 1), mean_field, x)
             acc, halted = step.accumulated, step.halted
             if bool(halted.all()):
                 break

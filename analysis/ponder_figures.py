@@ -8,6 +8,8 @@
 - :func:`group_stats`: the numbers behind :func:`ponder_by_group`.
 - :func:`ponder_under_text`, :func:`ponder_by_char_class`: ponder per character of a text under the
   text (Graves 2016, Figs. 23-24) and its mean per character class (:func:`char_classes`).
+- :func:`sentence_ponder`, :func:`support_contrast`, :func:`ponder_story`: ponder per sentence of a
+  bAbI story, supporting facts against distractors, and the story drawn with its ponder per sentence.
 """
 
 from __future__ import annotations
@@ -203,5 +205,78 @@ def ponder_under_text(
         ax.spines[["top", "right"]].set_visible(False)
     axes[0, 0].set_title(title, fontsize=8)
     axes[rows // 2, 0].set_ylabel("ponder time", fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path, close=True)
+
+
+def sentence_ponder(ponder: Any, spans: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Mean ponder time per sentence ``[S]``: ``rho_s = mean_{t in [start_s, stop_s)} rho_t``.
+
+    Args:
+        ponder: ``[T]`` ponder time per input step of one story.
+        spans: S pairs ``(start, stop)`` of input steps, one per sentence (one step each when a
+            sentence is one input vector; its words when a word is one step).
+    """
+    rho = _np(ponder).ravel()
+    if any(not 0 <= a < b <= len(rho) for a, b in spans):
+        raise ValueError(f"sentence spans {list(spans)} do not fit {len(rho)} steps")
+    return np.array([rho[a:b].mean() for a, b in spans])
+
+
+def support_contrast(per_sentence: Sequence[Any], supports: Sequence[Sequence[int]]) -> dict[str, float]:
+    """Ponder on a question's supporting facts against the story's other facts (distractors).
+
+    Args:
+        per_sentence: per story, ponder ``[F]`` of its F facts (the question excluded).
+        supports: per story, the indices (into its facts) of the supporting facts.
+
+    Returns:
+        ``support``/``distractor``: mean ponder over all supporting / distractor facts of all stories;
+        ``story_support``/``story_distractor``: the mean over stories of each story's mean;
+        ``share_higher``/``share_equal``: the share of stories (with at least one distractor) whose mean
+        ponder on supporting facts is above / equal to (within 1e-6) that on their distractors;
+        ``stories``: how many stories had distractors.
+    """
+    sup, dis, story_sup, story_dis = [], [], [], []
+    for rho, idx in zip(per_sentence, supports):
+        rho = _np(rho).ravel()
+        is_sup = np.zeros(len(rho), dtype=bool)
+        is_sup[list(idx)] = True
+        sup.append(rho[is_sup])
+        dis.append(rho[~is_sup])
+        if is_sup.any() and (~is_sup).any():
+            story_sup.append(rho[is_sup].mean())
+            story_dis.append(rho[~is_sup].mean())
+    a, b = np.array(story_sup), np.array(story_dis)
+    return {
+        "support": float(np.concatenate(sup).mean()),
+        "distractor": float(np.concatenate(dis).mean()),
+        "story_support": float(a.mean()),
+        "story_distractor": float(b.mean()),
+        "share_higher": float((a > b + 1e-6).mean()),
+        "share_equal": float((np.abs(a - b) <= 1e-6).mean()),
+        "stories": int(len(a)),
+    }
+
+
+def ponder_story(
+    sentences: Sequence[str], ponder: Any, supports: Sequence[int], path: str | os.PathLike, title: str = ""
+) -> Path:
+    """The UT paper's bAbI figure: ponder time per sentence ``[S]`` as horizontal bars beside the story's
+    sentences (the question last), supporting facts (indices ``supports``) marked in colour and with ``*``.
+    """
+    rho = _np(ponder).ravel()
+    count = len(sentences)
+    colour = ["tab:orange" if i in supports else "tab:gray" for i in range(count)]
+    colour[-1] = "tab:blue"  # the question
+    fig, ax = plt.subplots(figsize=(7.0, 0.32 * count + 1.0))
+    ax.barh(np.arange(count), rho, color=colour)
+    ax.set_yticks(np.arange(count))
+    ax.set_yticklabels([("* " if i in supports else "") + s for i, s in enumerate(sentences)], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("ponder time (N + R)")
+    ax.set_xlim(0.0, max(float(rho.max()), 1.0) * 1.1)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.set_title(title or "orange *: supporting fact, grey: distractor, blue: question", fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path, close=True)

@@ -200,6 +200,16 @@ def sentences(qa: QA) -> list[str]:
     return [s for _, s in sorted(qa.facts.items())] + [qa.question]
 
 
+def support_steps(qa: QA) -> list[int]:
+    """Indices into :func:`sentences` (0-based) of the question's supporting facts.
+
+    Facts are numbered from 1 in the official format but the ids need not be consecutive (a
+    story with several questions numbers its question lines too), so the index is the fact's rank.
+    """
+    order = sorted(qa.facts)
+    return [order.index(line) for line in qa.supports]
+
+
 def encode(qa: QA) -> list[int]:
     """Token ids of the facts (in line order), the question and the final ``<answer>`` token."""
     return [WORD_INDEX[w] for s in sentences(qa) for w in tokenize(s)] + [WORD_INDEX[ANSWER_TOKEN]]
@@ -244,8 +254,21 @@ class BabiTask:
             out += [(t, j * width + WORD_INDEX[w]) for j, w in enumerate(words)]
         return out
 
+    def sentence_spans(self, qa: QA) -> list[tuple[int, int]]:
+        """The input steps ``[start, stop)`` of each sentence of ``qa`` (facts in line order, then the
+        question) under this task's encoding: one step each for ``facts``, one per word for ``words``
+        (the final ``<answer>`` step belongs to no sentence)."""
+        if self.encoding == "facts":
+            return [(t, t + 1) for t in range(len(sentences(qa)))]
+        stops = np.cumsum([len(tokenize(s)) for s in sentences(qa)])
+        return [(int(b - len(tokenize(s))), int(b)) for s, b in zip(sentences(qa), stops)]
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        seqs = [self.sample_qa(rng) for _ in range(batch_size)]
+        return self.batch([self.sample_qa(rng) for _ in range(batch_size)])
+
+    def batch(self, seqs: list[QA]) -> Batch:
+        """Encode stories (each with its final question) into one right-padded batch."""
+        batch_size = len(seqs)
         active = [self._active(q) for q in seqs]
         lengths = [max(t for t, _ in a) + 1 for a in active]
         steps = max(lengths)

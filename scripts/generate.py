@@ -2,11 +2,15 @@
 
     python scripts/generate.py --checkpoint runs/text-lstm --prompt "The for statement" --length 300
 
-``--checkpoint`` takes a supervised run dir (its latest checkpoint) or a checkpoint dir. Each next
-character is drawn from ``softmax(logits / temperature)`` restricted to the ``--top-k`` most likely
-characters (0: all); ``--temperature 0`` is greedy decoding (argmax). The model reads the whole text
-so far at every step (any sequence model works, the cost is quadratic in the length). ``--bpc-chars N``
-first prints the model's bits per character on N characters of the held-out ``validation`` split.
+``--checkpoint`` takes a supervised run dir (its latest checkpoint) or a checkpoint dir: an LSTM, the
+SHA-RNN, ACT or the causal Transformer (``model:transformer --model.causal``). Each next character is
+drawn from ``softmax(logits / temperature)`` restricted to the ``--top-k`` most likely characters (0:
+all) and then to the nucleus, the fewest most likely characters whose probability sums to at least
+``--top-p`` (1: all; Holtzman et al. 2020); ``--temperature 0`` is greedy decoding (argmax). Before
+each character the model re-reads the last ``--context`` characters from a fresh state (default: the
+run's training window, the length it has learned to read; any sequence model works this way, at a
+cost of ``context`` steps per character). ``--bpc-chars N`` first prints the model's bits per
+character on N characters of the held-out ``validation`` split.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ class Config:
     """softmax temperature; 0 is greedy decoding"""
     top_k: Annotated[int, Range(0, 4096)] = 0
     """sample among the k most likely characters only (0: all)"""
+    top_p: Annotated[float, Range(0, 1, lo_open=True)] = 1.0
+    """nucleus sampling: among the fewest most likely characters whose probability sums to >= p (1: all)"""
+    context: Annotated[int, Range(0, 100_000)] = 0
+    """characters the model re-reads before writing each one (0: the run's training window)"""
     seed: Annotated[int, SeedRange] = 0
     """sampling seed"""
     bpc_chars: Annotated[int, Range(0, 10_000_000)] = 0
@@ -49,9 +57,12 @@ class Config:
     """torch CPU threads"""
 
 
-def next_char(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator) -> int:
+def next_char(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator,
+              top_p: float = 1.0) -> int:
     """One class index from ``logits [K]``: argmax when ``temperature == 0``, else a draw from
-    ``softmax(logits / temperature)`` over the ``top_k`` largest logits (all when ``top_k == 0``)."""
+    ``p = softmax(logits / temperature)`` over the ``top_k`` largest logits (all when ``top_k == 0``),
+    then over the nucleus: the fewest classes, most likely first, whose ``p`` sums to ``>= top_p``
+    (renormalised)."""
     if temperature == 0:
         return int(logits.argmax())
     scaled = logits.double() / temperature
@@ -59,22 +70,30 @@ def next_char(logits: torch.Tensor, temperature: float, top_k: int, generator: t
         threshold = scaled.topk(top_k).values[-1]
         scaled = scaled.masked_fill(scaled < threshold, -math.inf)
     probs = torch.softmax(scaled - scaled.max(), dim=-1)
+    if top_p < 1.0:
+        ranked, order = probs.sort(descending=True)
+        before = ranked.cumsum(0) - ranked  # probability of the classes ranked above each one
+        keep = torch.zeros_like(probs, dtype=torch.bool)
+        keep[order] = before < top_p  # the most likely class is always kept
+        probs = probs * keep
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
 @torch.no_grad()
 def generate(model: nn.Module, prompt: str, length: int, temperature: float = 1.0, top_k: int = 0,
-             seed: int = 0) -> str:
+             seed: int = 0, top_p: float = 1.0, context: int | None = None) -> str:
     """``prompt`` followed by ``length`` characters written by ``model`` (a ``[B, T, V] -> [B, T, V]``
-    character model); a prompt character outside the vocabulary is a :class:`HeedError`."""
+    character model), each from its logits after reading the last ``context`` characters (None: all);
+    a prompt character outside the vocabulary is a :class:`HeedError`."""
     if not prompt:
         raise HeedError("--prompt must not be empty: the model needs a first character")
     ids = list(encode(prompt))
     generator = torch.Generator().manual_seed(seed)
     for _ in range(length):
-        inputs = torch.as_tensor(one_hot(np.asarray(ids)))[None]  # [1, T, V]
+        window = ids if context is None else ids[-context:]
+        inputs = torch.as_tensor(one_hot(np.asarray(window)))[None]  # [1, T, V]
         logits, _, _ = model(inputs)
-        ids.append(next_char(logits[0, -1], temperature, top_k, generator))
+        ids.append(next_char(logits[0, -1], temperature, top_k, generator, top_p))
     return decode(ids)
 
 
@@ -96,7 +115,8 @@ def main(cfg: Config) -> str:
     encode(cfg.prompt)  # refuse a bad prompt before any work
     if cfg.bpc_chars:
         print(f"validation bits per character: {held_out_bpc(model, task, cfg.bpc_chars, cfg.seed):.4f}")
-    text = generate(model, cfg.prompt, cfg.length, cfg.temperature, cfg.top_k, cfg.seed)
+    text = generate(model, cfg.prompt, cfg.length, cfg.temperature, cfg.top_k, cfg.seed, cfg.top_p,
+                    cfg.context or task.window)
     print(text)
     return text
 

@@ -9,7 +9,10 @@ What it records depends on the run's task:
   the mean per step index; addition also reports the sequence error (any digit wrong);
 - ``babi``: error and mean ponder per task 1-3 (all three when trained jointly, ``task=0``), ponder by
   number of supporting facts (``ponder_vs_facts.png``: mean over all steps; ``ponder_question_vs_facts.png``:
-  at the question step), ponder per step of one story;
+  at the question step), ponder per step of one story; per task, ponder per sentence on the question's
+  supporting facts against the distractors (``support_vs_distractor``, from the generator's supporting
+  fact ids) and ``ponder_story.png``, ponder per sentence under one held-out story with the supporting
+  facts marked (``--story-figure PATH`` writes a copy there, e.g. docs/figures/ponder/babi_ponder_story.png);
 - ``seqcopy``/``reverse``: sequence and symbol accuracy at each ``--eval-lengths`` length;
 - ``text``: mean ponder per character class (letters, spaces, punctuation, digits, random-ID digits)
   over ``--text-chars`` held-out characters (the validation split, with random ID lines as in training
@@ -37,7 +40,7 @@ from heed.agents.common.safe_io import OutputFolder, disk_errors
 from heed.agents.common.validate import Range, SeedRange, validate
 from heed.agents.trainers.sequence_utils import batch_to_tensors, load_sequence_model, model_config_from_meta
 from heed.analysis import ponder_figures as pf
-from heed.envs.babi import BabiTask
+from heed.envs.babi import LOCATIONS, BabiTask, sentences, support_steps
 from heed.envs.ponder import addition_digits
 from heed.envs.tasks import TASKS
 from heed.envs.text import CHAR_INDEX, TextTask, decode, one_hot
@@ -71,12 +74,19 @@ class Config:
     """text: characters of the passage drawn under its ponder time"""
     id_every: Annotated[int, Range(1, 1_000_000)] = 300
     """text: random ID lines every this many held-out characters when the run was trained without them"""
+    story_task: Annotated[int, Range(1, 3)] = 2
+    """bAbI: the task of the story drawn in ponder_story.png"""
+    story_facts: Annotated[int, Range(1, 1000)] = 8
+    """bAbI: facts in that story"""
+    story_figure: Path | None = None
+    """bAbI: also write ponder_story.png to this path (e.g. docs/figures/ponder/babi_ponder_story.png)"""
 
 
 #: the files each kind of task writes (summary.json always)
 OUTPUTS = {
     "parity": ("ponder_vs_nonzero.png",),
-    "babi": ("ponder_vs_facts.png", "ponder_question_vs_facts.png", "ponder_per_token.png", "attention.png"),
+    "babi": ("ponder_vs_facts.png", "ponder_question_vs_facts.png", "ponder_per_token.png", "ponder_story.png",
+             "attention.png"),
     "seqcopy": ("attention.png",),
     "reverse": ("attention.png",),
     "text": ("ponder_under_text.png",),
@@ -187,19 +197,22 @@ def _babi(model, task, cfg: Config, out: Path) -> dict:
             task=k, min_statements=task.min_statements, max_statements=task.max_statements, encoding=task.encoding
         )
         rng = np.random.default_rng(cfg.seed + k)
-        p_all, w_all, q_all = [], [], []
+        p_all, w_all, q_all, facts, supports = [], [], [], [], []
         for _ in range(max(1, cfg.sequences // cfg.batch_size)):
-            batch = sub.sample(cfg.batch_size, rng)
-            logits, att, targets, mask, inputs = _run(model, sub, batch)
+            qas = [sub.sample_qa(rng) for _ in range(cfg.batch_size)]
+            logits, att, targets, mask, inputs = _run(model, sub, sub.batch(qas))
             w_all.append(((logits.argmax(-1) != targets) & (mask > 0)).any(1).astype(float))
             p_all.append(_ponder_per_sequence(att, inputs))
             if "ponder" in att:  # ponder at the scored step: the question (one per story)
                 q_all.append((att["ponder"] * (mask > 0)).sum(1))
+                facts += [pf.sentence_ponder(rho, sub.sentence_spans(qa))[:-1] for rho, qa in zip(att["ponder"], qas)]
+                supports += [support_steps(qa) for qa in qas]
         p, w = np.concatenate(p_all), np.concatenate(w_all)
         result[f"task{k}"] = {
             "error": float(w.mean()),
             "ponder": None if np.isnan(p).all() else float(np.nanmean(p)),
             "ponder_question": float(np.concatenate(q_all).mean()) if q_all else None,
+            "support_vs_distractor": pf.support_contrast(facts, supports) if facts else None,
         }
         asked.append(np.concatenate(q_all) if q_all else np.full(len(p), np.nan))
         groups.append(np.full(len(p), k))
@@ -232,7 +245,26 @@ def _babi(model, task, cfg: Config, out: Path) -> dict:
             att["ponder"][0], out / "ponder_per_token.png", labels=labels, title="bAbI: ponder per step (word or sentence)"
         )
     result["attention_figure"] = _attention_figure(att, inputs, out, labels)
+    if "ponder" in att:
+        result["story"] = _story_figure(model, task, cfg, out)
     return result
+
+
+def _story_figure(model, task, cfg: Config, out: Path) -> dict:
+    """Ponder per sentence of one held-out story under the story, supporting facts marked."""
+    sub = BabiTask(task=cfg.story_task, min_statements=cfg.story_facts, max_statements=cfg.story_facts,
+                   encoding=task.encoding)
+    qa = sub.sample_qa(np.random.default_rng(cfg.seed + 100))
+    logits, att, _, mask, _ = _run(model, sub, sub.batch([qa]))
+    rho = pf.sentence_ponder(att["ponder"][0], sub.sentence_spans(qa))
+    answer = LOCATIONS[int(logits[0][mask[0] > 0].argmax(-1)[0])]
+    title = f"bAbI task {cfg.story_task}: answer {qa.answer}, model says {answer} (orange *: supporting fact)"
+    lines = sentences(qa)
+    paths = [out / "ponder_story.png"] + ([cfg.story_figure] if cfg.story_figure else [])
+    for path in paths:
+        pf.ponder_story(lines, rho, support_steps(qa), path, title=title)
+    return {"sentences": lines, "ponder": [round(float(r), 3) for r in rho], "supports": support_steps(qa),
+            "answer": qa.answer, "predicted": answer, "figure": [str(p) for p in paths]}
 
 
 def _copy(model, task, cfg: Config, out: Path) -> dict:
@@ -319,6 +351,8 @@ def main(cfg: Config) -> dict:
     folder = OutputFolder(out, cfg.overwrite)
     for file in ("summary.json", *OUTPUTS.get(name, ("ponder_per_step.png",))):
         folder.claim(file)  # every refusal before any work
+    if cfg.story_figure is not None:
+        OutputFolder(Path(cfg.story_figure).parent, cfg.overwrite, "--story-figure").claim(Path(cfg.story_figure).name)
     with disk_errors(out):
         return _record(cfg, model, task, ckpt, out)
 

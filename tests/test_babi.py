@@ -5,7 +5,17 @@ import re
 import numpy as np
 import pytest
 
-from heed.envs.babi import LOCATIONS, MAX_WORDS, VOCAB, BabiTask, generate_story, parse_babi, tokenize
+from heed.envs.babi import (
+    LOCATIONS,
+    MAX_WORDS,
+    VOCAB,
+    BabiTask,
+    generate_story,
+    parse_babi,
+    sentences,
+    support_steps,
+    tokenize,
+)
 from heed.envs.errors import HeedError
 
 MOVE = re.compile(r"^(\w+) (?:moved|went|journeyed|travelled|went back) to the (\w+)\.$")
@@ -142,3 +152,68 @@ def test_every_sentence_form_fits_the_fact_slots():
     forms += [f"{a} {p.format(longest_object)}." for a in ACTORS for p in PICKS + DROPS]
     forms += [f"Where was the {longest_object} before the {longest_place}?", "Where is Sandra?"]
     assert max(len(tokenize(f)) for f in forms) == MAX_WORDS
+
+
+class ScriptedRng:
+    """Stands in for ``numpy.random.Generator``: ``integers(n)`` and ``random()`` return the next scripted
+    value, so the real generator writes a story chosen by hand."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def integers(self, low, high=None):
+        value = self.values.pop(0)
+        assert isinstance(value, int) and 0 <= value < (low if high is None else high - low)
+        return value
+
+    def random(self):
+        value = self.values.pop(0)
+        assert isinstance(value, float)
+        return value
+
+
+MOVE_CHOICE = 0.9  # rng.random() above 0.5: a move (picks and drops need a draw below 0.5)
+HAND_STORIES = {  # task: (scripted draws, the story the generator must write, supporting fact indices)
+    1: (
+        [0, MOVE_CHOICE, 1, 0, 1, MOVE_CHOICE, 2, 1, 1, MOVE_CHOICE, 3, 0, 1],
+        "1 Mary moved to the kitchen.\n2 John went to the garden.\n3 John moved to the hallway.\n"
+        "4 Where is John?\thallway\t3",
+        [2],
+    ),
+    2: (
+        [0, MOVE_CHOICE, 1, 0, 1, MOVE_CHOICE, 2, 1, 0, 0.4, 2, 0, 1, MOVE_CHOICE, 3, 0, 0, MOVE_CHOICE, 5, 2, 0],
+        "1 Mary moved to the kitchen.\n2 John went to the garden.\n3 Mary picked up the milk there.\n"
+        "4 John moved to the hallway.\n5 Mary journeyed to the office.\n6 Where is the milk?\toffice\t3 5",
+        [2, 4],
+    ),
+    3: (
+        [0, MOVE_CHOICE, 1, 0, 1, MOVE_CHOICE, 2, 1, 0, 0.4, 2, 0, 1, MOVE_CHOICE, 3, 0, 0, MOVE_CHOICE, 5, 2,
+         0, MOVE_CHOICE, 2, 4, 1],
+        "1 Mary moved to the kitchen.\n2 John went to the garden.\n3 Mary picked up the milk there.\n"
+        "4 John moved to the hallway.\n5 Mary journeyed to the office.\n6 Mary went back to the garden.\n"
+        "7 Where was the milk before the garden?\toffice\t3 5 6",
+        [2, 4, 5],
+    ),
+}
+
+
+@pytest.mark.parametrize("task", [1, 2, 3])
+def test_supporting_facts_of_a_hand_made_story(task):
+    draws, story, supports = HAND_STORIES[task]
+    rng = ScriptedRng(draws)
+    text = generate_story(task, rng, statements=story.count("\n"))
+    assert text == story and not rng.values  # the script wrote exactly the hand-made story
+    (qa,) = parse_babi(text)
+    assert support_steps(qa) == supports
+    facts = sentences(qa)[:-1]
+    assert [facts[i] for i in supports] == [story.split("\n")[i].split(" ", 1)[1] for i in supports]
+
+
+def test_sentence_spans_follow_the_encoding():
+    (qa,) = parse_babi(HAND_STORIES[2][1])
+    assert BabiTask(encoding="facts").sentence_spans(qa) == [(t, t + 1) for t in range(6)]
+    spans = BabiTask(encoding="words").sentence_spans(qa)
+    # mary moved to the kitchen . | john went to the garden . | mary picked up the milk there . | ...
+    assert spans[:3] == [(0, 6), (6, 12), (12, 19)] and spans[-1] == (spans[-2][1], spans[-2][1] + 5)
+    words = BabiTask(encoding="words").batch([qa]).inputs[0].argmax(-1)
+    assert [VOCAB[w] for w in words[spans[2][0] : spans[2][1]]] == tokenize("Mary picked up the milk there.")

@@ -122,8 +122,10 @@ def test_train_then_record_in_process(tmp_path, task, model, task_options):
     core = model.name
     result = _train_tiny(tmp_path, task=task, model=model, task_options=task_options)
     assert result["sequences"] == 32
+    story = tmp_path / "figures" / "story.png"
     summary = record(
-        RecordConfig(checkpoint=tmp_path / "run", out_dir=tmp_path / "rec", sequences=16, batch_size=8)
+        RecordConfig(checkpoint=tmp_path / "run", out_dir=tmp_path / "rec", sequences=16, batch_size=8,
+                     story_figure=story if task == "babi" else None)
     )
     saved = json.loads((tmp_path / "rec" / "summary.json").read_text())
     assert saved["task"] == task and summary["core"] == core
@@ -133,8 +135,12 @@ def test_train_then_record_in_process(tmp_path, task, model, task_options):
     else:
         assert set(saved) >= {"task1", "task2", "task3"} and saved["task2"]["ponder"] > 1.0
         assert 1.0 < saved["task2"]["ponder_question"] <= 3.0 + 1e-6  # depth=3 bounds N + R
-        for name in ("attention.png", "ponder_vs_facts.png", "ponder_question_vs_facts.png"):
+        for name in ("attention.png", "ponder_vs_facts.png", "ponder_question_vs_facts.png", "ponder_story.png"):
             assert (tmp_path / "rec" / name).stat().st_size > 0
+        assert story.stat().st_size > 0 and saved["story"]["figure"][-1] == str(story)
+        contrast = saved["task2"]["support_vs_distractor"]
+        assert 1.0 < contrast["support"] <= 3.0 + 1e-6 and 0.0 <= contrast["share_higher"] <= 1.0
+        assert len(saved["story"]["ponder"]) == len(saved["story"]["sentences"]) == 9  # 8 facts, the question
 
 
 def test_copy_record_reports_accuracy_by_output_index(tmp_path):
