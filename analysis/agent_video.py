@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from heed.analysis.focus import focus_summary
+from heed.analysis.focus import focus_summary, format_split
 from heed.analysis.saliency import AnalysisError
 from heed.analysis.saliency_methods import dueling_saliency, get_saliency_method
 from heed.analysis.video import (
@@ -243,7 +243,7 @@ def format_summary(summary: dict) -> str:
         return "\n".join(lines)
 
     def fmt(x: float | None, spec: str) -> str:
-        return "-" if x is None else format(x, spec)
+        return format("-", spec.split(".")[0]) if x is None else format(x, spec)  # "-" keeps the column's width
 
     lines.append(f"{'object focus (1 = chance)':<28}{'area':>7}{'value':>8}{'adv.':>8}{'frames':>8}")
     v, a = focus["value"], focus["advantage"]
@@ -254,6 +254,8 @@ def format_summary(summary: dict) -> str:
     play = f" (frames with the {focus['in_play']} on screen: {v['peak_frames']})" if focus["in_play"] else ""
     lines.append(f"peak on an object{play}: value {fmt(v['peak_on_object'], '.0%')}, advantage {fmt(a['peak_on_object'], '.0%')}")
     lines.append(f"value/advantage map correlation: {focus['value_advantage_correlation']:.2f}")
+    if focus.get("split"):
+        lines.append(format_split(focus["split"]))
     return "\n".join(lines)
 
 

@@ -18,8 +18,14 @@ For a non-negative map ``S [84, 84]`` and an object mask ``O``:
 Objects are where they are on screen now (the newest frame); :func:`focus_summary`'s ``history``
 can widen each mask to the union over the last steps, which the agent's 4-frame input also shows.
 
-Colours are those of the default game mode in daylight (Enduro's night and fog change them; the
-masks then find fewer cars and the summary says how many frames each object was found in).
+Colours are those of the default game mode; Enduro's masks hold through its day, snow, dusk, night
+and fog (its background colour is found per frame), and the summary says how many frames each
+object was found in.
+
+The lecture's claim (Wang et al. 2016, Fig. 2: on Enduro the value stream watches the horizon,
+where new cars appear, and the advantage stream the car just ahead when a collision looms) is
+measured by a :class:`FrameSplit`: the frames are split by :func:`enduro_car_near` and each map's
+focus on the horizon band and on the car just ahead is reported per part (:func:`split_scores`).
 """
 
 from __future__ import annotations
@@ -69,28 +75,102 @@ def breakout_objects(rgb: np.ndarray) -> Masks:
     return masks
 
 
-def enduro_objects(rgb: np.ndarray) -> Masks:
-    """Enduro: the player's car, the other cars, and the horizon band where new cars appear.
+ENDURO_ROAD_ROWS = (51, 155)
+"""Screen rows ``(first, last + 1)`` of Enduro's road area, below the mountains, above the dashboard."""
+ENDURO_PLAYER_ROWS = (139, 155)
+"""Screen rows of the player's car (it moves only sideways)."""
+ENDURO_NEAR_ROWS = 30
+"""A car is *near* when its lowest screen row is at most this many rows above the top of the player's
+car (or level with it): the lower ~40 % of the 77 rows between where cars appear (row ~64) and the
+player's car (row ~141), about one and a half car lengths on screen."""
+_ENDURO_PLAYER_GREY = (192, 192, 192)
 
-    Road area rows 51-154 (below the mountains). The player's car is the grey (``r = g = b``) pixels
-    of rows 139-154 between each row's outermost grey pixels (those are the road's edges); other cars
-    are the coloured pixels of the road area (not grass, not grey, not black); the horizon band is
-    rows 45-65 across the playfield (mountains and the far road).
+
+def _background(rgb: np.ndarray, rows: tuple[int, int]) -> np.ndarray:
+    """The most common colour of ``rows`` (playfield columns 8-159): Enduro's grass, snow, night or fog."""
+    pixels = rgb[rows[0] : rows[1], 8:].reshape(-1, 3)
+    colours, counts = np.unique(pixels, axis=0, return_counts=True)
+    return colours[counts.argmax()]
+
+
+def _components(mask: np.ndarray, join: tuple[int, int] = (1, 1)) -> tuple[int, np.ndarray, np.ndarray]:
+    """8-connected components of ``mask`` after joining pixels ``join = (rows, cols)`` apart:
+    ``(count incl. background 0, labels [H, W] (0 off the mask), stats [count, 5])`` as OpenCV gives them."""
+    import cv2
+
+    grown = mask.astype(np.uint8)
+    if join != (1, 1):
+        grown = cv2.dilate(grown, np.ones(join, np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(grown, connectivity=8)
+    return n, np.where(mask, labels, 0), stats
+
+
+def enduro_objects(rgb: np.ndarray) -> Masks:
+    """Enduro: the player's car, the other cars, the car just ahead and the horizon band.
+
+    Works in every phase of the day (grass, snow, dusk, night, fog), since the background is taken
+    per frame as the most common colour of the road area (rows 51-154, :data:`ENDURO_ROAD_ROWS`):
+
+    - ``player_car``: the largest 8-connected blob (>= 48 pixels) of the car's grey (192, 192, 192)
+      in rows 139-154 (the road's edges share the grey but are thin lines);
+    - ``other_cars``: coloured pixels of the road area (not the background, not grey: the road's
+      edges, fog and snow are grey); at night only their tail lights show;
+    - ``car_ahead``: the other car nearest to the player (the one reaching lowest on screen; parts
+      up to 2 rows and 8 columns apart are one car, e.g. two tail lights);
+    - ``horizon_band``: rows 45-65 across the playfield (the mountains and the far road, where
+      new cars appear).
     """
-    grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2]) & (rgb[..., 0] > 0)
-    player = np.zeros(rgb.shape[:2], bool)
-    for r in range(139, 155):
-        cols = np.flatnonzero(grey[r, 8:]) + 8
-        if len(cols) > 2:
-            player[r, cols[1:-1]] = True
-    grass = (rgb == np.asarray((0, 68, 0), np.uint8)).all(axis=-1)
-    cars = ~grass & ~grey & rgb.any(axis=-1)
-    cars[:51] = False
-    cars[155:] = False
+    road = ENDURO_ROAD_ROWS
+    background = _background(rgb, road)
+    h, w = rgb.shape[:2]
+    grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
+    player = np.zeros((h, w), bool)
+    band = _colour(rgb, _ENDURO_PLAYER_GREY, ENDURO_PLAYER_ROWS)
+    band[:, :8] = False
+    n, labels, stats = _components(band)
+    if n > 1:
+        biggest = 1 + int(stats[1:, 4].argmax())
+        if stats[biggest, 4] >= 48:
+            player = labels == biggest
+    cars = ~grey & (rgb != background).any(axis=-1)
+    cars[: road[0]] = False
+    cars[road[1] :] = False
     cars[:, :8] = False
-    horizon = np.zeros(rgb.shape[:2], bool)
+    cars &= ~player
+    ahead = np.zeros((h, w), bool)
+    if cars.any():
+        n, labels, _ = _components(cars, join=(3, 9))
+        lowest = np.flatnonzero(cars.any(axis=1))[-1]
+        ahead = np.isin(labels, np.unique(labels[lowest][cars[lowest]]))
+    horizon = np.zeros((h, w), bool)
     horizon[45:66, 8:] = True
-    return {"player_car": player, "other_cars": cars & ~player, "horizon_band": horizon}
+    return {"player_car": player, "other_cars": cars, "car_ahead": ahead, "horizon_band": horizon}
+
+
+def enduro_car_near(screen: Masks, near_rows: int = ENDURO_NEAR_ROWS) -> bool:
+    """Whether the car just ahead reaches within ``near_rows`` screen rows of the top of the player's car.
+
+    ``screen``: :func:`enduro_objects` of one frame (screen resolution). Level with or beside the
+    player counts as near (a collision from the side); no car on the road is not near. The player's
+    top is row 141 when its car is not found (e.g. while it spins after a crash).
+    """
+    rows = np.flatnonzero(screen["car_ahead"].any(axis=1))
+    if not len(rows):
+        return False
+    player_rows = np.flatnonzero(screen["player_car"].any(axis=1))
+    top = int(player_rows[0]) if len(player_rows) else ENDURO_PLAYER_ROWS[0] + 2
+    return bool(rows[-1] >= top - near_rows)
+
+
+@dataclass(frozen=True)
+class FrameSplit:
+    """A yes/no condition on one frame's screen objects that splits a video's frames in two, and the
+    objects whose focus is reported in each part (e.g. Enduro: is a car near; horizon and car ahead)."""
+
+    name: str
+    test: Callable[[Masks], bool]
+    objects: tuple[str, ...]
+    definition: str
 
 
 @dataclass(frozen=True)
@@ -102,12 +182,18 @@ class GameObjects:
     """objects whose union gives the headline focus (e.g. Pong's ball and agent paddle)"""
     in_play: str | None
     """peak-on-object rates count the frames where this object is on screen (None: every frame)"""
+    split: FrameSplit | None = None
+    """frames split in two by a condition, with focus per part (Enduro: the lecture's claim)"""
 
 
 GAME_OBJECTS: dict[str, GameObjects] = {
     "pong": GameObjects(pong_objects, ("ball", "agent_paddle"), "ball"),
     "breakout": GameObjects(breakout_objects, ("ball", "paddle"), "ball"),
-    "enduro": GameObjects(enduro_objects, ("player_car", "other_cars"), None),
+    "enduro": GameObjects(
+        enduro_objects, ("player_car", "other_cars"), None,
+        FrameSplit("car_near", enduro_car_near, ("horizon_band", "car_ahead"),
+                   f"the car just ahead reaches within {ENDURO_NEAR_ROWS} screen rows of the top of the player's car"),
+    ),
 }
 """Games with an object-focus measure, by lower-case game name (``ALE/Pong-v5`` -> ``pong``)."""
 
@@ -203,6 +289,49 @@ def stack_history(masks: Sequence[Masks], history: int) -> list[Masks]:
             for i, m in enumerate(masks)]
 
 
+def split_scores(maps: dict[str, np.ndarray], masks: Sequence[Masks], flags: Sequence[bool], split: FrameSplit) -> dict:
+    """Focus of each map stack on ``split.objects`` in the frames where ``flags`` holds ("yes") and the rest ("no").
+
+    ``maps``: name -> ``[N, H, W]`` non-negative; ``masks``: N grid mask sets; ``flags``: N booleans.
+    Returns ``{"by", "definition", "objects", "parts": {"yes" | "no": {"frames": n, <map name>:
+    {object: {"mass", "area", "focus", "frames"}}}}}`` (as :func:`focus_scores`' ``objects``).
+    """
+    flags = np.asarray(flags, bool)
+    if len(flags) != len(masks):
+        raise AnalysisError(f"need one flag per frame, got {len(flags)} flags for {len(masks)} frames")
+    empty = {"mass": 0.0, "area": 0.0, "focus": None, "frames": 0}
+    parts = {}
+    for part, chosen in (("yes", flags), ("no", ~flags)):
+        idx = np.flatnonzero(chosen)
+        sub = [{k: masks[i][k] for k in split.objects} for i in idx]
+        scores = {
+            name: focus_scores(np.asarray(stack)[idx], sub)["objects"] if len(idx) else {k: dict(empty) for k in split.objects}
+            for name, stack in maps.items()
+        }
+        parts[part] = {"frames": int(len(idx)), **scores}
+    return {"by": split.name, "definition": split.definition, "objects": list(split.objects), "parts": parts}
+
+
+def format_split(split: dict, maps: Sequence[str] = ("value", "advantage")) -> str:
+    """:func:`split_scores`' output as a text table: per part and map, each object's mass share and focus."""
+
+    def cell(stats: dict) -> str:
+        return "-" if stats["focus"] is None else f"{stats['mass']:.3f} ({stats['focus']:.2f}x)"
+
+    objects, by = split["objects"], split["by"]
+    heads = [f"{'adv.' if m == 'advantage' else m} on {o}" for o in objects for m in maps]
+    widths = [max(len(h), 15) for h in heads]
+    lines = [f"mass share on each object (focus = share / area share) by {by}: {split['definition']}",
+             f"{'frames':<14}{'n':>6}  " + "  ".join(h.rjust(w) for h, w in zip(heads, widths))]
+    for part in ("yes", "no"):
+        stats = split["parts"][part]
+        cells = [cell(stats[m][o]) for o in objects for m in maps]
+        lines.append(f"{by + ': ' + part:<14}{stats['frames']:>6}  " + "  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+        found = ", ".join(f"{o} {stats[maps[0]][o]['frames']}" for o in objects)
+        lines.append(f"{'':<14}{'':>6}  (frames with the object: {found})")
+    return "\n".join(lines)
+
+
 def focus_summary(
     env_id: str, frames: Sequence[np.ndarray], maps: dict[str, np.ndarray], margin: int = 1, history: int = 1
 ) -> dict | None:
@@ -212,32 +341,41 @@ def focus_summary(
     An object's mask at step ``t`` is where it is on screen now (``history=1``, the default), or
     its union over steps ``t - history + 1 .. t`` (``history=4``: everything the 4-frame input
     stack shows, e.g. the ball's recent path). Adds ``value_advantage_correlation`` when both
-    maps are given. None for a game without masks (see :data:`GAME_OBJECTS`).
+    maps are given, and ``split`` (:func:`split_scores`) for a game with a :class:`FrameSplit`
+    (Enduro: is a car near). None for a game without masks (see :data:`GAME_OBJECTS`).
     """
     spec = game_objects(env_id)
     if spec is None or not len(frames):
         return None
     size = next(iter(maps.values())).shape[1:]
-    masks = stack_history([object_masks(f, env_id, size, margin) for f in frames], history)
+    screens = [spec.find(np.asarray(f)) for f in frames]
+    masks = stack_history([{k: to_input_grid(m, size, margin) for k, m in s.items()} for s in screens], history)
     out: dict = {"margin_cells": margin, "history_frames": history, "key_objects": list(spec.key), "in_play": spec.in_play}
     for name, stack in maps.items():
         out[name] = focus_scores(stack, masks, spec.key, spec.in_play)
     if "value" in maps and "advantage" in maps:
         out["value_advantage_correlation"] = map_correlation(maps["value"], maps["advantage"])
+    if spec.split is not None:
+        out["split"] = split_scores(maps, masks, [spec.split.test(s) for s in screens], spec.split)
     return out
 
 
 __all__ = [
+    "ENDURO_NEAR_ROWS",
     "GAME_OBJECTS",
+    "FrameSplit",
     "GameObjects",
     "breakout_objects",
+    "enduro_car_near",
     "enduro_objects",
     "focus_scores",
     "focus_summary",
+    "format_split",
     "game_objects",
     "map_correlation",
     "object_masks",
     "pong_objects",
+    "split_scores",
     "stack_history",
     "to_input_grid",
 ]

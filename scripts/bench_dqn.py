@@ -13,6 +13,17 @@ the ratio to SB3. The compute floor is the pure update (forward of target and on
 forward + backward + Adam on s) timed in the same rounds: floor steps/s = train_freq / t_update.
 Everything runs on one torch thread by default (``--threads``), so that a busy second core does not
 decide the result.
+
+Contenders with dueling + prioritized replay (``--contenders tianshou torchrl``; each is skipped with
+one line when its package is not importable, ``pip install tianshou torchrl``): Tianshou's ``DQN``
+(its Collector, a ``PrioritizedVectorReplayBuffer`` storing only the newest frame, its Atari recipe)
+and TorchRL's ``DQNLoss`` (its ``Collector`` over a ``GymWrapper``, a
+``TensorDictPrioritizedReplayBuffer``, ``HardUpdate``), against heed's trainer with ``--prioritized``.
+All three get heed's env (``heed.envs.atari.make_atari_env``) and heed's dueling network (same
+size, channels-last weights), so the rows differ only in the frameworks' loops, buffers and
+losses; shared hyperparameters: batch 32, one update per 4 agent steps, Adam (lr 1e-4, eps 1.5e-4),
+gamma 0.99, 1-step double-Q Huber targets, target copy every 2,000 steps, PER alpha 0.5 / beta 0.4,
+epsilon 0.01 after the (random) warm-up.
 """
 
 from __future__ import annotations
@@ -22,7 +33,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from types import SimpleNamespace
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -51,21 +63,25 @@ class Config:
     """heed vector-env sizes to run."""
     out: Path | None = None
     """Write the table (markdown) here as well."""
+    contenders: tuple[Literal["tianshou", "torchrl"], ...] = ()
+    """Other libraries' dueling + prioritized DQN to run beside heed with ``--prioritized`` (skipped,
+    with one line, when not importable)."""
     ablation: bool = False
     """Time only heed's update (sampling included, random frames, no env) three ways, alternating:
     as shipped (fused Adam), with torch's default Adam loop, and with the online net's passes on s
     and s' as one batch."""
 
 
-def heed_contender(cfg: Config, num_envs: int, workdir: Path):
+def heed_contender(cfg: Config, num_envs: int, workdir: Path, prioritized: bool = False):
     from heed.agents.common.session import RunConfig
     from heed.agents.trainers.dqn import Config as TrainConfig
     from heed.agents.trainers.dqn import DQNTrainer, start_dqn_run
 
-    flags = RunConfig(seed=0, device="cpu", threads=cfg.threads, run_dir=workdir / f"heed{num_envs}", progress=False)
+    name = f"heed{num_envs}{'-per' if prioritized else ''}"
+    flags = RunConfig(seed=0, device="cpu", threads=cfg.threads, run_dir=workdir / name, progress=False)
     trainer = DQNTrainer(start_dqn_run(TrainConfig(
         env=cfg.env, total_steps=10**9, num_envs=num_envs, buffer_size=cfg.buffer_size, learning_starts=cfg.warmup,
-        eval_interval=0, checkpoint_interval=0, n_steps=1, run=flags,
+        eval_interval=0, checkpoint_interval=0, n_steps=1, prioritized=prioritized, run=flags,
     )))
     trainer.advance(cfg.warmup + 4)
 
@@ -102,6 +118,125 @@ def sb3_contender(cfg: Config, heed_learner: bool = False):
         return (model.num_timesteps - start) / (time.perf_counter() - t)
 
     return run, model
+
+
+def _shared_network(n_actions: int) -> torch.nn.Module:
+    """heed's dueling network (the contenders' Q-network too), channels-last weights as heed's trainer uses."""
+    from heed.agents.networks import build_q_network
+
+    torch.manual_seed(0)
+    return build_q_network((4, 84, 84), n_actions).to(memory_format=torch.channels_last)
+
+
+def tianshou_contender(cfg: Config):
+    """Tianshou's DQN (double Q, Huber) with prioritized replay on heed's env and network."""
+    from tianshou.algorithm.modelfree.dqn import DQN as TianshouDQN
+    from tianshou.algorithm.modelfree.dqn import DiscreteQLearningPolicy
+    from tianshou.algorithm.optim import AdamOptimizerFactory
+    from tianshou.data import Collector, PrioritizedVectorReplayBuffer
+    from tianshou.env import DummyVectorEnv
+    from tianshou.utils.torch_utils import policy_within_training_step, torch_train_mode
+
+    from heed.envs.atari import make_atari_env
+
+    class QModel(torch.nn.Module):  # Tianshou's model contract: (obs, state, info) -> (Q [B, A], state)
+        def __init__(self, net: torch.nn.Module):
+            super().__init__()
+            self.net = net
+
+        def forward(self, obs, state=None, info=None, **kwargs):
+            return self.net(torch.as_tensor(obs)), state
+
+    env = DummyVectorEnv([lambda: make_atari_env(cfg.env, training=True)])
+    probe = make_atari_env(cfg.env, training=True)
+    policy = DiscreteQLearningPolicy(model=QModel(_shared_network(probe.action_space.n)), action_space=probe.action_space,
+                                     observation_space=probe.observation_space, eps_training=0.01)
+    probe.close()
+    algo = TianshouDQN(policy=policy, optim=AdamOptimizerFactory(lr=1e-4, eps=1.5e-4), gamma=0.99,
+                       n_step_return_horizon=1, target_update_freq=2000 // 4, is_double=True, huber_loss_delta=1.0)
+    buffer = PrioritizedVectorReplayBuffer(cfg.buffer_size, 1, alpha=0.5, beta=0.4, ignore_obs_next=True,
+                                           save_only_last_obs=True, stack_num=4)
+    collector = Collector(algo, env, buffer, exploration_noise=True)
+    collector.reset()
+    collector.collect(n_step=cfg.warmup, random=True)
+    steps_done = [0]
+
+    def run(steps: int) -> float:
+        t = time.perf_counter()
+        with policy_within_training_step(policy):
+            for _ in range(steps // 4):
+                with torch_train_mode(policy, False):
+                    collector.collect(n_step=4)
+                with torch_train_mode(policy):
+                    algo.update(buffer=buffer, sample_size=32)
+        steps_done[0] += steps // 4 * 4
+        return steps // 4 * 4 / (time.perf_counter() - t)
+
+    return run, env, "Tianshou DQN, dueling + PER (1 env)"
+
+
+def torchrl_contender(cfg: Config):
+    """TorchRL's DQNLoss (double Q, Huber) with a prioritized TensorDict replay buffer on heed's env and network."""
+    from tensordict.nn import TensorDictSequential
+    try:
+        from torchrl.collectors import Collector
+    except ImportError:  # TorchRL < 0.11 names it SyncDataCollector
+        from torchrl.collectors import SyncDataCollector as Collector
+    from torchrl.data import LazyTensorStorage, TensorDictPrioritizedReplayBuffer, TensorDictReplayBuffer
+    from torchrl.envs import GymWrapper
+    from torchrl.modules import EGreedyModule, QValueActor
+    from torchrl.objectives import DQNLoss, HardUpdate
+
+    from heed.envs.atari import make_atari_env
+
+    class QModel(torch.nn.Module):  # the collector steps one unbatched env: obs [4, 84, 84] -> Q [A]
+        def __init__(self, net: torch.nn.Module):
+            super().__init__()
+            self.net = net
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return self.net(obs[None])[0] if obs.ndim == 3 else self.net(obs)
+
+    env = GymWrapper(make_atari_env(cfg.env, training=True))
+    actor = QValueActor(QModel(_shared_network(env.action_spec.shape[-1])), in_keys=["observation"], spec=env.action_spec)
+    explore = TensorDictSequential(actor, EGreedyModule(env.action_spec, eps_init=0.01, eps_end=0.01))
+    loss = DQNLoss(actor, loss_function="smooth_l1", delay_value=True, double_dqn=True, action_space=env.action_spec)
+    loss.make_value_estimator(gamma=0.99)
+    target = HardUpdate(loss, value_network_update_interval=2000 // 4)
+    optim = torch.optim.Adam(loss.parameters(), lr=1e-4, eps=1.5e-4)
+    label = "TorchRL DQN, dueling + PER (1 env)"
+    try:
+        buffer = TensorDictPrioritizedReplayBuffer(alpha=0.5, beta=0.4, storage=LazyTensorStorage(cfg.buffer_size),
+                                                   batch_size=32, priority_key="td_error")
+    except RuntimeError:  # its segment trees live in a C++ extension built for one torch version
+        print(f"TorchRL's prioritized replay does not load with torch {torch.__version__}: TorchRL runs with uniform replay")
+        buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(cfg.buffer_size), batch_size=32)
+        label = "TorchRL DQN, dueling, uniform replay (its PER does not load with this torch) (1 env)"
+    collector = Collector(env, explore, frames_per_batch=4, total_frames=-1, init_random_frames=cfg.warmup)
+    batches = iter(collector)
+    for _ in range(cfg.warmup // 4):
+        buffer.extend(next(batches).reshape(-1))
+
+    def run(steps: int) -> float:
+        t = time.perf_counter()
+        for _ in range(steps // 4):
+            buffer.extend(next(batches).reshape(-1))
+            sample = buffer.sample()
+            out = loss(sample)
+            optim.zero_grad()
+            out["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(loss.parameters(), 10.0)
+            optim.step()
+            if hasattr(buffer, "update_tensordict_priority"):
+                buffer.update_tensordict_priority(sample)
+            target.step()
+        return steps // 4 * 4 / (time.perf_counter() - t)
+
+    return run, SimpleNamespace(close=collector.shutdown), label
+
+
+#: contender name -> builder ``cfg -> (run(steps) -> steps/s, handle with close(), row label)``
+CONTENDERS = {"tianshou": tianshou_contender, "torchrl": torchrl_contender}
 
 
 def update_timer(trainer, train_freq: int = 4, updates: int = 20):
@@ -208,6 +343,19 @@ def main(cfg: Config) -> str:
     trainers = {}
     for n in cfg.heed_envs:
         contenders[f"heed Dueling DQN ({n} env{'s' if n > 1 else ''})"], trainers[n] = heed_contender(cfg, n, work)
+    closers = list(trainers.values())
+    if cfg.contenders:
+        import importlib.util
+
+        contenders["heed Dueling DQN + PER (1 env)"], per = heed_contender(cfg, 1, work, prioritized=True)
+        closers.append(per)
+        for key in dict.fromkeys(cfg.contenders):
+            if importlib.util.find_spec(key) is None:
+                print(f"skipping {key}: it is not installed (pip install {key})")
+                continue
+            run, handle, label = CONTENDERS[key](cfg)
+            contenders[label] = run
+            closers.append(handle)
     full, bare = update_timer(trainers[cfg.heed_envs[0]])
     contenders["floor: heed update incl. sampling"] = lambda steps: full()
     contenders["floor: bare network update"] = lambda steps: bare()
@@ -223,13 +371,13 @@ def main(cfg: Config) -> str:
     ]
     for name, values in results.items():
         ratio = statistics.median(np.array(values) / np.array(base))
-        lines.append(f"| {name} | {statistics.median(values):.0f} ({min(values):.0f}–{max(values):.0f}) | {ratio:.2f}× |")
+        lines.append(f"| {name} | {statistics.median(values):.3g} ({min(values):.3g}–{max(values):.3g}) | {ratio:.2f}× |")
     table = "\n".join(lines)
     print(table)
     if cfg.out is not None:
         cfg.out.write_text(table + "\n")
-    for t in trainers.values():
-        t.close()
+    for handle in closers:
+        handle.close()
     return table
 
 

@@ -1,0 +1,65 @@
+"""render_saliency on the folders a DQN training run leaves (run dir, checkpoint dir) with every method, on Enduro."""
+
+import json
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from heed.agents.common.errors import HeedError
+from heed.analysis.saliency_methods import SALIENCY_METHODS
+from heed.scripts import render_saliency
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+LIBRARY_METHODS = [m for m in SALIENCY_METHODS if not m.startswith("captum-")]
+
+
+@pytest.fixture(scope="module")
+def enduro_run(tmp_path_factory) -> Path:
+    """A 12-step Dueling Double DQN training run on Enduro (checkpoint at the end, online + target nets and Adam)."""
+    from heed.agents.common.session import RunConfig
+    from heed.agents.trainers import dqn
+
+    run_dir = tmp_path_factory.mktemp("runs") / "enduro"
+    dqn.main(dqn.Config(
+        env="ALE/Enduro-v5", total_steps=12, num_envs=1, buffer_size=64, learning_starts=8, batch_size=4,
+        train_freq=4, exploration_steps=8, eval_interval=0, checkpoint_interval=12, log_interval=4,
+        run=RunConfig(run_dir=run_dir, device="cpu", seed=0, progress=False),
+    ))
+    return run_dir
+
+
+def test_a_run_dir_gives_the_enduro_video_and_the_lecture_split(tmp_path, enduro_run):
+    out = tmp_path / "enduro.mp4"
+    summary = render_saliency.main(render_saliency.Config(
+        checkpoint=enduro_run, steps=4, out=out, device="cpu", method="gradient", progress=False))
+    assert np.stack(list(iio.imiter(out))).shape[0] == 4
+    saved = json.loads(out.with_suffix(".json").read_text())
+    assert saved["env_id"] == "ALE/Enduro-v5" and saved["steps"] == 4
+    split = saved["focus"]["split"]
+    assert split["by"] == "car_near" and split["parts"]["yes"]["frames"] + split["parts"]["no"]["frames"] == 4
+    horizon = [split["parts"][p]["value"]["horizon_band"] for p in ("yes", "no") if split["parts"][p]["frames"]]
+    assert all(0 <= h["mass"] <= 1 and h["frames"] > 0 for h in horizon)
+    assert summary["focus"]["split"] == split
+
+
+@pytest.mark.parametrize("method", LIBRARY_METHODS + ["captum-gradient"])
+def test_every_method_on_a_training_checkpoint_dir(tmp_path, enduro_run, method):
+    ckpt = next((enduro_run / "checkpoints").glob("step_*"))
+    out = tmp_path / f"{method}.gif"
+    render_saliency.main(render_saliency.Config(
+        checkpoint=ckpt, steps=2, out=out, mode="overlay" if method == "occlusion" else "panels", device="cpu",
+        method=method, progress=False))
+    assert np.stack(list(iio.imiter(out))).shape[0] == 2
+    focus = json.loads(out.with_suffix(".json").read_text())["focus"]
+    assert set(focus["value"]["objects"]) == {"player_car", "other_cars", "car_ahead", "horizon_band"}
+
+
+def test_a_wrong_folder_is_one_line(tmp_path, enduro_run):
+    cfg = dict(steps=2, out=tmp_path / "a.mp4", device="cpu", progress=False)
+    with pytest.raises(HeedError, match="holds no weights.safetensors and no checkpoints/latest"):
+        render_saliency.main(render_saliency.Config(checkpoint=tmp_path, **cfg))
+    with pytest.raises(HeedError, match="holds no weights.safetensors"):
+        render_saliency.main(render_saliency.Config(checkpoint=enduro_run / "checkpoints", **cfg))
