@@ -10,6 +10,7 @@
 - :func:`by_length`: exact match and BLEU per source-length bin (Bahdanau et al. 2014, Fig. 2).
 - :func:`alignment_share`: the mean, over target words that have an aligned source word, of the
   weight a map ``[L_target, S]`` (attention, or a gradient map normalised per row) puts on that word.
+- :func:`to_words`: a map over characters summed to one over words (character-level models).
 - :func:`heatmap_figure`, :func:`length_figure`: the figures; :func:`alignment_frames`: the frames of
   a video of the alignment as the decoder writes (one per output word).
 
@@ -84,6 +85,27 @@ def alignment_share(weights: np.ndarray, alignment: Sequence[int]) -> float:
     return float(np.mean([weights[i, j] for i, j in pairs]))
 
 
+def to_words(weights: np.ndarray, target_words: Sequence[int], source_words: Sequence[int]) -> np.ndarray:
+    """A token map ``[L_target, S]`` summed to a word map ``[W_target, W_source]``.
+
+    ``M[i, j] = mean_{t in word i} sum_{s in word j} W[t, s]``: the columns of each source word's
+    characters are summed (the weight a target character puts on the word), the rows of each target
+    word's characters averaged (so attention rows keep summing to at most 1). Tokens whose word index
+    is -1 (the spaces) are left out; rows beyond ``len(target_words)`` and columns beyond
+    ``len(source_words)`` are ignored. At word level (both maps the identity) ``M == W``.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    tw, sw = np.asarray(target_words), np.asarray(source_words)
+    rows, cols = int(tw.max(initial=-1)) + 1, int(sw.max(initial=-1)) + 1
+    cols_summed = np.zeros((weights.shape[0], cols))
+    for j in range(cols):
+        cols_summed[:, j] = weights[:, : len(sw)][:, sw == j].sum(1)
+    out = np.zeros((rows, cols))
+    for i in range(rows):
+        out[i] = cols_summed[: len(tw)][tw == i].mean(0)
+    return out
+
+
 def heatmap_figure(
     weights: np.ndarray,
     source: Sequence[str],
@@ -91,21 +113,25 @@ def heatmap_figure(
     title: str,
     alignment: Sequence[int] | None = None,
     vmax: float | None = None,
+    cell: tuple[float, float] = (0.42, 0.36),
 ):
     """A matplotlib figure of a ``[L_target, S]`` map, target words down, source words across; the
     grammar's alignment (when given) is drawn as small circles. NaN cells are left blank; the grey
-    scale runs from 0 to ``vmax`` (default: the map's largest value)."""
+    scale runs from 0 to ``vmax`` (default: the map's largest value); ``cell`` is the width and height
+    of one cell in inches (smaller for maps over characters)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     weights = np.asarray(weights)
-    fig, ax = plt.subplots(figsize=(0.42 * len(source) + 2.5, 0.36 * len(target) + 1.8))
+    fig, ax = plt.subplots(figsize=(cell[0] * len(source) + 2.5, cell[1] * len(target) + 1.8))
     top = float(np.nanmax(weights)) if vmax is None and np.isfinite(weights).any() else (vmax or 0.0)
     ax.imshow(weights, cmap="gray", vmin=0.0, vmax=max(top, 1e-9), aspect="auto")
     ax.set_xticks(range(len(source)), source, rotation=60, ha="right")
     ax.set_yticks(range(len(target)), target)
+    if min(cell) < 0.3:
+        ax.tick_params(labelsize=5.5)
     ax.xaxis.tick_top()
     plt.setp(ax.get_xticklabels(), rotation=60, ha="left")
     if alignment is not None:

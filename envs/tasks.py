@@ -20,6 +20,7 @@ from heed.envs.algorithmic import (
     RepeatCopyTask,
 )
 from heed.envs.babi import BabiTask
+from heed.envs.cloze import ClozeTask
 from heed.envs.cue import CueRecallTask
 from heed.envs.graphs import InferenceTask, ShortestPathTask, TraversalTask
 from heed.envs.ponder import AdditionTask, LogicTask, ParityTask, ReverseTask, SeqCopyTask
@@ -41,6 +42,7 @@ TASKS: dict[str, Callable[..., SequenceTask]] = {
     "seqcopy": SeqCopyTask,
     "reverse": ReverseTask,
     "babi": BabiTask,
+    "cloze": ClozeTask,  # entity-anonymised cloze questions for the attentive reader: envs/cloze.py
     # the sequential-Jacobian demo's probe: envs/cue.py
     "cue-recall": CueRecallTask,
     # attention between sequences (Bahdanau et al. 2014): envs/translation.py

@@ -1,6 +1,7 @@
 """Translation-like tasks with a known word alignment, generated offline by heed's own grammar.
 
-Two :class:`heed.envs.sequence.SequenceTask` entries (``loss == "classes"``), word level:
+Two :class:`heed.envs.sequence.SequenceTask` entries (``loss == "classes"``), at word level (default)
+or, with ``level="char"``, at character level (below):
 
 - ``translation``: English-like -> German-like sentences with the lecture's reorderings. A sentence
   is 1 to ``max_clauses`` clauses joined by "and" / "because" / "while", then ".". Clauses::
@@ -31,8 +32,16 @@ words and ``K`` target classes (class 0 is the boundary ``</s>``), ``D = Vs + K 
     mask [B, T]:       1 on decoder steps only
 
 ``S`` is the batch's longest source and ``M`` its longest target plus one, so every row's decoder
-starts at column ``S``. Sentences whose crc32 ends in 0 (mod 10) form the held-out split
-(``split="test"``); the default ``split="train"`` never yields them.
+starts at column ``S``. Sentences whose crc32 (of their word ids) ends in 0 (mod 10) form the
+held-out split (``split="test"``); the default ``split="train"`` never yields them.
+
+Character level (``level="char"``): the same sentences (the same generator stream), each written as
+its characters with one space between words, ``"Anna sieht"`` -> ``A n n a ␣ s i e h t``; the
+vocabularies are the characters of the word vocabularies plus the space (``</s>`` stays target class
+0), and the held-out split is the word level's. A :class:`Pair`'s ``alignment`` stays over *words*,
+and ``source_words`` / ``target_words`` give the word index of each character (-1 on a space), so maps
+over characters can be summed to words. :meth:`_PairTask.target_words` turns classes back into words
+(characters joined, split at spaces): BLEU and exact match are always on words.
 """
 
 from __future__ import annotations
@@ -52,11 +61,38 @@ BOUNDARY = "</s>"  # target class 0: the decoder's start input and its end-of-se
 
 
 class Pair(NamedTuple):
-    """One sentence pair as word ids, with ``alignment[i]`` = the source index of target word i (-1: none)."""
+    """One sentence pair as token ids, with ``alignment[i]`` = the source index of target word i (-1: none).
+
+    At word level a token is a word and the two word maps are empty; at character level
+    ``source_words[k]`` (``target_words[k]``) is the index of the word character k belongs to (-1: a
+    space), and ``alignment`` is over words.
+    """
 
     source: tuple[int, ...]
     target: tuple[int, ...]
     alignment: tuple[int, ...]
+    source_words: tuple[int, ...] = ()
+    target_words: tuple[int, ...] = ()
+
+
+def token_words(pair: Pair) -> tuple[list[int], list[int]]:
+    """The word index of every source and target token of ``pair`` (the identity at word level)."""
+    if pair.source_words:
+        return list(pair.source_words), list(pair.target_words)
+    return list(range(len(pair.source))), list(range(len(pair.target)))
+
+
+def _characters(words: list[str]) -> tuple[list[str], tuple[int, ...]]:
+    """The characters of ``words`` joined by single spaces, and each character's word index (-1: space)."""
+    chars: list[str] = []
+    owner: list[int] = []
+    for i, word in enumerate(words):
+        if i:
+            chars.append(" ")
+            owner.append(-1)
+        chars += list(word)
+        owner += [i] * len(word)
+    return chars, tuple(owner)
 
 
 def encode_pairs(pairs: list[Pair], source_size: int, target_size: int) -> Batch:
@@ -91,14 +127,32 @@ class _PairTask:
     """What both tasks share: vocabularies, the split, sampling pairs and encoding them."""
 
     split: str = "train"
+    level: str = "word"
     loss: ClassVar[str] = "classes"
     source_vocab: tuple[str, ...] = field(init=False, repr=False, default=())
+    """the source tokens: words, or characters with ``level="char"``"""
     target_vocab: tuple[str, ...] = field(init=False, repr=False, default=())
+    """the target classes (class 0 is ``</s>``): words, or characters with ``level="char"``"""
+    word_vocabs: tuple[tuple[str, ...], tuple[str, ...]] = field(init=False, repr=False, default=((), ()))
+    """the source and target *word* vocabularies (the same at both levels; they fix the held-out split)"""
 
     def _check_split(self) -> None:
         require(
             self.split in ("train", "test", "all"), f"split must be train, test or all, got '{self.split}'"
         )
+        require(self.level in ("word", "char"), f"level must be word or char, got '{self.level}'")
+
+    def _set_vocabularies(self, source: list[str], target: list[str]) -> None:
+        """Store the word vocabularies and the token vocabularies of the task's level."""
+        words = (tuple(dict.fromkeys(source)), tuple(dict.fromkeys(target)))
+        object.__setattr__(self, "word_vocabs", words)
+        if self.level == "char":
+            chars = lambda vocab: sorted({c for w in vocab if w != BOUNDARY for c in w})  # noqa: E731
+            source_tokens, target_tokens = (" ", *chars(words[0])), (BOUNDARY, " ", *chars(words[1]))
+        else:
+            source_tokens, target_tokens = words
+        object.__setattr__(self, "source_vocab", tuple(source_tokens))
+        object.__setattr__(self, "target_vocab", tuple(target_tokens))
 
     def held_out(self) -> _PairTask:
         """The same task on the held-out sentences (``split="test"``: what a trainer evaluates on)."""
@@ -115,17 +169,33 @@ class _PairTask:
     def _words(self, rng: np.random.Generator) -> tuple[list[str], list[str], list[int]]:
         raise NotImplementedError
 
+    def pair_of(self, source: list[str], target: list[str], alignment: tuple[int, ...] | list[int]) -> Pair:
+        """The :class:`Pair` of a sentence given as words, at the task's level."""
+        if self.level == "word":
+            src_id = {w: i for i, w in enumerate(self.source_vocab)}
+            tgt_id = {w: i for i, w in enumerate(self.target_vocab)}
+            return Pair(tuple(src_id[w] for w in source), tuple(tgt_id[w] for w in target), tuple(alignment))
+        src_id = {c: i for i, c in enumerate(self.source_vocab)}
+        tgt_id = {c: i for i, c in enumerate(self.target_vocab)}
+        (source_chars, source_owner), (target_chars, target_owner) = _characters(source), _characters(target)
+        return Pair(
+            tuple(src_id[c] for c in source_chars),
+            tuple(tgt_id[c] for c in target_chars),
+            tuple(alignment),
+            source_owner,
+            target_owner,
+        )
+
     def sample_pairs(self, count: int, rng: np.random.Generator) -> list[Pair]:
         """``count`` pairs of the task's split (held-out sentences are rejected from ``train`` and kept in ``test``)."""
-        src_id = {w: i for i, w in enumerate(self.source_vocab)}
-        tgt_id = {w: i for i, w in enumerate(self.target_vocab)}
+        src_id = {w: i for i, w in enumerate(self.word_vocabs[0])}
         pairs: list[Pair] = []
         while len(pairs) < count:
             source, target, alignment = self._words(rng)
             ids = tuple(src_id[w] for w in source)
             if self.split != "all" and _held_out(ids) != (self.split == "test"):
                 continue
-            pairs.append(Pair(ids, tuple(tgt_id[w] for w in target), tuple(alignment)))
+            pairs.append(self.pair_of(source, target, alignment))
         return pairs
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
@@ -133,9 +203,17 @@ class _PairTask:
             self.sample_pairs(batch_size, rng), len(self.source_vocab), len(self.target_vocab)
         )
 
+    def _as_words(self, ids, vocab: tuple[str, ...]) -> list[str]:
+        tokens = [vocab[i] for i in ids]
+        return tokens if self.level == "word" else "".join(tokens).split()
+
+    def target_words(self, classes) -> list[str]:
+        """The words of target classes (at character level: joined, then split at spaces)."""
+        return self._as_words(classes, self.target_vocab)
+
     def words(self, pair: Pair) -> tuple[list[str], list[str]]:
-        """The source and target words of a pair."""
-        return [self.source_vocab[i] for i in pair.source], [self.target_vocab[i] for i in pair.target]
+        """The source and target words of a pair (at either level)."""
+        return self._as_words(pair.source, self.source_vocab), self.target_words(pair.target)
 
 
 # --- the English-like -> German-like grammar --------------------------------------------------------
@@ -268,8 +346,7 @@ class TranslationTask(_PairTask):
         target += [a[1] + e for a in ADJECTIVES for e in ("e", "er", "es")]
         target += [v[i] for v in VERBS + INTRANSITIVE for i in (2, 3)] + [a[1] for a in ATTEMPTS]
         target += [c[1] for c in CONJUNCTIONS] + list(NAMES)
-        object.__setattr__(self, "source_vocab", tuple(dict.fromkeys(source)))
-        object.__setattr__(self, "target_vocab", tuple(dict.fromkeys(target)))
+        self._set_vocabularies(source, target)
 
     def _words(self, rng: np.random.Generator) -> tuple[list[str], list[str], list[int]]:
         clauses = int(rng.integers(1, self.max_clauses + 1))
@@ -307,7 +384,7 @@ class DateTask(_PairTask):
         self._check_split()
         days = [str(d) for d in range(1, 32)] + [_ordinal(d) for d in range(1, 32)]
         months = [m.lower() for m in MONTHS] + [m[:3].lower() for m in MONTHS]
-        object.__setattr__(self, "source_vocab", tuple(days + months + list(YEARS) + ["the", "of", ","]))
+        source = days + months + list(YEARS) + ["the", "of", ","]
         target = [
             BOUNDARY,
             "-",
@@ -315,7 +392,7 @@ class DateTask(_PairTask):
             *(f"{m:02d}" for m in range(1, 13)),
             *(f"{d:02d}" for d in range(1, 32)),
         ]
-        object.__setattr__(self, "target_vocab", tuple(dict.fromkeys(target)))
+        self._set_vocabularies(source, target)
 
     def _words(self, rng: np.random.Generator) -> tuple[list[str], list[str], list[int]]:
         year = int(rng.integers(1950, 2050))

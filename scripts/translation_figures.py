@@ -14,13 +14,18 @@ row on the aligned source word (for gradient maps also over the reordered words 
 ``gradient_share_moved``: target word i aligned to a source word j != i). Writes into ``--out-dir``:
 
 - ``alignment.png``: the first attentive run's attention, target words x source words, on the
-  lecture-style sentence below (circles: the grammar's alignment);
+  lecture-style sentence below (circles: the grammar's alignment); ``alignment_LABEL.png`` that of
+  the first run of every other attention kind (``alignment_rnnsearch-dot.png``,
+  ``alignment_rnnsearch-key-value.png``);
 - ``implicit.png``: the gradient map of the first RNNencdec run on the same sentence, and
   ``NAME_implicit.png`` that of the first run of every other model without attention
   (``bytenet_implicit.png``: :mod:`heed.agents.bytenet`);
 - ``length_bleu.png``, ``length_exact.png``: BLEU / exact match against source length per model;
 - ``alignment.gif`` (with ``--video``): the alignment of the first attentive run as its decoder
   writes the lecture-style sentence (its own output, not the reference), one frame per output word;
+- ``alignment_chars.png``: when that run is at character level (``--task-options level=char``), its
+  attention over characters; ``alignment.png`` (and every share) then holds the map summed to words
+  (:func:`heed.analysis.translation.to_words`), as do the gradient maps of character-level runs;
 - ``summary.json``: every number, per run; a Markdown table is printed.
 """
 
@@ -118,8 +123,23 @@ def decode(model, inputs: torch.Tensor, width: int, max_len: int):
     return model.beam(inputs, width=width, max_len=max_len)
 
 
+def word_map(weights: np.ndarray, pair) -> np.ndarray:
+    """A token map ``[L_target, S]`` of ``pair`` as a word map (the identity at word level)."""
+    from heed.analysis.translation import to_words
+    from heed.envs.translation import token_words
+
+    if not pair.source_words:
+        return np.asarray(weights)[: len(pair.target), : len(pair.source)]
+    source_words, target_words = token_words(pair)
+    return to_words(weights, target_words, source_words)
+
+
 def score_run(model, task, pairs, gradient_count: int, beam: int = 1) -> dict:
-    """Exact match / BLEU (greedy or beam ``beam``) (overall and by length), attention and gradient alignment shares."""
+    """Exact match / BLEU (greedy or beam ``beam``) (overall and by length), attention and gradient alignment shares.
+
+    Everything is on words at either level: hypotheses through ``task.target_words``, lengths in
+    source words, maps over characters summed to words (:func:`word_map`) before they are scored.
+    """
     from heed.analysis.translation import alignment_share, bleu, by_length
     from heed.envs.translation import encode_pairs
 
@@ -132,26 +152,25 @@ def score_run(model, task, pairs, gradient_count: int, beam: int = 1) -> dict:
         s = max(len(p.source) for p in chunk)
         classes, _ = decode(model, inputs, beam, max(len(p.target) for p in chunk) + 10)
         for row, pair in zip(classes.tolist(), chunk):
-            hyps.append(row[: row.index(0)] if 0 in row else row)
-            refs.append(list(pair.target))
+            hyps.append(task.target_words(row[: row.index(0)] if 0 in row else row))
+            refs.append(task.target_words(pair.target))
         with torch.no_grad():
             attention = model(inputs)[1].get("alignment")
         for b, pair in enumerate(chunk):
-            chance.append(1.0 / len(pair.source))
+            chance.append(1.0 / len(task.words(pair)[0]))
             if attention is not None:
-                attn_share.append(
-                    alignment_share(attention[b, s : s + len(pair.target)].numpy(), pair.alignment)
-                )
+                weights = word_map(attention[b, s : s + len(pair.target)].numpy(), pair)
+                attn_share.append(alignment_share(weights, pair.alignment))
         if start < gradient_count:
             few = chunk[: gradient_count - start]
             grads = gradient_maps(model, inputs[: len(few)], torch.from_numpy(batch.targets[: len(few)]))
             for b, pair in enumerate(few):
-                rows = grads[b, s : s + len(pair.target), : len(pair.source)].numpy()
+                rows = word_map(grads[b, s : s + len(pair.target), : len(pair.source)].numpy(), pair)
                 rows = rows / rows.sum(1, keepdims=True).clip(1e-12)
                 grad_share.append(alignment_share(rows, pair.alignment))
                 moved = [j if j != i else -1 for i, j in enumerate(pair.alignment)]  # reordered words only
                 moved_share.append(alignment_share(rows, moved))
-    lengths = [len(p.source) for p in pairs]
+    lengths = [len(task.words(p)[0]) for p in pairs]
     return {
         "decoding": "greedy" if beam == 1 else f"beam {beam}",
         "exact": 100.0 * float(np.mean([h == r for h, r in zip(hyps, refs)])),
@@ -165,20 +184,14 @@ def score_run(model, task, pairs, gradient_count: int, beam: int = 1) -> dict:
 
 
 def lecture_pair(task):
-    """The lecture-style sentence as a :class:`~heed.envs.translation.Pair` of ``task``'s vocabulary."""
-    from heed.envs.translation import Pair
-
-    src = {w: i for i, w in enumerate(task.source_vocab)}
-    tgt = {w: i for i, w in enumerate(task.target_vocab)}
-    return Pair(
-        tuple(src[w] for w in LECTURE_SOURCE.split()),
-        tuple(tgt[w] for w in LECTURE_TARGET.split()),
-        LECTURE_ALIGNMENT,
-    )
+    """The lecture-style sentence as a :class:`~heed.envs.translation.Pair` of ``task`` (at its level)."""
+    return task.pair_of(LECTURE_SOURCE.split(), LECTURE_TARGET.split(), LECTURE_ALIGNMENT)
 
 
-def sentence_maps(model, task) -> tuple[np.ndarray | None, np.ndarray]:
-    """Attention (or None) and the row-normalised gradient map ``[L_target, S]`` on the lecture sentence."""
+def sentence_maps(model, task) -> tuple[np.ndarray | None, np.ndarray, np.ndarray | None]:
+    """On the lecture sentence: the attention summed to words ``[L_target, S]`` (or None), the
+    row-normalised gradient map summed to words, and the attention over tokens (characters at
+    character level; None at word level or without attention)."""
     from heed.envs.translation import encode_pairs
 
     pair = lecture_pair(task)
@@ -186,9 +199,12 @@ def sentence_maps(model, task) -> tuple[np.ndarray | None, np.ndarray]:
     inputs, s, m = torch.from_numpy(batch.inputs), len(pair.source), len(pair.target)
     with torch.no_grad():
         attention = model(inputs)[1].get("alignment")
-    grads = gradient_maps(model, inputs, torch.from_numpy(batch.targets))[0, s : s + m, :s].numpy()
+    grads = word_map(gradient_maps(model, inputs, torch.from_numpy(batch.targets))[0, s : s + m, :s].numpy(), pair)
     grads = grads / grads.sum(1, keepdims=True).clip(1e-12)
-    return (None if attention is None else attention[0, s : s + m].numpy()), grads
+    if attention is None:
+        return None, grads, None
+    tokens = attention[0, s : s + m].numpy()
+    return word_map(tokens, pair), grads, (tokens if pair.source_words else None)
 
 
 def write_video_of(model, task, path: Path, width: int, fps: float, run: Path) -> float:
@@ -238,12 +254,19 @@ def run(cfg: Config) -> dict:
             "(model:rnnencdec, rnnsearch or bytenet) on a translation-like task is needed",
         )
         loaded.append((path, model, task, ckpt))
-    require(
-        not cfg.video or any(x[1].kind != "none" and x[3].meta["task"] == "translation" for x in loaded),
-        "--video needs a run with attention (model:rnnsearch) on the translation task",
-    )
     translation = [x for x in loaded if x[3].meta["task"] == "translation"]
+    attentive = next((x for x in translation if x[1].kind != "none"), None)
+    chars = attentive is not None and attentive[2].level == "char"
+    require(
+        not cfg.video or (attentive is not None and not chars),
+        "--video needs a run with attention (model:rnnsearch) on the translation task at word level "
+        "(the first attentive run)",
+    )
     plain = {}  # figure name -> the first translation run of that model without attention
+    others = {}  # figure name -> the first translation run of every other attention kind
+    for x in translation:
+        if x[1].kind != "none" and model_label(x[1].cfg) != model_label(attentive[1].cfg):
+            others.setdefault(f"alignment_{model_label(x[1].cfg)}.png", x)
     for x in translation:
         if x[1].kind == "none":
             plain.setdefault(implicit_name(x[1].cfg), x)
@@ -252,13 +275,15 @@ def run(cfg: Config) -> dict:
         n: folder.claim(n)
         for n in ("alignment.png", "implicit.png", "length_bleu.png", "length_exact.png", "summary.json")
         + tuple(n for n in plain if n != "implicit.png")
+        + tuple(others)
         + (("alignment.gif",) if cfg.video else ())
+        + (("alignment_chars.png",) if chars else ())
     }
     runs, curves = [], {}
     for path, model, _, ckpt in loaded:
         test_task = build_task(ckpt.meta["task"], {**ckpt.meta["task_options"], "split": "test"})
         pairs = test_task.sample_pairs(cfg.sentences, np.random.default_rng(cfg.seed))
-        label = model_label(model.cfg)
+        label = model_label(model.cfg) + ("-char" if test_task.level == "char" else "")
         result = {
             "run": str(path),
             "model": label,
@@ -272,19 +297,35 @@ def run(cfg: Config) -> dict:
         print(f"{label:<22} {path}: {result['decoding']}, exact {result['exact']:.1f} %, BLEU {result['bleu']:.1f}")
     summary: dict = {"sentences": cfg.sentences, "seed": cfg.seed, "beam": cfg.beam, "runs": runs}
     if translation:
-        attentive = next((x for x in translation if x[1].kind != "none"), None)
         source, target = LECTURE_SOURCE.split(), LECTURE_TARGET.split()
         for entry, name, use_attention in (
             (attentive, "alignment.png", True),
+            *((x, n, True) for n, x in others.items()),
             *((x, n, False) for n, x in plain.items()),
         ):
             if entry is None:
                 continue
-            attention, grads = sentence_maps(entry[1], entry[2])
+            attention, grads, over_chars = sentence_maps(entry[1], entry[2])
             weights = attention if use_attention else grads
             share = alignment_share(weights, LECTURE_ALIGNMENT)
             what = "attention" if use_attention else "gradient map ||d log p(y_i)/d x_j|| (row-normalised)"
+            if entry[2].level == "char":
+                what = f"{what}, character level summed to words"
             title = f"{model_label(entry[1].cfg)} {what}\nshare on the aligned word {share:.2f} ({entry[0]})"
+            if over_chars is not None and name == "alignment.png":
+                pair = lecture_pair(entry[2])
+                with disk_errors(outputs["alignment_chars.png"]):
+                    save_figure(
+                        heatmap_figure(
+                            over_chars,
+                            [entry[2].source_vocab[i] for i in pair.source],
+                            [entry[2].target_vocab[i] for i in pair.target],
+                            f"{model_label(entry[1].cfg)} attention over characters ({entry[0]})",
+                            cell=(0.13, 0.13),
+                        ),
+                        outputs["alignment_chars.png"],
+                        close=True,
+                    )
             with disk_errors(outputs[name]):
                 save_figure(
                     heatmap_figure(weights, source, target, title, LECTURE_ALIGNMENT),

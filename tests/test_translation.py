@@ -252,7 +252,7 @@ def test_train_each_model_then_draw_the_figures(tmp_path, capsys):
     from heed.agents.trainers.supervised import Config, main
     from heed.scripts import translation_figures as tf
 
-    for name, cfg in (("plain", CONFIGS[0]), ("search", CONFIGS[1])):
+    for name, cfg in (("plain", CONFIGS[0]), ("search", CONFIGS[1]), ("search-dot", CONFIGS[2])):
         out = main(
             Config(
                 task="translation",
@@ -271,14 +271,16 @@ def test_train_each_model_then_draw_the_figures(tmp_path, capsys):
     summary = tf.main(
         tf.Config(runs=(tmp_path / "runs",), out_dir=tmp_path / "figs", sentences=6, gradient_sentences=2)
     )
-    assert {r["model"] for r in summary["runs"]} == {"rnnencdec", "rnnsearch"}
+    assert {r["model"] for r in summary["runs"]} == {"rnnencdec", "rnnsearch", "rnnsearch-dot"}
     for r in summary["runs"]:
         assert 0 <= r["exact"] <= 100 and 0 <= r["bleu"] <= 100 and 0 <= r["gradient_share"] <= 1
         assert (r["attention_share"] is None) == (r["model"] == "rnnencdec")
-    for name in ("alignment.png", "implicit.png", "length_bleu.png", "length_exact.png"):
+    for name in ("alignment.png", "alignment_rnnsearch-dot.png", "implicit.png", "length_bleu.png", "length_exact.png"):
         assert (tmp_path / "figs" / name).stat().st_size > 1000
+    assert 0 <= summary["alignment_rnnsearch-dot_share"] <= 1
     assert json.loads((tmp_path / "figs" / "summary.json").read_text())["runs"]
-    assert "| rnnsearch | 1 |" in capsys.readouterr().out
+    table = capsys.readouterr().out
+    assert "| rnnsearch | 1 |" in table and "| rnnsearch-dot | 1 |" in table
     with pytest.raises(HeedError, match="no run folders"):
         tf.run(tf.Config(runs=(tmp_path / "figs",), out_dir=tmp_path / "figs2"))
     beam = tf.run(
@@ -377,3 +379,95 @@ def test_wide_beam_is_the_exhaustive_optimum():
         got = found.classes[r].tolist()
         got = got[: got.index(0) + 1] if 0 in got else got
         assert got == best_seq and found.score[r].item() == pytest.approx(best, abs=1e-5)
+
+
+# --- character level ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task_class", [TranslationTask, DateTask])
+def test_character_level_is_the_same_sentences_spelled_out(task_class):
+    """level=char: the characters joined are the word sentence, same stream and split; words map back."""
+    from heed.envs.translation import token_words
+
+    words, chars = task_class(), task_class(level="char")
+    assert chars.target_vocab[0] == "</s>" and all(len(c) == 1 for c in chars.source_vocab)
+    for split in ("train", "test"):
+        by_word = task_class(split=split).sample_pairs(40, np.random.default_rng(7))
+        by_char = task_class(split=split, level="char").sample_pairs(40, np.random.default_rng(7))
+        for w, c in zip(by_word, by_char):
+            source, target = words.words(w)
+            assert "".join(chars.source_vocab[i] for i in c.source) == " ".join(source)
+            assert "".join(chars.target_vocab[i] for i in c.target) == " ".join(target)
+            assert chars.words(c) == (source, target) and c.alignment == w.alignment
+            src_owner, tgt_owner = token_words(c)
+            for owner, spelled, vocab, ids in ((src_owner, source, chars.source_vocab, c.source),
+                                               (tgt_owner, target, chars.target_vocab, c.target)):
+                for k, word in enumerate(spelled):  # the characters of word k are exactly that word
+                    assert "".join(vocab[i] for i, o in zip(ids, owner) if o == k) == word
+                assert all(vocab[i] == " " for i, o in zip(ids, owner) if o < 0)
+    assert token_words(by_word[0]) == (list(range(len(by_word[0].source))), list(range(len(by_word[0].target))))
+    with pytest.raises(HeedError, match="level must be word or char"):
+        task_class(level="bytes")
+
+
+def test_character_maps_sum_to_word_maps():
+    from heed.analysis.translation import to_words
+
+    weights = np.arange(12.0).reshape(3, 4)  # 3 target characters (words 0, 0, 1) x 4 source characters
+    summed = to_words(weights, [0, 0, 1], [0, -1, 1, 1])  # source: word 0 = col 0, a space, word 1 = cols 2-3
+    by_hand = np.array([[(0 + 4) / 2, (2 + 3 + 6 + 7) / 2], [8, 10 + 11]])
+    assert np.allclose(summed, by_hand)
+    eye = np.eye(3)
+    assert np.allclose(to_words(eye, [0, 1, 2], [0, 1, 2]), eye)  # word level: unchanged
+
+
+@pytest.mark.parametrize("kind", ["additive", "dot", "key-value"])
+@pytest.mark.parametrize("level", ["word", "char"])
+def test_one_decoder_step_of_each_trained_variant(kind, level):
+    """The shapes of one decoder step (and of the whole forward) of each variant trained in RESULTS."""
+    task = TranslationTask(max_clauses=1, level=level)
+    torch.manual_seed(0)
+    model = build_model(
+        RNNSearchConfig(hidden_size=8, embed_size=4, attention=kind, attention_size=6), task.input_size, task.output_size
+    )
+    pairs = task.sample_pairs(3, np.random.default_rng(8))
+    inputs = torch.from_numpy(task_batch(task, pairs))
+    from heed.agents.seq2seq import split_layout
+
+    source, valid, previous = split_layout(inputs, task.output_size)
+    s = max(len(p.source) for p in pairs)
+    assert source.shape == (3, s, len(task.source_vocab)) and previous.shape[-1] == task.output_size
+    encoded = model.encode(source, valid)
+    assert [tuple(x.shape) for x in encoded] == [(3, s, 16), (3, 16), (3, 8)]
+    logits, alpha, state = model.decode(previous[:, :1], encoded, valid)
+    assert logits.shape == (3, 1, task.output_size) and alpha.shape == (3, 1, s) and state.shape == (3, 8)
+    assert torch.allclose(alpha.sum(-1), torch.ones(3, 1), atol=1e-5) and (alpha[~valid[:, None]] == 0).all()
+    out, attention, _ = model(inputs)
+    assert out.shape == (3, inputs.shape[1], task.output_size)
+    assert attention["alignment"].shape == (3, inputs.shape[1], s)
+
+
+def test_character_level_run_draws_its_maps(tmp_path):
+    """A character-level RNNsearch run: scored on words, attention over characters and summed to words."""
+    import json
+
+    from heed.agents.common.session import RunConfig
+    from heed.agents.trainers.supervised import Config, main
+    from heed.scripts import translation_figures as tf
+
+    main(
+        Config(
+            task="translation", model=CONFIGS[1], total_sequences=4, batch_size=2, eval_sequences=2,
+            eval_every=4, log_every=2, image_every=0, task_options="max_clauses=1,level=char",
+            run=RunConfig(run_dir=tmp_path / "char", progress=False),
+        )
+    )
+    summary = tf.run(tf.Config(runs=(tmp_path / "char",), out_dir=tmp_path / "figs", sentences=3, gradient_sentences=2))
+    (run,) = summary["runs"]
+    assert run["model"] == "rnnsearch-char" and 0 <= run["attention_share"] <= 1 and 0 <= run["gradient_share"] <= 1
+    assert all(b["hi"] <= 61 for b in run["by_length"])  # bins of source *words*
+    for name in ("alignment.png", "alignment_chars.png"):
+        assert (tmp_path / "figs" / name).stat().st_size > 1000
+    assert json.loads((tmp_path / "figs" / "summary.json").read_text())["alignment_share"] <= 1
+    with pytest.raises(HeedError, match="at word level"):
+        tf.run(tf.Config(runs=(tmp_path / "char",), out_dir=tmp_path / "v", video=True))
