@@ -12,7 +12,7 @@ import torch
 from heed.agents.common.session import RunConfig
 from heed.agents.glimpse.draw import Draw, DrawConfig, draw_write, gaussian_kl, negative_bound
 from heed.agents.glimpse.sensors import DrawParams, draw_read
-from heed.agents.trainers.draw import Config, binarised_test_set, main
+from heed.agents.trainers.draw import BUDGET, Config, binarised_test_set, main
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -97,14 +97,15 @@ def test_binarised_test_set_is_fixed_and_binary():
 def test_trainer_tiny_run_and_resume(tmp_path, attention):
     run = replace(RunConfig(), run_dir=str(tmp_path / "draw"), progress=False, seed=3)
     model = DrawConfig(time_steps=2, hidden=16, latent=4, attention=attention)
-    cfg = Config(model=model, steps=3, eval_every=2, checkpoint_every=2, eval_size=20, run=run)
+    cfg = Config(model=model, budget=replace(BUDGET, steps=3, eval_every=2, checkpoint_every=2), eval_size=20, run=run)
     results = main(cfg)
     assert results["step"] == 3 and results["attention"] is attention
     assert np.isfinite(results["nll_bound"])
     assert results["nll_bound"] == pytest.approx(results["reconstruction"] + results["kl"])
     saved = json.loads((tmp_path / "draw" / "results.json").read_text())
     assert saved["nll_bound"] == pytest.approx(results["nll_bound"])
-    resumed = main(Config(steps=5, run=replace(RunConfig(), resume=str(tmp_path / "draw"), progress=False)))
+    resumed = main(Config(budget=replace(BUDGET, steps=5),
+                          run=replace(RunConfig(), resume=str(tmp_path / "draw"), progress=False)))
     assert resumed["step"] == 5 and resumed["attention"] is attention
 
 
@@ -113,7 +114,7 @@ def test_record_draw_writes_the_video(tmp_path):
     from heed.scripts.record_draw import main as record
 
     run = replace(RunConfig(), run_dir=str(tmp_path / "draw"), progress=False, seed=1)
-    main(Config(model=DrawConfig(time_steps=3, hidden=8, latent=2), steps=1, eval_size=10, run=run))
+    main(Config(model=DrawConfig(time_steps=3, hidden=8, latent=2), budget=replace(BUDGET, steps=1), eval_size=10, run=run))
     out = record(RecordConfig(run_dir=str(tmp_path / "draw"), out=str(tmp_path / "fig"), count=2, fps=2))
     assert out["video"].suffix == ".gif" and out["video"].stat().st_size > 0
     import imageio.v2 as imageio

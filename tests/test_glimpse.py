@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import sys
@@ -202,11 +203,12 @@ def test_env_rewards_the_right_answer_and_shows_the_right_tile():
 def _tiny(tmp_path, **kw):
     from heed.agents.common.session import RunConfig
     from heed.agents.cores.lstm import LSTMConfig
-    from heed.agents.trainers.glimpse import Config
+    from heed.agents.trainers.glimpse import BUDGET, Config
 
-    base = {"dataset": "mnist", "model": "ram", "glimpses": 2, "steps": 4, "batch_size": 8, "hidden": 16,
-            "core": LSTMConfig(hidden_size=16)}
-    base.update(eval_size=20, mc_samples=2, eval_every=2, checkpoint_every=2, log_every=1)
+    budget = {"steps": kw.pop("steps", 4), "eval_every": 2, "checkpoint_every": 2, "log_every": 1}
+    base = {"dataset": "mnist", "model": "ram", "glimpses": 2, "batch_size": 8, "hidden": 16,
+            "core": LSTMConfig(hidden_size=16), "budget": dataclasses.replace(BUDGET, **budget)}
+    base.update(eval_size=20, mc_samples=2)
     base.update(run=RunConfig(run_dir=tmp_path / "run", device="cpu", progress=False), **kw)
     return Config(**base)
 
@@ -230,9 +232,9 @@ def test_trainer_runs_and_resumes_exactly(tmp_path):
     shutil.rmtree(ckpts / "step_0000000004")
     (ckpts / "latest").write_text("step_0000000002")
     from heed.agents.common.session import RunConfig
-    from heed.agents.trainers.glimpse import Config
+    from heed.agents.trainers.glimpse import BUDGET, Config
 
-    res2 = main(Config(run=RunConfig(resume=tmp_path / "run", progress=False), steps=4))
+    res2 = main(Config(run=RunConfig(resume=tmp_path / "run", progress=False), budget=dataclasses.replace(BUDGET, steps=4)))
     assert res2["step"] == 4
     resumed = _weights(tmp_path / "run")
     for k in full:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -134,14 +136,15 @@ def test_each_location_is_credited_with_the_labels_it_can_still_change():
 def test_tiny_pairs_training_reports_pair_digit_and_sum_errors(tmp_path):
     from heed.agents.common.session import RunConfig
     from heed.agents.cores.lstm import LSTMConfig
-    from heed.agents.trainers.glimpse import Config, errors, main
+    from heed.agents.trainers.glimpse import BUDGET, Config, errors, main
 
     pred, y = torch.tensor([[3, 5], [1, 2], [4, 4]]), torch.tensor([[5, 3], [1, 2], [4, 9]])
     assert errors(pred, y) == pytest.approx(
         {"test_error": 200 / 3, "test_error_digit": 50.0, "test_error_sum": 100 / 3})
     for model in ("dram", "cnn"):
-        cfg = Config(dataset="mnist-pairs", model=model, glimpses=4, steps=2, batch_size=4, hidden=16,
-                     core=LSTMConfig(hidden_size=16), eval_size=10, mc_samples=2, log_every=1,
+        cfg = Config(dataset="mnist-pairs", model=model, glimpses=4, batch_size=4, hidden=16,
+                     budget=dataclasses.replace(BUDGET, steps=2, log_every=1),
+                     core=LSTMConfig(hidden_size=16), eval_size=10, mc_samples=2,
                      run=RunConfig(run_dir=tmp_path / model, device="cpu", progress=False))
         res = main(cfg)
         assert res["step"] == 2 and res["dataset"] == "mnist-pairs" and res["test_images"] == 10

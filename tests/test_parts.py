@@ -86,10 +86,11 @@ def test_act_ponder_cost_enters_the_ppo_loss():
 
 @pytest.mark.parametrize("name", list(CORES))
 def test_every_core_drives_the_glimpse_ram(tmp_path, name):
-    from heed.agents.trainers.glimpse import Config, main
+    from heed.agents.trainers.glimpse import BUDGET, Config, main
 
-    res = main(Config(dataset="mnist", model="ram", glimpses=2, steps=2, batch_size=4, hidden=8, core=tiny(name),
-                      eval_size=10, mc_samples=1, eval_every=2, checkpoint_every=2, log_every=1,
+    budget = dataclasses.replace(BUDGET, steps=2, eval_every=2, checkpoint_every=2, log_every=1)
+    res = main(Config(dataset="mnist", model="ram", glimpses=2, budget=budget, batch_size=4, hidden=8, core=tiny(name),
+                      eval_size=10, mc_samples=1,
                       run=RunConfig(run_dir=tmp_path / "run", progress=False)))
     assert res["step"] == 2 and 0 <= res["test_error"] <= 100
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -137,7 +138,8 @@ def test_env_reward_is_minus_the_edit_distance():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("pen") / "run"
-    results = pen.main(pen.Config(model=BLSTMConfig(hidden_size=6, layers=1), steps=2, batch_size=2, eval_size=2,
+    results = pen.main(pen.Config(model=BLSTMConfig(hidden_size=6, layers=1), budget=replace(pen.BUDGET, steps=2),
+                                  batch_size=2, eval_size=2,
                                   beam=2, run=pen.RunConfig(run_dir=run_dir, progress=False)))
     return run_dir, results
 
@@ -145,7 +147,7 @@ def tiny_run(tmp_path_factory):
 def test_two_step_training_then_resume_and_load(tiny_run):
     run_dir, results = tiny_run
     assert results["step"] == 2 and 0 <= results["cer"] and json.loads((run_dir / "results.json").read_text())
-    resumed = pen.main(pen.Config(steps=3, run=pen.RunConfig(resume=run_dir, progress=False)))
+    resumed = pen.main(pen.Config(budget=replace(pen.BUDGET, steps=3), run=pen.RunConfig(resume=run_dir, progress=False)))
     assert resumed["step"] == 3 and resumed["model"]["hidden_size"] == 6
     model, meta = pen.load_recogniser(str(run_dir))
     assert isinstance(model, BLSTM) and meta["kind"] == "pen" and not model.training

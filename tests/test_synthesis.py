@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from heed.agents.handwriting_synthesis import (
     window_weights,
     write_text,
 )
-from heed.agents.trainers.synthesis import Config, main
+from heed.agents.trainers.synthesis import BUDGET, Config, main
 from heed.analysis.handwriting_figures import alignment_figure, uniform_pace, window_alignment, writing_frames
 from heed.envs.handwriting import ALPHABET
 
@@ -208,13 +209,14 @@ def test_figures_render():
 
 def test_trainer_smoke_and_resume(tmp_path):
     run_dir = tmp_path / "syn"
-    cfg = Config(model=SMALL, steps=2, batch_size=4, pool_size=8, refresh=1, eval_size=4, eval_every=1,
-                 checkpoint_every=1, log_every=1, run=RunConfig(run_dir=run_dir, progress=False))
+    budget = replace(BUDGET, steps=2, eval_every=1, checkpoint_every=1, log_every=1)
+    cfg = Config(model=SMALL, budget=budget, batch_size=4, pool_size=8, refresh=1, eval_size=4,
+                 run=RunConfig(run_dir=run_dir, progress=False))
     results = main(cfg)
     assert results["step"] == 2 and math.isfinite(results["nll"])
     assert 0.0 <= results["window_on_letter"] <= 1.0
     assert json.loads((run_dir / "results.json").read_text())["step"] == 2
-    again = main(Config(steps=3, run=RunConfig(resume=run_dir, progress=False)))
+    again = main(Config(budget=replace(BUDGET, steps=3), run=RunConfig(resume=run_dir, progress=False)))
     assert again["step"] == 3
 
 

@@ -14,7 +14,7 @@ from heed.agents.common.errors import HeedError
 from heed.agents.common.session import RunConfig
 from heed.agents.glimpse import TilePolicy, build_model, hybrid_loss
 from heed.agents.glimpse.tiles import CENTRE_TILE, cut_tiles, tiles_from_locations
-from heed.agents.trainers.glimpse import Config, main
+from heed.agents.trainers.glimpse import BUDGET, Config, main
 from heed.analysis.glimpse_figures import tile_choice_counts
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -124,8 +124,8 @@ def test_tile_choice_counts_per_class():
 @pytest.mark.parametrize("model", ["tiles", "random-tiles"])
 def test_trainer_tiny_run(tmp_path, model):
     run = replace(RunConfig(), run_dir=str(tmp_path / model), progress=False, seed=1)
-    cfg = Config(dataset="mnist", model=model, glimpses=4, steps=3, hidden=16, batch_size=8, eval_every=2,
-                 eval_size=20, mc_samples=2, run=run)
+    cfg = Config(dataset="mnist", model=model, glimpses=4, budget=replace(BUDGET, steps=3, eval_every=2), hidden=16,
+                 batch_size=8, eval_size=20, mc_samples=2, run=run)
     results = main(cfg)
     assert results["model"] == model and results["step"] == 3 and 0 <= results["test_error"] <= 100
     assert isinstance(build_model(model, 28, 4, 8, 1, hidden=16), TilePolicy)
@@ -145,13 +145,13 @@ def test_record_tiles_writes_the_heat_map(tmp_path):
     from heed.scripts.record_tiles import main as record
 
     run = replace(RunConfig(), run_dir=str(tmp_path / "run"), progress=False, seed=1)
-    main(Config(dataset="mnist", model="tiles", glimpses=3, steps=1, hidden=8, batch_size=4, eval_size=10,
+    main(Config(dataset="mnist", model="tiles", glimpses=3, budget=replace(BUDGET, steps=1), hidden=8, batch_size=4, eval_size=10,
                 mc_samples=1, run=run))
     out = record(RecordConfig(run_dir=str(tmp_path / "run"), out=str(tmp_path / "fig"), count=40))
     assert out["figure"].exists() and out["counts"].sum() == 40 * 2  # two chosen tiles per digit
     assert len(out["error_per_class"]) == 10
     run = replace(run, run_dir=str(tmp_path / "ram"))
-    main(Config(dataset="mnist", model="random", glimpses=2, steps=1, hidden=8, batch_size=4, eval_size=10,
+    main(Config(dataset="mnist", model="random", glimpses=2, budget=replace(BUDGET, steps=1), hidden=8, batch_size=4, eval_size=10,
                 mc_samples=1, run=run))
     with pytest.raises(HeedError, match="tiles or random-tiles"):
         record(RecordConfig(run_dir=str(tmp_path / "ram"), out=str(tmp_path / "fig")))

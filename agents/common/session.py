@@ -143,7 +143,6 @@ def resume_config(cfg: C, saved: dict[str, Any], run_dir: Path, source: str = "c
     """
     cls = type(cfg)
     rname = run_field(cls)
-    saved = _lift_flat_run_fields(saved, rname)
     base = config_from_dict(cls, saved, f"cannot resume '{run_dir}': its {source}", ignore_unknown=False)
     allowed = _overridable(cls)
     changes: dict[str, Any] = {}
@@ -152,6 +151,9 @@ def resume_config(cfg: C, saved: dict[str, Any], run_dir: Path, source: str = "c
             continue
         new, old = getattr(cfg, f.name), getattr(base, f.name)
         if not _given(new, f) or new == old:
+            continue
+        if f.name not in allowed and dataclasses.is_dataclass(new) and _overridable(type(new)):
+            changes[f.name] = _resume_group(new, old, _default(f))  # a group of flags (a trainer's budget)
             continue
         if f.name not in allowed:
             raise HeedError(f"{flag_name(f.name)} cannot change on --resume (the run has {old!r}); "
@@ -171,14 +173,21 @@ def resume_config(cfg: C, saved: dict[str, Any], run_dir: Path, source: str = "c
     return dataclasses.replace(base, **changes, **{rname: run})
 
 
-def _lift_flat_run_fields(saved: dict[str, Any], rname: str) -> dict[str, Any]:
-    """Read a config.json written before RunConfig was nested (its run fields at the top level)."""
-    if rname in saved:
-        return saved
-    names = {f.name for f in dataclasses.fields(RunConfig)}
-    lifted = {k: v for k, v in saved.items() if k not in names}
-    lifted[rname] = {k: v for k, v in saved.items() if k in names}
-    return lifted
+def _resume_group(given: Any, saved: Any, default: Any) -> Any:
+    """The override rule inside a nested group of flat flags (``budget: BudgetFlags``): ``saved`` with
+    each field of ``given`` that differs from the trainer's ``default`` and from ``saved``, when that
+    field is a :data:`ResumeOverride` one; any other such field is one :class:`HeedError` line."""
+    allowed = _overridable(type(given))
+    taken = {}
+    for f in dataclasses.fields(given):
+        new, old = getattr(given, f.name), getattr(saved, f.name)
+        if new == old or (dataclasses.is_dataclass(default) and new == getattr(default, f.name)):
+            continue
+        if f.name not in allowed:
+            raise HeedError(f"{flag_name(f.name)} cannot change on --resume (the run has {old!r}); "
+                            "start a new run to change it")
+        taken[f.name] = new
+    return dataclasses.replace(saved, **taken)
 
 
 def seed_everything(seed: int) -> None:

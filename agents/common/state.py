@@ -131,6 +131,16 @@ class StepBudget:
         self._saved_at = self.start if run.resumed else -1
         self._tic, self._cpu_tic = time.perf_counter(), time.process_time()
 
+    @classmethod
+    def begin(cls, run: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer, rng: np.random.Generator,
+              steps: int, max_cpu_seconds: float = 0.0) -> StepBudget:
+        """The budget of a new run, or of a resumed one with its checkpoint put back first (weights,
+        optimiser, random state and counters: :func:`restore_training_state`)."""
+        state = dict(cls.INITIAL)
+        if run.checkpoint is not None:
+            state = restore_training_state(run.checkpoint, model, optimizer, rng, state)
+        return cls(run, state, steps, max_cpu_seconds)
+
     def progress(self) -> float:
         """Fraction of the budget used: updates or CPU-seconds, whichever is further along."""
         frac = self.done / self.steps

@@ -18,6 +18,7 @@ so that nothing is allocated from an absurd saved size.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import types
 import typing
@@ -226,15 +227,48 @@ def _members_named(members: tuple[Any, ...], value: Any) -> list[Any]:
     return out
 
 
+def _default_json(f: dataclasses.Field) -> dict[str, Any]:
+    """A nested field's default as a JSON-shaped dict (``{}`` when it has none)."""
+    value = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if not dataclasses.is_dataclass(value):
+        return {}
+    return json.loads(json.dumps(dataclasses.asdict(value), default=str))
+
+
+def lift_flat_groups(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the top-level fields of each flat-flag group of ``cls`` gathered under the group.
+
+    A nested dataclass whose flags tyro keeps flat (``tyro.conf.arg(name="")``: a trainer's ``run``
+    and ``budget`` options) may have been saved before it was nested, its fields at the top level
+    (``{"steps": 3, "seed": 1}``). Those become ``{"budget": {...}, "run": {...}}``; fields the old
+    file lacks take the group field's default (the trainer's own). A group already present, or with
+    none of its fields at the top level, is left alone.
+    """
+    hints = _hints(cls)
+    fields = dataclasses.fields(cls)
+    own = {f.name for f in fields}
+    out = data
+    for f in fields:
+        base, extras = _split_annotated(hints.get(f.name, Any))
+        if f.name in data or not dataclasses.is_dataclass(base) or not _omits_prefix(extras):
+            continue
+        names = {g.name for g in dataclasses.fields(base)} - own
+        flat = {k: v for k, v in out.items() if k in names}
+        if flat:
+            out = {**{k: v for k, v in out.items() if k not in names}, f.name: {**_default_json(f), **flat}}
+    return out
+
+
 def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "config", ignore_unknown: bool = False) -> T:
     """Build the dataclass ``cls`` from a loaded JSON dict, checking types and ranges before anything else.
 
-    Missing fields take their defaults; unknown keys are refused (unless ``ignore_unknown``). The
-    result passes :func:`validate`, so a saved ``{"memory_size": 1e9}`` is refused here, before a
-    model is built from it.
+    Missing fields take their defaults; unknown keys are refused (unless ``ignore_unknown``). An
+    older flat layout of a flat-flag group is read too (:func:`lift_flat_groups`). The result passes
+    :func:`validate`, so a saved ``{"memory_size": 1e9}`` is refused here, before a model is built from it.
     """
     if not isinstance(data, dict):
         raise HeedError(f"{source} must be a JSON object")
+    data = lift_flat_groups(cls, data)
     hints = _hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

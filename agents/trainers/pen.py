@@ -28,13 +28,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from heed.agents.common.budget import BudgetConfig, BudgetFlags, optimise
 from heed.agents.common.checkpoint import load_checkpoint
 from heed.agents.common.errors import HeedError
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.safe_io import disk_errors, write_json_atomic
-from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
-from heed.agents.common.state import StepBudget, load_module_state, restore_training_state
-from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
+from heed.agents.common.session import RunConfig, RunFlags, start_run
+from heed.agents.common.state import StepBudget, load_module_state
+from heed.agents.common.validate import Range
 from heed.agents.handwriting_ctc import (
     BLSTM,
     BLSTMConfig,
@@ -60,23 +61,19 @@ from heed.envs.pen_env import edit_distance
 KIND = "pen"
 INPUT_SIZE, OUTPUT_SIZE = 3, len(ALPHABET) + 1
 PenModel = model_choice()
+#: pen's budget and optimiser defaults
+BUDGET = BudgetConfig(steps=20_000, max_cpu_seconds=0.0, lr=2e-3, grad_clip=10.0, eval_every=500,
+                      checkpoint_every=250, log_every=50)
 
 
 @dataclass(frozen=True)
 class Config:
     model: PenModel = field(default_factory=BLSTMConfig)
     """the recogniser, chosen last: model:blstm [--model.hidden-size H --model.no-bidirectional] (any part works)"""
-    steps: Annotated[int, AtLeastOne, ResumeOverride] = 20_000
-    """Total optimiser updates (a resumed run continues up to this count)."""
-    max_cpu_seconds: Annotated[float, NonNegative, ResumeOverride] = 0.0
-    """Also stop after this many training CPU-seconds (0: no limit; evaluation excluded); the learning
-    rate decays over whichever budget runs out first."""
+    budget: BudgetFlags = field(default_factory=lambda: BUDGET)
+    """--steps, --max-cpu-seconds, --lr (Adam, cosine-decayed to 5%), --grad-clip, --eval-every, --checkpoint-every, --log-every"""
     batch_size: Annotated[int, Range(1, 4096)] = 16
     """Lines per update."""
-    lr: Annotated[float, Positive] = 2e-3
-    """Adam learning rate (cosine-decayed to 5% of it over the budget)."""
-    grad_clip: Annotated[float, NonNegative] = 10.0
-    """Clip the global gradient norm to this (0 disables)."""
     min_words: Annotated[int, Range(1, 20)] = 1
     """Fewest words per training line."""
     max_words: Annotated[int, Range(1, 20)] = 2
@@ -85,12 +82,6 @@ class Config:
     """Held-out lines (held-out writers and words) for the error rates."""
     beam: Annotated[int, Range(1, 256)] = 8
     """Prefix-beam width for the beam-search error rates."""
-    eval_every: Annotated[int, AtLeastOne, ResumeOverride] = 500
-    """Evaluate every this many updates (and at the end)."""
-    checkpoint_every: Annotated[int, AtLeastOne, ResumeOverride] = 250
-    """Save a checkpoint every this many updates (and at the end)."""
-    log_every: Annotated[int, AtLeastOne] = 50
-    """Log training scalars every this many updates."""
     run: RunFlags = field(default_factory=RunConfig)
     """--seed (torch and the data), --device, --threads, --run-dir, --resume, --progress"""
 
@@ -165,16 +156,14 @@ def main(cfg: Config) -> dict:
     name = getattr(cfg.model, "name", "model")
     run = start_run(KIND, cfg, name=f"pen-{name}", metric_tags=("eval/cer",))
     cfg, device = run.cfg, run.device
+    flags = cfg.budget
     if cfg.min_words > cfg.max_words:
         raise HeedError(f"--min-words {cfg.min_words} is more than --max-words {cfg.max_words}")
     test = test_lines(cfg.eval_size, cfg.max_words)
     rng = np.random.default_rng(cfg.run.seed)
     model = build_model(cfg.model, INPUT_SIZE, OUTPUT_SIZE).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    state = dict(StepBudget.INITIAL)
-    if run.checkpoint is not None:
-        state = restore_training_state(run.checkpoint, model, opt, rng, state)
-    budget = StepBudget(run, state, cfg.steps, cfg.max_cpu_seconds)
+    opt = torch.optim.Adam(model.parameters(), lr=flags.lr)
+    budget = StepBudget.begin(run, model, opt, rng, flags.steps, flags.max_cpu_seconds)
     start = budget.start
 
     def checkpoint() -> None:
@@ -182,19 +171,13 @@ def main(cfg: Config) -> dict:
         budget.save(model, config_to_dict(cfg), opt, rng, model=part_to_dict(cfg.model))
 
     results: dict = {}
-    log_due, eval_due, checkpoint_due = (Every(n, start) for n in (cfg.log_every, cfg.eval_every, cfg.checkpoint_every))
-    bar = tqdm(initial=start, total=cfg.steps, disable=not cfg.run.progress, desc=f"pen/{name}")
+    log_due, eval_due, checkpoint_due = (Every(n, start) for n in (flags.log_every, flags.eval_every, flags.checkpoint_every))
+    bar = tqdm(initial=start, total=flags.steps, disable=not cfg.run.progress, desc=f"pen/{name}")
     with run.interruptible(checkpoint, "--steps"), bar:
         while budget.progress() < 1.0:
-            for group in opt.param_groups:  # cosine decay to 5% over the budget
-                group["lr"] = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * budget.progress())))
             batch = collate(write_lines(cfg.batch_size, "train", rng, cfg.min_words, cfg.max_words), device)
             loss = ctc_loss(model_logits(model, batch), batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            optimise(opt, loss, model.parameters(), budget.progress(), flags.lr, flags.grad_clip)
             done = budget.step()
             bar.update(1)
             last = budget.progress() >= 1.0

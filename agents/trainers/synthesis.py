@@ -35,12 +35,13 @@ import torch
 import tyro
 from tqdm import tqdm
 
+from heed.agents.common.budget import BudgetConfig, BudgetFlags, optimise
 from heed.agents.common.errors import HeedError
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.safe_io import disk_errors, write_json_atomic
-from heed.agents.common.session import ResumeOverride, RunConfig, RunFlags, start_run
+from heed.agents.common.session import RunConfig, RunFlags, start_run
 from heed.agents.common.state import StepBudget, restore_training_state
-from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
+from heed.agents.common.validate import Range
 from heed.agents.handwriting_mdn import log_likelihood
 from heed.agents.handwriting_synthesis import HandwritingSynthesis, SynthesisConfig, shift_inputs
 from heed.agents.trainers.pen import write_lines
@@ -48,22 +49,19 @@ from heed.analysis.handwriting_figures import uniform_pace, window_alignment
 from heed.envs.handwriting import PenSample
 
 KIND = "synthesis"
+#: synthesis's budget and optimiser defaults (its learning rate stays constant)
+BUDGET = BudgetConfig(steps=20_000, max_cpu_seconds=0.0, lr=1e-3, grad_clip=10.0, eval_every=250,
+                      checkpoint_every=250, log_every=25)
 
 
 @dataclass(frozen=True)
 class Config:
     model: Annotated[SynthesisConfig, tyro.conf.arg(name="")] = field(default_factory=SynthesisConfig)
     """The network's size and --window/--no-window (flat flags: --hidden-size, --layers, ...)."""
-    steps: Annotated[int, AtLeastOne, ResumeOverride] = 20_000
-    """Total optimiser updates (a resumed run continues up to this count)."""
-    max_cpu_seconds: Annotated[float, NonNegative, ResumeOverride] = 0.0
-    """Also stop after this many CPU-seconds of training (0: no limit); a fair budget on a shared machine."""
+    budget: BudgetFlags = field(default_factory=lambda: BUDGET)
+    """--steps, --max-cpu-seconds, --lr (Adam, constant: no decay here), --grad-clip, --eval-every, --checkpoint-every, --log-every"""
     batch_size: Annotated[int, Range(1, 4096)] = 32
     """Lines per update."""
-    lr: Annotated[float, Positive] = 1e-3
-    """Adam learning rate."""
-    grad_clip: Annotated[float, NonNegative] = 10.0
-    """Clip the global gradient norm to this (0 disables)."""
     min_words: Annotated[int, Range(1, 20)] = 1
     """Fewest words in a training line."""
     max_words: Annotated[int, Range(1, 20)] = 2
@@ -74,12 +72,6 @@ class Config:
     """Pool lines replaced by new ones before every update."""
     eval_size: Annotated[int, Range(1, 10_000)] = 128
     """Validation lines (held-out words, held-out writers)."""
-    eval_every: Annotated[int, AtLeastOne, ResumeOverride] = 250
-    """Evaluate every this many updates (and at the end)."""
-    checkpoint_every: Annotated[int, AtLeastOne, ResumeOverride] = 250
-    """Save a checkpoint every this many updates (and at the end)."""
-    log_every: Annotated[int, AtLeastOne] = 25
-    """Log training scalars every this many updates."""
     run: RunFlags = field(default_factory=RunConfig)
     """--seed (torch and the data), --device, --threads, --run-dir, --resume, --progress"""
 
@@ -151,17 +143,18 @@ def main(cfg: Config) -> dict:
     name = "window" if cfg.model.window else "no-window"
     run = start_run(KIND, cfg, name=f"pen-{name}", checkpoint_kind=KIND, metric_tags=("eval/nll",))
     cfg, device = run.cfg, run.device
+    flags = cfg.budget
     if cfg.min_words > cfg.max_words:
         raise HeedError(f"--min-words ({cfg.min_words}) must be <= --max-words ({cfg.max_words})")
     valid = write_lines(cfg.eval_size, "test", np.random.default_rng(12345), cfg.min_words, cfg.max_words)
     rng = np.random.default_rng(cfg.run.seed)
     model = HandwritingSynthesis(cfg.model).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=flags.lr)
     state = dict(StepBudget.INITIAL)
     if run.checkpoint is not None:
         state = restore_training_state(run.checkpoint, model, opt, rng, state)
     pool = write_lines(cfg.pool_size, "train", rng, cfg.min_words, cfg.max_words)
-    budget = StepBudget(run, state, cfg.steps, cfg.max_cpu_seconds)
+    budget = StepBudget(run, state, flags.steps, flags.max_cpu_seconds)
     start = budget.start
 
     def checkpoint() -> None:
@@ -169,8 +162,8 @@ def main(cfg: Config) -> dict:
         budget.save(model, config_to_dict(cfg), opt, rng)
 
     results: dict = {}
-    log_due, eval_due, checkpoint_due = (Every(n, start) for n in (cfg.log_every, cfg.eval_every, cfg.checkpoint_every))
-    bar = tqdm(initial=start, total=cfg.steps, disable=not cfg.run.progress, desc=f"synthesis/{name}")
+    log_due, eval_due, checkpoint_due = (Every(n, start) for n in (flags.log_every, flags.eval_every, flags.checkpoint_every))
+    bar = tqdm(initial=start, total=flags.steps, disable=not cfg.run.progress, desc=f"synthesis/{name}")
     with run.interruptible(checkpoint, "--max-cpu-seconds"), bar:
         while budget.progress() < 1.0:
             for i, line in zip(rng.integers(len(pool), size=cfg.refresh),
@@ -179,11 +172,7 @@ def main(cfg: Config) -> dict:
             batch = length_bucket(pool, cfg.batch_size, rng)
             nll, _ = sequence_nll(model, batch, device)
             loss = nll.mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            optimise(opt, loss, model.parameters(), budget.progress(), flags.lr, flags.grad_clip, decay=False)
             done = budget.step()
             bar.update(1)
             last = budget.progress() >= 1.0
