@@ -116,11 +116,12 @@ _DISTRIBUTION = re.compile(r"(log|uniform|int):(.+?)\.\.(.+)")
 
 
 def parse_axis(text: str) -> Axis:
-    """One axis from its text form: ``NAME=V1,V2`` or ``ALT1 | ALT2`` (its alternatives), or a random
+    """One axis from its text form: ``NAME=V1,V2`` or ``ALT1 | ALT2`` (its alternatives; a single
+    ``model:NAME --opt V`` or ``--flag V`` argument list is one alternative), or a random
     search's ``NAME=log:LOW..HIGH`` / ``uniform:`` / ``int:`` (a :class:`Distribution`)."""
     text = text.strip()
-    if "|" in text:
-        alternatives = [shlex.split(part) for part in text.split("|")]
+    if "|" in text or text.startswith(("model:", "-")) and "=" not in text.split()[0]:
+        alternatives = [shlex.split(part) for part in text.split("|")]  # one or more argument lists
     else:
         match = re.fullmatch(r"-{0,2}([A-Za-z][\w.-]*)=(.+)", text)
         require(match is not None, f"grid axis '{text}': write NAME=V1,V2, 'ALT1 | ALT2' or NAME=log:LOW..HIGH")

@@ -75,6 +75,9 @@ def test_axis_syntax_and_option_order():
     assert sweep.parse_axis("learning-rate=0.1,0.2") == [["--learning-rate", "0.1"], ["--learning-rate", "0.2"]]
     assert sweep.parse_axis("model:ntm --model.memory-size 16 | model:lstm") == [
         ["model:ntm", "--model.memory-size", "16"], ["model:lstm"]]
+    # one model (or one flag list) alone is a one-alternative axis, not a syntax error
+    assert sweep.parse_axis("model:act --model.tau 1e-4") == [["model:act", "--model.tau", "1e-4"]]
+    assert sweep.parse_axis("--no-progress") == [["--no-progress"]]
     with pytest.raises(HeedError, match="NAME=V1,V2"):
         sweep.parse_axis("just words")
     # the trainer's own options go before the first subcommand, whichever group they come from
