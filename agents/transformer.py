@@ -228,6 +228,9 @@ class UTACTConfig(SelfAttentionConfig):
     expose_mean_field: bool = False
     """a halted position shows later depth steps its mean field sum_n p^n s^n (differentiable in its
     halting), not its last state: the loss then reaches the halting of positions it does not score"""
+    attend_readout: bool = False
+    """the output at each position adds one multi-head read over every position's mean field
+    (decoder-style), so the loss scores the other positions' final outputs, and their halting, directly"""
 
 
 class _Base(nn.Module):
@@ -302,7 +305,8 @@ class UniversalTransformer(_Base):
     """One shared block applied over depth, optionally with per-position ACT.
 
     Attention dict: ``"attention" [B, S, H, T, T]`` (S = depth steps run), and with ACT
-    ``"halting" [B, T, depth]`` (p^n per position) and ``"ponder" [B, T]`` (rho = N + R; 0 at padding).
+    ``"halting" [B, T, depth]`` (p^n per position) and ``"ponder" [B, T]`` (rho = N + R; 0 at padding);
+    with ``attend_readout`` also ``"readout" [B, H, T, T]`` (the read over the mean fields).
     """
 
     def __init__(self, input_size: int, output_size: int, cfg: UTConfig | UTACTConfig = UTConfig()) -> None:
@@ -318,6 +322,9 @@ class UniversalTransformer(_Base):
         nn.init.constant_(self.halt.bias, halting_bias)
         if act and cfg.zero_halting_weights:
             nn.init.zeros_(self.halt.weight)
+        attend = act and cfg.attend_readout
+        self.read_norm = nn.LayerNorm(cfg.d_model) if attend else None
+        self.read = MultiHeadSelfAttention(cfg.d_model, cfg.heads) if attend else None
 
     def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
         x, pad, allowed, pos = self.prepare(inputs, pad_mask)
@@ -358,4 +365,8 @@ class UniversalTransformer(_Base):
         per_seq = (rho * real).sum(1) / real.sum(1).clamp(min=1)
         halting_t = nn.functional.pad(torch.stack(halting, dim=2), (0, self.depth - len(halting)))
         attention = {"attention": torch.stack(maps, dim=1), "halting": halting_t, "ponder": rho}
-        return self.readout(self.norm(mean_field)), attention, self.tau * per_seq.mean()
+        out = mean_field
+        if self.read is not None:  # y_t = m_t + Attn(q = LN(m_t); k, v = LN(m_j), every real j)
+            read, attention["readout"] = self.read(self.read_norm(mean_field), allowed)  # [B, H, T, T]
+            out = mean_field + read
+        return self.readout(self.norm(out)), attention, self.tau * per_seq.mean()
