@@ -107,6 +107,18 @@ def story_figure(qa, task: BabiTask, labels: list[str], owner: list[int], weight
     words_figure(words, shades, marks, f"answer: {qa.answer}", title, path)
 
 
+def answer_step(model, batch) -> tuple[np.ndarray, float, np.ndarray]:
+    """The reader on a laid-out batch, read at each story's one scored (answer) step: its attention
+    over the story ``alpha [N, T]``, the accuracy there, and the answer step per story ``[N]``."""
+    with torch.no_grad():
+        logits, attention, _ = model(torch.as_tensor(batch.inputs))
+    last = batch.mask.argmax(1)
+    rows = np.arange(len(last))
+    alpha = attention["attention"][rows, last].numpy()  # [N, T]
+    correct = float((logits[rows, last].argmax(-1).numpy() == batch.targets[rows, last]).mean())
+    return alpha, correct, last
+
+
 def cloze_measure(model, task, cfg: Config) -> tuple[dict, tuple]:
     """Accuracy and attention shares of a reader on ``cfg.questions`` cloze stories; the first story's figure data."""
     from heed.envs.cloze import QUERY_TOKEN
@@ -114,12 +126,7 @@ def cloze_measure(model, task, cfg: Config) -> tuple[dict, tuple]:
     rng_story, rng_batch = np.random.default_rng(cfg.seed), np.random.default_rng(cfg.seed)
     stories = [task.sample_story(rng_story) for _ in range(cfg.questions)]
     batch = task.sample(cfg.questions, rng_batch)  # the same stories, laid out
-    with torch.no_grad():
-        logits, attention, _ = model(torch.as_tensor(batch.inputs))
-    last = batch.mask.argmax(1)
-    rows = np.arange(cfg.questions)
-    alpha = attention["attention"][rows, last].numpy()  # [N, T]
-    correct = (logits[rows, last].argmax(-1).numpy() == batch.targets[rows, last]).mean()
+    alpha, correct, last = answer_step(model, batch)
     support, support_chance, answer, answer_chance = [], [], [], []
     for b, story in enumerate(stories):
         words = task.words(story)[:-1]  # the attended steps: document, <query>, query
@@ -173,12 +180,7 @@ def main(cfg: Config) -> dict:
     rng_qa, rng_batch = np.random.default_rng(cfg.seed), np.random.default_rng(cfg.seed)
     qas = [task.sample_qa(rng_qa) for _ in range(cfg.questions)]
     batch = task.sample(cfg.questions, rng_batch)
-    with torch.no_grad():
-        logits, attention, _ = model(torch.as_tensor(batch.inputs))
-    last = batch.mask.argmax(1)
-    rows = np.arange(cfg.questions)
-    alpha = attention["attention"][rows, last].numpy()  # [N, T]
-    correct = (logits[rows, last].argmax(-1).numpy() == batch.targets[rows, last]).mean()
+    alpha, correct, last = answer_step(model, batch)
     shares, chance = [], []
     for b, qa in enumerate(qas):
         labels, owner = step_sentences(task, qa)
