@@ -117,7 +117,7 @@ def attention_mask(pad: torch.Tensor | None, steps: int, causal: bool, device: t
     allowed = torch.ones(1, 1, steps, steps, dtype=torch.bool, device=device)
     if causal:
         allowed = allowed & torch.ones(steps, steps, dtype=torch.bool, device=device).tril()
-    if pad is not None:
+    if pad is not None and bool(pad.any()):  # a batch without padding keeps the shared [1, 1, T, T] mask
         allowed = allowed & ~pad[:, None, None, :]
     return allowed
 
@@ -133,14 +133,22 @@ class MultiHeadSelfAttention(nn.Module):
         self.out = nn.Linear(d_model, d_model)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``rope``: :func:`rotary_tables` of the positions, to rotate queries and keys by (None: no rotation)."""
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``rope``: :func:`rotary_tables` of the positions, to rotate queries and keys by (None: no rotation).
+
+        ``need_weights=False`` with a mask shared by the batch (no padding, so no query row is fully
+        masked) takes PyTorch's fused ``scaled_dot_product_attention`` (the same ``A V``, without
+        materialising ``A`` for the caller) and returns ``None`` for the weights."""
         batch, steps, d_model = x.shape
         q, k, v = (
             self.qkv(x).view(batch, steps, 3, self.heads, self.d_k).permute(2, 0, 3, 1, 4)
         )  # [B, H, T, d_k]
         if rope is not None:
             q, k = rotate(q, rope), rotate(k, rope)
+        if not need_weights and allowed.shape[0] == 1:
+            mixed = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # [B, H, T, d_k]
+            return self.out(mixed.transpose(1, 2).reshape(batch, steps, d_model)), None
         logits = q @ k.transpose(-1, -2) / math.sqrt(self.d_k)  # [B, H, T, T]
         weights = torch.softmax(logits.masked_fill(~allowed, NEG), dim=-1)
         mixed = (weights @ v).transpose(1, 2).reshape(batch, steps, d_model)  # [B, T, d]
@@ -160,8 +168,9 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        mixed, weights = self.attn(self.norm1(x), allowed, rope)
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        mixed, weights = self.attn(self.norm1(x), allowed, rope, need_weights)
         x = x + self.drop(mixed)
         return x + self.drop(self.ff(self.norm2(x))), weights
 
@@ -294,11 +303,15 @@ class TransformerModel(_Base):
                 x = x + self.position_table[positions]  # [T, d] or [B, T, d]
             else:
                 rope = rotary_tables(positions, self.head_width)
+        # a training step (train mode, gradients on) does not need the weights: the fused kernel then
+        # (evaluation, figures, TensorBoard images and Jacobians in eval mode still get every map)
+        need_weights = not (self.training and torch.is_grad_enabled())
         maps = []
         for block in self.blocks:
-            x, weights = block(x, allowed, rope)
+            x, weights = block(x, allowed, rope, need_weights)
             maps.append(weights)
-        return self.readout(self.norm(x)), {"attention": torch.stack(maps, dim=1)}, x.new_zeros(())
+        attention = {} if maps and maps[0] is None else {"attention": torch.stack(maps, dim=1)}
+        return self.readout(self.norm(x)), attention, x.new_zeros(())
 
 
 class UniversalTransformer(_Base):

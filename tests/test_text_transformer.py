@@ -222,3 +222,27 @@ def test_the_reference_gpt_is_heeds_transformer_written_plainly() -> None:
                                      for r in results.values())
     learned = results["Transformer 8x2, learned pos. (heed)"]["parameters"]
     assert learned - results["Transformer 8x2, nanoGPT-style reference"]["parameters"] == 8  # heed's embedding bias
+
+
+@pytest.mark.parametrize("positions", ["sinusoid", "learned", "rotary"])
+def test_fused_training_path_equals_the_explicit_softmax(positions):
+    """A training step (train mode, gradients on, no padding) takes the fused attention kernel and keeps
+    no weights; its outputs and gradients equal the evaluation path's explicit softmax."""
+    from heed.agents.transformer import TransformerModel
+
+    torch.manual_seed(0)
+    model = TransformerModel(10, 7, TransformerConfig(d_model=32, heads=4, layers=2, causal=True, positions=positions))
+    x = torch.randn(3, 20, 10)
+    grads = []
+    for train in (True, False):
+        model.train(train)
+        model.zero_grad()
+        out, attention, _ = model(x)
+        out.square().sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+        assert ("attention" in attention) is (not train)
+        if train:
+            fused = out.detach()
+    torch.testing.assert_close(fused, out.detach(), atol=1e-5, rtol=1e-5)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
