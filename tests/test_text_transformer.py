@@ -234,14 +234,14 @@ def test_fused_training_path_equals_the_explicit_softmax(positions):
     model = TransformerModel(10, 7, TransformerConfig(d_model=32, heads=4, layers=2, causal=True, positions=positions))
     x = torch.randn(3, 20, 10)
     grads = []
-    for train in (True, False):
-        model.train(train)
+    for training in (True, False):
+        model.train(training)
         model.zero_grad()
         out, attention, _ = model(x)
         out.square().sum().backward()
         grads.append([p.grad.clone() for p in model.parameters()])
-        assert ("attention" in attention) is (not train)
-        if train:
+        assert ("attention" in attention) is (not training)
+        if training:
             fused = out.detach()
     torch.testing.assert_close(fused, out.detach(), atol=1e-5, rtol=1e-5)
     for a, b in zip(*grads):
