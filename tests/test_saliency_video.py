@@ -26,6 +26,7 @@ def enduro_run(tmp_path_factory) -> Path:
     dqn.main(dqn.Config(
         env="ALE/Enduro-v5", total_steps=12, num_envs=1, buffer_size=64, learning_starts=8, batch_size=4,
         train_freq=4, exploration_steps=8, eval_interval=0, checkpoint_interval=12, log_interval=4,
+        eval_episodes=1, max_episode_steps=40,  # the end-of-run evaluation: one short game, not a full Enduro day
         run=RunConfig(run_dir=run_dir, device="cpu", seed=0, progress=False),
     ))
     return run_dir
