@@ -57,3 +57,30 @@ def test_sb3_evaluate_policy_on_the_shipped_agent():
     # 800 agent steps of Pong: the shipped agent is ahead (+2 to +9 over seeds 0-2, measured); a random
     # agent is about 15 points behind
     assert mean >= 1
+
+
+ENDURO = PONG.parent / "enduro"
+
+
+def test_shipped_enduro_agent_drives_where_a_random_agent_does_not():
+    """The lecture's agent: fp16 safetensors with its provenance, and 600 greedy agent steps of Enduro
+    pass cars (51 and 56 at seeds 0 and 1, measured) where uniformly random actions pass none."""
+    from heed.envs.atari import make_atari_env
+
+    with safe_open(str(ENDURO / "weights.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    meta = json.loads((ENDURO / "meta.json").read_text())
+    assert meta["command"].startswith("python scripts/train.py dqn --") and "ALE/Enduro-v5" in meta["command"]
+    net, _ = load_q_network(ENDURO)
+    scores = {}
+    for agent in ("greedy", "random"):
+        env = make_atari_env("ALE/Enduro-v5", training=False, max_episode_steps=600)
+        obs, _ = env.reset(seed=0)
+        rng, total, done = np.random.default_rng(0), 0.0, False
+        while not done:
+            with torch.no_grad():
+                action = int(net(torch.as_tensor(obs[None])).argmax()) if agent == "greedy" else int(rng.integers(9))
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total, done = total + reward, terminated or truncated
+        scores[agent] = total
+    assert scores["random"] == 0 and scores["greedy"] >= 25, scores
