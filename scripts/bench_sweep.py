@@ -32,7 +32,7 @@ from typing import Annotated
 import numpy as np
 
 from heed.agents.common.cli import parse_config
-from heed.agents.common.errors import cli_main, require
+from heed.agents.common.errors import HeedError, cli_main, require
 from heed.agents.common.safe_io import claim_output_file, disk_errors
 from heed.agents.common.validate import Range, validate
 
@@ -54,7 +54,8 @@ class Config:
     rounds: Annotated[int, Range(1, 100)] = 3
     """A-B rounds (sweep, then by hand, alternating)"""
     work_dir: Path | None = None
-    """where the trial folders go (default: a temporary folder, removed afterwards)"""
+    """where the trial folders go, kept afterwards; its sweepN/handN folders must not exist yet (default: a
+    temporary folder this run makes and removes afterwards)"""
     out: Path | None = None
     """write the per-run times and the ratios as JSON here"""
     overwrite: bool = False
@@ -106,7 +107,11 @@ def main(cfg: Config) -> dict:
     """Run the rounds; print and return the times and the median ratios (sweep / by hand)."""
     validate(cfg)
     out = claim_output_file(cfg.out, cfg.overwrite) if cfg.out is not None else None
-    root = cfg.work_dir or Path(tempfile.mkdtemp(prefix="heed-bench-sweep-"))
+    made_root = cfg.work_dir is None  # only a folder this run made itself is removed afterwards
+    root = Path(tempfile.mkdtemp(prefix="heed-bench-sweep-")) if made_root else cfg.work_dir
+    taken = [root / f"{arm}{r}" for r in range(cfg.rounds) for arm in ("sweep", "hand") if (root / f"{arm}{r}").exists()]
+    if taken:
+        raise HeedError(f"--work-dir already holds {taken[0]}: give a new or empty folder (nothing there is touched)")
     runs = []
     try:
         for r in range(cfg.rounds):
@@ -115,7 +120,7 @@ def main(cfg: Config) -> dict:
                 runs.append({"round": r, "arm": arm, "wall_s": wall, "cpu_s": cpu})
                 print(f"round {r} {arm:>5}: wall {wall:7.1f} s, CPU {cpu:7.1f} s", flush=True)
     finally:
-        if cfg.work_dir is None:
+        if made_root:
             shutil.rmtree(root, ignore_errors=True)
     ratios = {key: float(np.median([a[key] / b[key] for a, b in zip(runs[0::2], runs[1::2])])) for key in ("wall_s", "cpu_s")}
     summary = {"trials": cfg.trials, "jobs": cfg.jobs, "sequences": cfg.sequences, "rounds": cfg.rounds,

@@ -421,3 +421,16 @@ def test_optuna_search_runs_resumes_and_reports_the_best(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)
     with pytest.raises(HeedError, match=r'pip install "heed-attention\[optuna\]"'):
         run(4)
+
+
+def test_bench_sweep_never_touches_a_work_dir_it_did_not_make(tmp_path):
+    """``heed bench-sweep --work-dir`` refuses a folder already holding one of its run folders, before any
+    work, and leaves what is there; without --work-dir it removes only the temporary folder it made."""
+    from heed.scripts import bench_sweep
+
+    mine = tmp_path / "work" / "sweep0"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("a user's file")
+    with pytest.raises(HeedError, match="already holds"):
+        bench_sweep.main(bench_sweep.Config(work_dir=tmp_path / "work", rounds=1))
+    assert (mine / "notes.txt").read_text() == "a user's file"
