@@ -20,20 +20,28 @@ every block with ``head_per_layer``. The default (L = 1) is the one-layer form.
 
 ``attention``: ``{"attention": a [B, T, T]}``, the last block's head; with heads on several blocks also
 ``{"layer_attention": [B, T, L, T]}`` (query, block, key). ``aux_loss`` is 0.
+
+Incremental decoding (:mod:`heed.agents.kv_cache`): the cache of a block is its LSTM state after the
+last step read and its head's keys ``k_j`` and values ``h_j`` of the last ``W - 1`` steps
+(:class:`SHARNNBlockCache`), all the next step needs; ``extend`` reads new steps only and gives the
+logits a full forward gives. ``slide`` keeps the cache as it is (the LSTM state runs on; the head has
+its own window).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from heed.agents.common.errors import require
 from heed.agents.common.validate import Range
 from heed.agents.cores.base import HiddenSize, PartName, part_name
+from heed.agents.kv_cache import KeyValues
 from heed.agents.sequence import SequenceOutput
 
 NEG = -1e9  # masked attention logits
@@ -56,11 +64,22 @@ class SHARNNConfig:
     """one attention head on every block (Merity's 1.068 variant) instead of on the last only"""
 
 
-def window_mask(steps: int, window: int, device: torch.device) -> torch.Tensor:
-    """Boolean ``[T, T]``: True where query t may attend to key j, i.e. ``t - window < j <= t``."""
-    t = torch.arange(steps, device=device)
-    gap = t[:, None] - t[None, :]  # t - j
-    return (gap >= 0) & (gap < window)
+class SHARNNBlockCache(NamedTuple):
+    """One block after the steps read so far: LSTM ``hidden``, ``cell`` ``[1, B, H]``; the head's cache
+    ``keys`` ``[B, N, H]`` (``W_k LN(h_j)``) and ``values`` ``[B, N, H]`` (``h_j``) of the last
+    ``N <= W - 1`` steps (``N = 0`` in a block without a head)."""
+
+    hidden: torch.Tensor
+    cell: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+def window_mask(steps: int, window: int, device: torch.device, past: int = 0) -> torch.Tensor:
+    """Boolean ``[T, P + T]``: True where query t (step ``P + t``, after ``past = P`` earlier steps) may
+    attend to key j, i.e. ``P + t - window < j <= P + t``."""
+    gap = torch.arange(past, past + steps, device=device)[:, None] - torch.arange(past + steps, device=device)
+    return (gap >= 0) & (gap < window)  # gap = P + t - j
 
 
 class Boom(nn.Module):
@@ -86,12 +105,30 @@ class Head(nn.Module):
         self.query = nn.Linear(hidden_size, hidden_size)
         self.key = nn.Linear(hidden_size, hidden_size)
 
+    def read(self, normed: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries ``W_q LN(h_t)`` of the last T states (``normed = LN(h) [B, T, H]``) over ``keys``,
+        ``values [B, P + T, H]`` (P earlier steps first): ``(sum_j a_tj v_j [B, T, H], a [B, T, P + T])``."""
+        steps, width = normed.shape[1], normed.shape[2]
+        logits = self.query(normed) @ keys.transpose(1, 2) / math.sqrt(width)  # [B, T, P + T]
+        if steps > 1 or keys.shape[1] > self.window:  # (one query over at most W keys: all allowed)
+            allowed = window_mask(steps, self.window, normed.device, past=keys.shape[1] - steps)
+            logits = logits.masked_fill(~allowed, NEG)
+        weights = torch.softmax(logits, dim=-1)
+        return weights @ values, weights
+
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         normed = self.norm(h)
-        logits = self.query(normed) @ self.key(normed).transpose(1, 2) / math.sqrt(h.shape[-1])  # [B, T, T]
-        allowed = window_mask(h.shape[1], self.window, h.device)
-        weights = torch.softmax(logits.masked_fill(~allowed, NEG), dim=-1)  # [B, T, T]
-        return weights @ h, weights
+        return self.read(normed, self.key(normed), h)
+
+    def extend(self, h: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next T states ``h [B, T, H]`` after cached ``keys``, ``values [B, N, H]``: ``(read
+        [B, T, H], keys, values)``, the cache keeping the last ``W - 1`` steps (what the next query sees)."""
+        normed = self.norm(h)
+        keys, values = torch.cat([keys, self.key(normed)], 1), torch.cat([values, h], 1)
+        read, _ = self.read(normed, keys, values)
+        cache = KeyValues(keys, values).last(self.window - 1)
+        return read, cache.keys, cache.values
 
 
 class SHARNNBlock(nn.Module):
@@ -114,6 +151,17 @@ class SHARNNBlock(nn.Module):
             read, weights = self.head(h)
             h = h + read
         return h + self.boom(self.norm_boom(h)), weights
+
+    def extend(self, x: torch.Tensor, cache: SHARNNBlockCache) -> tuple[torch.Tensor, SHARNNBlockCache]:
+        """:meth:`forward` for the next T steps ``x [B, T, H]`` from the block's state after the earlier ones."""
+        h, (hidden, cell) = self.lstm(x, (cache.hidden, cache.cell))  # [B, T, H]
+        if self.residual:
+            h = h + x
+        keys, values = cache.keys, cache.values
+        if self.head is not None:
+            read, keys, values = self.head.extend(h, keys, values)
+            h = h + read
+        return h + self.boom(self.norm_boom(h)), SHARNNBlockCache(hidden, cell, keys, values)
 
 
 class SHARNN(nn.Module):
@@ -142,3 +190,25 @@ class SHARNN(nn.Module):
         if len(maps) > 1:
             attention["layer_attention"] = torch.stack(maps, dim=2)  # [B, T, L, T]
         return self.readout(self.norm_out(x)), attention, torch.zeros((), device=inputs.device)
+
+    def empty_cache(self, batch_size: int) -> tuple[SHARNNBlockCache, ...]:
+        """Every block before the first step: zero LSTM state, no past keys (:mod:`heed.agents.kv_cache`)."""
+        hidden = self.readout.weight.new_zeros(1, batch_size, self.norm_out.normalized_shape[0])
+        none = hidden.new_zeros(batch_size, 0, hidden.shape[-1])
+        return tuple(SHARNNBlockCache(hidden, hidden, none, none) for _ in self.blocks)
+
+    def extend(self, inputs: torch.Tensor, cache: tuple[SHARNNBlockCache, ...]
+               ) -> tuple[torch.Tensor, tuple[SHARNNBlockCache, ...]]:
+        """Logits ``[B, T, K]`` of the next T steps ``inputs [B, T, D]`` after those in ``cache``, and the
+        cache after them; equal to :meth:`forward` over the whole sequence at those steps."""
+        require(inputs.dim() == 3, f"inputs must be [B, T, D], got {tuple(inputs.shape)}")
+        x = self.embed(inputs)  # [B, T, H]
+        blocks = []
+        for block, block_cache in zip(self.blocks, cache):
+            x, block_cache = block.extend(x, block_cache)
+            blocks.append(block_cache)
+        return self.readout(self.norm_out(x)), tuple(blocks)
+
+    def slide(self, cache: tuple[SHARNNBlockCache, ...], keep: int) -> tuple[SHARNNBlockCache, ...]:
+        """Past the reading window the LSTM state runs on and the head keeps its own window: unchanged."""
+        return cache

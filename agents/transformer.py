@@ -1,11 +1,8 @@
 """Self-attention sequence models: a Transformer encoder and the Universal Transformer (with ACT).
 
-Scaled dot-product attention per head (Vaswani et al. 2017)::
-
-    A = softmax(Q K^T / sqrt(d_k) + M),   out = A V        Q, K, V: [B, H, T, d_k];  A: [B, H, T, T]
-
-with ``M = -inf`` (a large negative number here) where a key is padding or, under the causal mask,
-in the future (key index > query index). Rows of ``A`` sum to 1.
+Their parts (scaled dot-product attention ``A = softmax(Q K^T / sqrt(d_k) + M)``, masks, sinusoid and
+rotary positions, the pre-norm block) are in :mod:`heed.agents.transformer_attention`, and are
+importable from here too.
 
 The Universal Transformer (Dehghani et al. 2019) applies ONE pre-norm layer (attention + transition)
 repeatedly over depth, adding position and timestep embeddings at every step::
@@ -40,7 +37,9 @@ Positions of ``transformer`` (``positions``): ``sinusoid`` (added to the input, 
 2021: nothing is added; each head's queries and keys are rotated by position before the dot
 product, pair i of units by the angle ``t * 10000^(-2i/d_k)``, so ``q_t . k_j`` depends on ``t - j``
 only). With ``causal=True`` it is a decoder-only language model (GPT's layout): the output at t
-depends on inputs 0..t only (tests/test_text_lm.py checks it with the sequential Jacobian).
+depends on inputs 0..t only (tests/test_text_transformer.py checks it with the sequential Jacobian),
+and it decodes incrementally with a key/value cache (:mod:`heed.agents.kv_cache`: ``empty_cache``,
+``extend``, ``slide``; absolute positions without segment restarts; no padding in what it reads).
 
 Models in the table of parts (:mod:`heed.agents.parts`): ``transformer`` (:class:`TransformerConfig`),
 ``ut`` (fixed depth, :class:`UTConfig`) and ``ut-act`` (:class:`UTACTConfig`). Each maps
@@ -51,7 +50,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -60,120 +59,29 @@ from heed.agents.common.errors import require
 from heed.agents.common.validate import NonNegative, Range
 from heed.agents.cores.act import halting_step
 from heed.agents.cores.base import HeadCount, HiddenSize, PartName, part_name
+from heed.agents.kv_cache import KeyValues
+from heed.agents.transformer_attention import (  # noqa: F401  (re-exported: heed.agents.transformer.X)
+    NEG,
+    Block,
+    MultiHeadSelfAttention,
+    RotaryTables,
+    attention_mask,
+    rotary_range,
+    rotary_tables,
+    rotate,
+    segment_positions,
+    sinusoid,
+)
 
 SequenceOutput = tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]  # logits, attention, aux_loss
 
-NEG = -1e9  # masked logits: exp underflows to 0, yet a fully masked row stays finite
 
+class TransformerCache(NamedTuple):
+    """A causal :class:`TransformerModel` after ``steps`` steps read: one key/value cache per block
+    (rotary: at most the rolling window's steps), and ``steps``, the next step's position."""
 
-def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding ``[..., dim]`` of integer ``positions [...]`` (sin on even, cos on odd units)."""
-    half = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)
-    freq = torch.exp(-math.log(10000.0) * half / dim)  # [dim/2]
-    angle = positions.float()[..., None] * freq  # [..., dim/2]
-    emb = torch.zeros(*positions.shape, dim, device=positions.device)
-    emb[..., 0::2] = torch.sin(angle)
-    emb[..., 1::2] = torch.cos(angle)[..., : dim // 2]
-    return emb
-
-
-def rotary_tables(positions: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """RoPE angles for integer ``positions [T]`` or ``[B, T]``: ``(cos, sin)``, each ``[1|B, 1, T, dim/2]``
-    (broadcast over heads), angle ``t * 10000^(-2i/dim)`` for unit pair i."""
-    half = torch.arange(0, dim, 2, device=positions.device, dtype=torch.float32)
-    freq = torch.exp(-math.log(10000.0) * half / dim)  # [dim/2]
-    angle = positions.float()[..., None] * freq  # [..., T, dim/2]
-    angle = angle[None, None] if angle.dim() == 2 else angle[:, None]  # [1|B, 1, T, dim/2]
-    return torch.cos(angle), torch.sin(angle)
-
-
-def rotate(x: torch.Tensor, tables: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate unit pairs ``(x_{2i}, x_{2i+1})`` of ``x [B, H, T, d_k]`` by the angles of :func:`rotary_tables`."""
-    cos, sin = tables
-    even, odd = x[..., 0::2], x[..., 1::2]  # [B, H, T, d_k/2]
-    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
-
-
-def segment_positions(inputs: torch.Tensor, reset_unit: int) -> torch.Tensor:
-    """Integer positions ``[B, T]`` that restart at 0 after each step where ``inputs[..., reset_unit] != 0``.
-
-    ``pos_t = t - s_t`` with ``s_t`` the index following the last marker before t (0 if none).
-    """
-    batch, steps, _ = inputs.shape
-    t = torch.arange(steps, device=inputs.device).expand(batch, steps)
-    marker = inputs[..., reset_unit] != 0  # [B, T]
-    start = torch.where(marker, t + 1, torch.zeros_like(t))  # a marker at t starts a segment at t + 1
-    start = torch.cat([torch.zeros_like(start[:, :1]), start[:, :-1]], dim=1)  # only affects later steps
-    return t - torch.cummax(start, dim=1).values
-
-
-def attention_mask(pad: torch.Tensor | None, steps: int, causal: bool, device: torch.device) -> torch.Tensor:
-    """Boolean ``[B|1, 1, T, T]``: True where query i may attend to key j.
-
-    Args:
-        pad: ``[B, T]`` bool, True at padding positions (or None).
-        steps: T; ``causal``: forbid keys j > i.
-    """
-    allowed = torch.ones(1, 1, steps, steps, dtype=torch.bool, device=device)
-    if causal:
-        allowed = allowed & torch.ones(steps, steps, dtype=torch.bool, device=device).tril()
-    if pad is not None and bool(pad.any()):  # a batch without padding keeps the shared [1, 1, T, T] mask
-        allowed = allowed & ~pad[:, None, None, :]
-    return allowed
-
-
-class MultiHeadSelfAttention(nn.Module):
-    """Multi-head self-attention; returns ``(out [B, T, d], weights [B, H, T, T])``."""
-
-    def __init__(self, d_model: int, heads: int) -> None:
-        super().__init__()
-        require(d_model % heads == 0, f"d_model ({d_model}) must be divisible by heads ({heads})")
-        self.heads, self.d_k = heads, d_model // heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.out = nn.Linear(d_model, d_model)
-
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``rope``: :func:`rotary_tables` of the positions, to rotate queries and keys by (None: no rotation).
-
-        ``need_weights=False`` with a mask shared by the batch (no padding, so no query row is fully
-        masked) takes PyTorch's fused ``scaled_dot_product_attention`` (the same ``A V``, without
-        materialising ``A`` for the caller) and returns ``None`` for the weights."""
-        batch, steps, d_model = x.shape
-        q, k, v = (
-            self.qkv(x).view(batch, steps, 3, self.heads, self.d_k).permute(2, 0, 3, 1, 4)
-        )  # [B, H, T, d_k]
-        if rope is not None:
-            q, k = rotate(q, rope), rotate(k, rope)
-        if not need_weights and allowed.shape[0] == 1:
-            mixed = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # [B, H, T, d_k]
-            return self.out(mixed.transpose(1, 2).reshape(batch, steps, d_model)), None
-        logits = q @ k.transpose(-1, -2) / math.sqrt(self.d_k)  # [B, H, T, T]
-        weights = torch.softmax(logits.masked_fill(~allowed, NEG), dim=-1)
-        mixed = (weights @ v).transpose(1, 2).reshape(batch, steps, d_model)  # [B, T, d]
-        return self.out(mixed), weights
-
-
-class Block(nn.Module):
-    """Pre-norm layer: ``x + MHSA(LN x)`` then ``x + FFN(LN x)``; returns ``(x, weights [B, H, T, T])``."""
-
-    def __init__(self, d_model: int, heads: int, ff_mult: int = 4, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.attn = MultiHeadSelfAttention(d_model, heads)
-        self.ff = nn.Sequential(
-            nn.Linear(d_model, ff_mult * d_model), nn.ReLU(), nn.Linear(ff_mult * d_model, d_model)
-        )
-        self.drop = nn.Dropout(dropout)
-
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor,
-                rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                need_weights: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-        mixed, weights = self.attn(self.norm1(x), allowed, rope, need_weights)
-        x = x + self.drop(mixed)
-        return x + self.drop(self.ff(self.norm2(x))), weights
-
+    layers: tuple[KeyValues, ...]
+    steps: int
 
 @dataclass(frozen=True)
 class SelfAttentionConfig:
@@ -290,19 +198,23 @@ class TransformerModel(_Base):
             self.position_table = nn.Parameter(0.02 * torch.randn(cfg.max_len, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg.d_model, cfg.heads, dropout=cfg.dropout) for _ in range(cfg.layers))
 
+    def encode_positions(self, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, RotaryTables | None]:
+        """``x [B, T, d]`` plus the learned or sinusoid code of integer ``positions [T]`` or ``[B, T]``;
+        rotary: ``x`` unchanged and the :func:`rotary_tables` of ``positions`` for every head."""
+        if self.positions == "rotary":
+            return x, rotary_tables(positions, self.head_width)
+        if self.positions == "learned":
+            require(int(positions.max()) < self.max_len,
+                    f"learned positions go up to {self.max_len - 1}; this input needs {int(positions.max())}")
+            return x + self.position_table[positions], None  # [T, d] or [B, T, d]
+        return x + sinusoid(positions, self.d_model), None
+
     def forward(self, inputs: torch.Tensor, pad_mask: torch.Tensor | None = None) -> SequenceOutput:
         x, _, allowed, pos = self.prepare(inputs, pad_mask)
-        rope = None
         if self.positions == "sinusoid":
-            x = x + pos
+            x, rope = x + pos, None
         else:  # the integer positions behind ``pos`` (offsets and segment restarts included)
-            positions = self.integer_positions(inputs)
-            if self.positions == "learned":
-                require(int(positions.max()) < self.max_len,
-                        f"learned positions go up to {self.max_len - 1}; this input needs {int(positions.max())}")
-                x = x + self.position_table[positions]  # [T, d] or [B, T, d]
-            else:
-                rope = rotary_tables(positions, self.head_width)
+            x, rope = self.encode_positions(x, self.integer_positions(inputs))
         # a training step (train mode, gradients on) does not need the weights: the fused kernel then
         # (evaluation, figures, TensorBoard images and Jacobians in eval mode still get every map)
         need_weights = not (self.training and torch.is_grad_enabled())
@@ -312,6 +224,39 @@ class TransformerModel(_Base):
             maps.append(weights)
         attention = {} if maps and maps[0] is None else {"attention": torch.stack(maps, dim=1)}
         return self.readout(self.norm(x)), attention, x.new_zeros(())
+
+    def empty_cache(self, batch_size: int) -> TransformerCache | None:
+        """One empty :class:`~heed.agents.kv_cache.KeyValues` per block (``[B, H, 0, d_k]``); None when
+        the model cannot decode step by step (not causal, or positions that restart at a marker)."""
+        if not self.causal or self.reset_unit >= 0:
+            return None
+        empty = self.embed.weight.new_zeros(batch_size, self.blocks[0].attn.heads, 0, self.head_width)
+        return TransformerCache(tuple(KeyValues(empty, empty) for _ in self.blocks), 0)
+
+    def extend(self, inputs: torch.Tensor, cache: TransformerCache) -> tuple[torch.Tensor, TransformerCache]:
+        """Logits ``[B, T, K]`` of the next T steps ``inputs [B, T, D]`` at positions ``cache.steps + 0..T-1``,
+        and the cache after them. Equal to :meth:`forward` over the whole sequence at those steps
+        (evaluation mode, no padding)."""
+        require(inputs.dim() == 3, f"inputs must be [B, T, D], got {tuple(inputs.shape)}")
+        steps = cache.steps + inputs.shape[1]
+        x = self.embed(inputs) * math.sqrt(self.d_model)
+        if self.positions == "rotary":
+            rope = rotary_range(cache.steps, steps, self.head_width, inputs.device)
+        else:
+            x, rope = self.encode_positions(x, torch.arange(cache.steps, steps, device=inputs.device))
+        layers = []
+        for block, layer in zip(self.blocks, cache.layers):
+            x, layer = block.extend(x, layer, rope)
+            layers.append(layer)
+        return self.readout(self.norm(x)), TransformerCache(tuple(layers), steps)
+
+    def slide(self, cache: TransformerCache, keep: int) -> TransformerCache | None:
+        """Rotary positions: the cache of the last ``keep`` steps only, so the next step (at the next
+        position) attends over a rolling window; only the offsets ``t - j`` of rotary positions matter.
+        Learned and sinusoid positions are absolute, trained up to the window: None (re-read instead)."""
+        if self.positions != "rotary":
+            return None
+        return TransformerCache(tuple(layer.last(keep) for layer in cache.layers), cache.steps)
 
 
 class UniversalTransformer(_Base):

@@ -16,9 +16,13 @@ Training: one update (forward, cross-entropy, backward, Adam) on a batch of ``--
 of ``--window`` characters of the ``text`` task; the models take turns, one update each per round, for
 ``--repeats`` rounds after ``--warmup`` (so all see the same machine load); reported is the median (and
 min-max) of ``batch x window / CPU seconds`` (``time.process_time``). Generation: ``--gen-chars``
-characters from a prompt at temperature 1, the model re-reading the last ``--window`` characters for
-each (heed's :func:`heed.scripts.generate.generate`; the reference crops its context the same way, as
-nanoGPT's ``generate`` does), ``--gen-repeats`` turns each, median characters per CPU second.
+characters from a prompt at temperature 1 with a context of ``--window`` characters (heed's
+:func:`heed.scripts.generate.generate`), ``--gen-repeats`` turns, the models and modes taking turns:
+heed with its cache (Transformer, SHA-RNN: each character read once while the text fits in the window,
+then the last ``--window`` re-read for each), without it (``cache=False``: the window re-read for
+every character), and streaming (``stream=True``: rotary Transformer and SHA-RNN roll on past the
+window); the reference has no key/value cache: it crops its ids to the last ``--window`` and runs the
+whole window for every character, as nanoGPT's ``generate`` does. Median characters per CPU second.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from heed.agents.common.errors import cli_main
 from heed.agents.common.safe_io import claim_output_file, disk_errors
 from heed.agents.common.validate import Range, SeedRange, validate
 from heed.agents.cores.lstm import LSTMConfig
+from heed.agents.kv_cache import CachedReader
 from heed.agents.parts import build_model
 from heed.agents.sharnn import SHARNNConfig
 from heed.agents.transformer import TransformerConfig
@@ -134,6 +139,11 @@ def heed_models(cfg: Config) -> dict[str, nn.Module]:
     return {name: build_model(c, vocab, vocab) for name, c in configs.items()}
 
 
+def _generate_turn(model: nn.Module, cfg: Config, options: dict[str, bool], turn: int) -> str:
+    """One generation turn of a heed model: ``--gen-chars`` characters after "The ", context ``--window``."""
+    return generate(model, "The ", cfg.gen_chars, 1.0, seed=cfg.seed + turn, context=cfg.window, **options)
+
+
 def _cpu(fn: Callable[[], object]) -> float:
     start = time.process_time()
     fn()
@@ -181,32 +191,51 @@ def main(cfg: Config) -> dict[str, dict[str, float]]:
                 train_seconds[name].append(seconds)
     for model in (*models.values(), reference):
         model.eval()
-    gen_seconds: dict[str, list[float]] = {name: [] for name in optimizers}
-    prompt = "The "
+    modes = {"": {}, "_uncached": {"cache": False}, "_stream": {"stream": True}}  # result key suffix: options
+    runs: list[tuple[str, Callable[[int], object]]] = []  # (result key, one generation turn)
+    start_ids = torch.as_tensor(encode("The "))[None]
+    runs.append((f"{reference_name}|", lambda turn: reference.generate(
+        start_ids, cfg.gen_chars, torch.Generator().manual_seed(cfg.seed + turn))))
+    for name, model in models.items():
+        cached = CachedReader(model, lambda ids: ids).cached
+        rolls = cached and model.slide(model.empty_cache(1), 1) is not None
+        for suffix, options in modes.items():
+            if (suffix == "" or cached) and (suffix != "_stream" or rolls):
+                runs.append((f"{name}|{suffix}", partial(_generate_turn, model, cfg, options)))
+    gen_seconds: dict[str, list[float]] = {key: [] for key, _ in runs}
     for turn in range(cfg.gen_repeats):
-        for name in optimizers:
-            if name == reference_name:
-                generator = torch.Generator().manual_seed(cfg.seed + turn)
-                start_ids = torch.as_tensor(encode(prompt))[None]
-                gen_seconds[name].append(_cpu(partial(reference.generate, start_ids, cfg.gen_chars, generator)))
-            else:
-                gen_seconds[name].append(_cpu(partial(generate, models[name], prompt, cfg.gen_chars, 1.0,
-                                                      seed=cfg.seed + turn, context=cfg.window)))
+        for key, run in runs:
+            gen_seconds[key].append(_cpu(partial(run, turn)))
     chars = cfg.batch_size * cfg.window
-    results = {}
+    results: dict[str, dict[str, float]] = {}
     for name in optimizers:
         params = sum(p.numel() for p in (reference if name == reference_name else models[name]).parameters())
         rates = [chars / max(s, 1e-9) for s in train_seconds[name]]
         results[name] = {"parameters": params, "train_chars_per_cpu_s": statistics.median(rates),
-                         "train_min": min(rates), "train_max": max(rates),
-                         "generate_chars_per_cpu_s": statistics.median(cfg.gen_chars / max(s, 1e-9)
-                                                                       for s in gen_seconds[name])}
-    print(f"| model | parameters | training chars / CPU-s, median (min-max) of {cfg.repeats} | "
-          f"generation chars / CPU-s, median of {cfg.gen_repeats} (context {cfg.window}) |")
-    print("|---|---|---|---|")
+                         "train_min": min(rates), "train_max": max(rates)}
+    for key, seconds in gen_seconds.items():
+        name, suffix = key.split("|")
+        rates = [cfg.gen_chars / max(s, 1e-9) for s in seconds]
+        results[name].update({f"generate{suffix}_chars_per_cpu_s": statistics.median(rates),
+                              f"generate{suffix}_min": min(rates), f"generate{suffix}_max": max(rates)})
+    ref_train = results[reference_name]["train_chars_per_cpu_s"]
+    ref_gen = results[reference_name]["generate_chars_per_cpu_s"]
+
+    def cell(r: dict[str, float], suffix: str) -> str:
+        key = f"generate{suffix}_chars_per_cpu_s"
+        if key not in r:
+            return "-"
+        return (f"{r[key]:,.0f} ({r[f'generate{suffix}_min']:,.0f}-{r[f'generate{suffix}_max']:,.0f}), "
+                f"{r[key] / ref_gen:.2f}x")
+
+    print(f"| model | parameters | training chars / CPU-s, median (min-max) of {cfg.repeats}, ratio | "
+          f"generation chars / CPU-s, median (min-max) of {cfg.gen_repeats}, ratio: cached | uncached | "
+          f"stream ({cfg.gen_chars} characters after 'The ', context {cfg.window}) |")
+    print("|---|---|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['parameters']:,} | {r['train_chars_per_cpu_s']:,.0f} ({r['train_min']:,.0f}-"
-              f"{r['train_max']:,.0f}) | {r['generate_chars_per_cpu_s']:,.0f} |")
+              f"{r['train_max']:,.0f}), {r['train_chars_per_cpu_s'] / ref_train:.2f}x | {cell(r, '')} | "
+              f"{cell(r, '_uncached')} | {cell(r, '_stream')} |")
     if out is not None:
         with disk_errors(out.parent):
             out.write_text(json.dumps({"config": {k: str(v) for k, v in vars(cfg).items()}, "results": results},

@@ -6,16 +6,23 @@
 SHA-RNN, ACT or the causal Transformer (``model:transformer --model.causal``). Each next character is
 drawn from ``softmax(logits / temperature)`` restricted to the ``--top-k`` most likely characters (0:
 all) and then to the nucleus, the fewest most likely characters whose probability sums to at least
-``--top-p`` (1: all; Holtzman et al. 2020); ``--temperature 0`` is greedy decoding (argmax). Before
-each character the model re-reads the last ``--context`` characters from a fresh state (default: the
-run's training window, the length it has learned to read; any sequence model works this way, at a
-cost of ``context`` steps per character). ``--bpc-chars N`` first prints the model's bits per
-character on N characters of the held-out ``validation`` split.
+``--top-p`` (1: all; Holtzman et al. 2020); ``--temperature 0`` is greedy decoding (argmax). Each
+character is drawn after the model has read the last ``--context`` characters (default: the run's
+training window, the length it has learned to read). The causal Transformer and the SHA-RNN keep a
+cache (:mod:`heed.agents.kv_cache`: the Transformer's keys and values, the SHA-RNN's LSTM states and
+head keys), so while the text fits in the window each new character is read once; past the window
+they re-read the last ``context`` characters for every new one (the same text as ``--no-cache``),
+unless ``--stream``: a rotary Transformer then attends over a rolling window of the last ``context``
+keys and values and the SHA-RNN's LSTM runs on (faster; no longer what the model saw in training;
+learned and sinusoid positions cannot roll and re-read). Other models (LSTM, ACT) re-read the window
+from a fresh state for every character. ``--bpc-chars N`` first prints the model's bits per character
+on N characters of the held-out ``validation`` split.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -27,6 +34,7 @@ from torch import nn
 from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main
 from heed.agents.common.validate import NonNegative, Range, SeedRange, validate
+from heed.agents.kv_cache import CachedReader
 from heed.agents.trainers import sequence_utils as su
 from heed.envs.text import TextTask, decode, encode, one_hot
 
@@ -49,6 +57,12 @@ class Config:
     """nucleus sampling: among the fewest most likely characters whose probability sums to >= p (1: all)"""
     context: Annotated[int, Range(0, 100_000)] = 0
     """characters the model re-reads before writing each one (0: the run's training window)"""
+    cache: bool = True
+    """read each new character once, keeping the keys/values or states of those before (Transformer,
+    SHA-RNN); --no-cache re-reads the window for every character (the same text, slower)"""
+    stream: bool = False
+    """past --context characters keep going from the cache (rotary Transformer: a rolling window; SHA-RNN:
+    the LSTM runs on) instead of re-reading the last --context characters for each new one"""
     seed: Annotated[int, SeedRange] = 0
     """sampling seed"""
     bpc_chars: Annotated[int, Range(0, 10_000_000)] = 0
@@ -79,21 +93,26 @@ def next_char(logits: torch.Tensor, temperature: float, top_k: int, generator: t
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def _one_hot(ids: Sequence[int]) -> torch.Tensor:
+    """Character ids ``[T]`` as the model's inputs ``[1, T, V]``."""
+    return torch.as_tensor(one_hot(np.asarray(ids)))[None]
+
+
 @torch.no_grad()
 def generate(model: nn.Module, prompt: str, length: int, temperature: float = 1.0, top_k: int = 0,
-             seed: int = 0, top_p: float = 1.0, context: int | None = None) -> str:
+             seed: int = 0, top_p: float = 1.0, context: int | None = None, cache: bool = True,
+             stream: bool = False) -> str:
     """``prompt`` followed by ``length`` characters written by ``model`` (a ``[B, T, V] -> [B, T, V]``
-    character model), each from its logits after reading the last ``context`` characters (None: all);
-    a prompt character outside the vocabulary is a :class:`HeedError`."""
+    character model), each from its logits after reading the last ``context`` characters (None: all),
+    through :class:`~heed.agents.kv_cache.CachedReader` (``cache``, ``stream``: its docstring); a
+    prompt character outside the vocabulary is a :class:`HeedError`."""
     if not prompt:
         raise HeedError("--prompt must not be empty: the model needs a first character")
     ids = list(encode(prompt))
     generator = torch.Generator().manual_seed(seed)
+    reader = CachedReader(model, _one_hot, context, cache=cache, stream=stream)
     for _ in range(length):
-        window = ids if context is None else ids[-context:]
-        inputs = torch.as_tensor(one_hot(np.asarray(window)))[None]  # [1, T, V]
-        logits, _, _ = model(inputs)
-        ids.append(next_char(logits[0, -1], temperature, top_k, generator, top_p))
+        ids.append(next_char(reader(ids), temperature, top_k, generator, top_p))
     return decode(ids)
 
 
@@ -116,7 +135,7 @@ def main(cfg: Config) -> str:
     if cfg.bpc_chars:
         print(f"validation bits per character: {held_out_bpc(model, task, cfg.bpc_chars, cfg.seed):.4f}")
     text = generate(model, cfg.prompt, cfg.length, cfg.temperature, cfg.top_k, cfg.seed, cfg.top_p,
-                    cfg.context or task.window)
+                    cfg.context or task.window, cache=cfg.cache, stream=cfg.stream)
     print(text)
     return text
 
