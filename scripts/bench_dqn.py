@@ -1,7 +1,7 @@
 """Agent steps/s while learning: heed's Dueling DQN trainer against Stable-Baselines3's stock DQN.
 
     python scripts/bench_dqn.py --rounds 5 --window-steps 2000
-    python scripts/bench_dqn.py --ablation --rounds 7     # the update alone, three ways
+    python scripts/bench_dqn.py --ablation --rounds 7     # the update alone, four ways (CPU ms)
 
 Both learn Pong with batch 32, one gradient step per 4 agent steps, Adam, the same replay size and
 warm-up. SB3 runs its standard Atari pipeline (``make_atari_env`` + ``VecFrameStack``, one env as
@@ -67,9 +67,9 @@ class Config:
     """Other libraries' dueling + prioritized DQN to run beside heed with ``--prioritized`` (skipped,
     with one line, when not importable)."""
     ablation: bool = False
-    """Time only heed's update (sampling included, random frames, no env) three ways, alternating:
-    as shipped (fused Adam), with torch's default Adam loop, and with the online net's passes on s
-    and s' as one batch."""
+    """Time only heed's update (sampling included, random frames, no env; CPU ms of this process) four
+    ways, alternating: as shipped, as before h14d (SB3's x / 255 and a float conversion per pass, torch's
+    clip), with torch's default Adam loop, and with the online net's passes on s and s' as one batch."""
 
 
 def heed_contender(cfg: Config, num_envs: int, workdir: Path, prioritized: bool = False):
@@ -272,7 +272,7 @@ def update_ablation(cfg: Config, updates: int = 10) -> str:
 
     import torch.nn.functional as F
 
-    from heed.agents.dqn import DQNLearner, adam_kwargs
+    from heed.agents.dqn import DQNLearner, adam_kwargs, td_targets
     from heed.agents.networks import build_q_network
     from heed.agents.replay import FrameReplayBuffer
 
@@ -303,21 +303,34 @@ def update_ablation(cfg: Config, updates: int = 10) -> str:
         torch.nn.utils.clip_grad_norm_(lrn.q_net.parameters(), lrn.max_grad_norm)
         lrn.optimizer.step()
 
-    shipped, loop, joint = learner(**adam_kwargs()), learner(), learner(**adam_kwargs())
+    def legacy_update(lrn: DQNLearner) -> None:  # before h14d: SB3's x / 255 and a float conversion per pass
+        b = buffer.sample(32)
+        y = td_targets(lrn.q_net, lrn.q_target, b.rewards, b.next_observations, b.dones, b.discounts)
+        q = lrn.q_net(b.observations).gather(1, b.actions)
+        loss = F.smooth_l1_loss(q, y)
+        lrn.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(lrn.q_net.parameters(), lrn.max_grad_norm)
+        lrn.optimizer.step()
+
+    shipped, loop, joint, legacy = learner(**adam_kwargs()), learner(), learner(**adam_kwargs()), learner(**adam_kwargs())
+    for net in (legacy.q_net, legacy.q_target):  # SB3's own path: obs.float() / 255, then the convolutions
+        net.features = lambda obs, net=net: net.extract_features(obs, net.features_extractor)
     variants = {
         "heed update as shipped (fused Adam)": lambda: shipped.update(buffer, 32),
+        "before h14d: x / 255 and a float conversion per pass, stock clip": lambda: legacy_update(legacy),
         "torch's default Adam (a loop over parameters)": lambda: loop.update(buffer, 32),
         "online net on s and s' as one batch (fused Adam)": lambda: one_batch_update(joint),
     }
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(cfg.rounds):
         for name, fn in variants.items():
-            t = time.perf_counter()
+            t = time.process_time()  # this process's CPU time: less hit by other jobs' time slices
             for _ in range(updates):
                 fn()
-            times[name].append((time.perf_counter() - t) / updates * 1000)
+            times[name].append((time.process_time() - t) / updates * 1000)
     base = times["heed update as shipped (fused Adam)"]
-    lines = [f"| update variant | ms per update, median (min–max) over {cfg.rounds} rounds | time / shipped (median of per-round ratios) |",
+    lines = [f"| update variant | CPU ms per update, median (min–max) over {cfg.rounds} rounds | time / shipped (median of per-round ratios) |",
              "|---|---|---|"]
     for name, values in times.items():
         ratio = statistics.median(np.array(values) / np.array(base))

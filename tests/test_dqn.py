@@ -237,4 +237,34 @@ def test_bench_dqn_update_ablation_runs_tiny():
 
     table = main(Config(ablation=True, rounds=1, buffer_size=2000, warmup=100))
     rows = [line for line in table.splitlines() if line.startswith("| ") and "variant" not in line]
-    assert len(rows) == 3 and "1.00×" in rows[0]
+    assert len(rows) == 4 and "1.00×" in rows[0]
+
+
+def test_folded_pixel_scale_matches_sb3_normalisation():
+    """conv(x, W / 255) in the trunk gives SB3's conv(x / 255, W) up to float rounding, uint8 or float input."""
+    torch.manual_seed(0)
+    net = build_q_network((4, 84, 84), 6).to(memory_format=torch.channels_last)
+    x = torch.randint(0, 255, (3, 4, 84, 84), dtype=torch.uint8)
+    reference = net.extract_features(x, net.features_extractor)  # SB3's path: x.float() / 255, then the CNN
+    torch.testing.assert_close(net.features(x), reference, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(net.features(net.prepare_obs(x)), reference, atol=1e-6, rtol=1e-5)
+    xf = x.float().requires_grad_(True)
+    net.value(xf).sum().backward()
+    assert xf.grad is not None and xf.grad.abs().sum() > 0  # saliency still reaches the pixels
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e4])  # below and above the clip threshold
+def test_clip_grad_norm_is_bit_identical_to_torch(scale):
+    from heed.agents.dqn import clip_grad_norm
+
+    torch.manual_seed(0)
+    a = build_q_network((5,), 3)
+    b = build_q_network((5,), 3)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(8, 5)
+    for net in (a, b):
+        (net(x).sum() * scale).backward()
+    norm = clip_grad_norm(list(a.parameters()), 10.0)
+    expected = torch.nn.utils.clip_grad_norm_(b.parameters(), 10.0)
+    assert torch.equal(norm, expected)
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters()))
