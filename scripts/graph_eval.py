@@ -152,7 +152,7 @@ def main(cfg: Config) -> dict:
         if lo == 0:
             first = {"rec": rec, "batch": batch, "ok": t_ok[0]}
     result = {"checkpoint": str(cfg.checkpoint), "task": task.name, "graph": cfg.graph, "lesson_trained": lesson,
-              "model": ckpt.meta.get("core"), "questions": cfg.questions, "steps": cfg.steps or task.real_steps,
+              "model": ckpt.meta.get("core"), "questions": cfg.questions, "steps": (cfg.steps or task.real_steps) if cfg.graph != "random" else "the lesson's",
               "seed": cfg.seed, "triple_accuracy": float(np.mean([x for q in triples for x in q])),
               "question_accuracy": float(np.mean(questions)), "sequences_trained": ckpt.counters.get("sequences")}
     with disk_errors(cfg.out_dir):
