@@ -183,7 +183,11 @@ class _Base(nn.Module):
             pad_mask = inputs.abs().sum(-1) == 0
         pos = sinusoid(self.integer_positions(inputs), self.d_model)  # [T, d] or [B, T, d]
         allowed = attention_mask(pad_mask, steps, self.causal, inputs.device)
-        return self.embed(inputs) * math.sqrt(self.d_model), pad_mask, allowed, pos
+        return self.embed_inputs(inputs), pad_mask, allowed, pos
+
+    def embed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``inputs [B, T, D]`` embedded and scaled, ``sqrt(d_model) W inputs`` ``[B, T, d]`` (Vaswani et al.)."""
+        return self.embed(inputs) * math.sqrt(self.d_model)
 
 
 class TransformerModel(_Base):
@@ -239,7 +243,7 @@ class TransformerModel(_Base):
         (evaluation mode, no padding)."""
         require(inputs.dim() == 3, f"inputs must be [B, T, D], got {tuple(inputs.shape)}")
         steps = cache.steps + inputs.shape[1]
-        x = self.embed(inputs) * math.sqrt(self.d_model)
+        x = self.embed_inputs(inputs)
         if self.positions == "rotary":
             rope = rotary_range(cache.steps, steps, self.head_width, inputs.device)
         else:

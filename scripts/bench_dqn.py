@@ -68,7 +68,7 @@ class Config:
     with one line, when not importable)."""
     ablation: bool = False
     """Time only heed's update (sampling included, random frames, no env; CPU ms of this process) four
-    ways, alternating: as shipped, as before h14d (SB3's x / 255 and a float conversion per pass, torch's
+    ways, alternating: as shipped, as before session 7 (SB3's x / 255 and a float conversion per pass, torch's
     clip), with torch's default Adam loop, and with the online net's passes on s and s' as one batch."""
 
 
@@ -297,17 +297,14 @@ def update_ablation(cfg: Config, updates: int = 10) -> str:
         q_both = lrn.q_net(torch.cat([b.observations, b.next_observations]))
         best = q_both[32:].detach().argmax(dim=1, keepdim=True)
         y = b.rewards + (1 - b.dones) * b.discounts * next_target.gather(1, best)
-        loss = F.smooth_l1_loss(q_both[:32].gather(1, b.actions), y)
-        lrn.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(lrn.q_net.parameters(), lrn.max_grad_norm)
-        lrn.optimizer.step()
+        stock_step(lrn, F.smooth_l1_loss(q_both[:32].gather(1, b.actions), y))
 
-    def legacy_update(lrn: DQNLearner) -> None:  # before h14d: SB3's x / 255 and a float conversion per pass
+    def legacy_update(lrn: DQNLearner) -> None:  # before session 7: SB3's x / 255 and a float conversion per pass
         b = buffer.sample(32)
         y = td_targets(lrn.q_net, lrn.q_target, b.rewards, b.next_observations, b.dones, b.discounts)
-        q = lrn.q_net(b.observations).gather(1, b.actions)
-        loss = F.smooth_l1_loss(q, y)
+        stock_step(lrn, F.smooth_l1_loss(lrn.q_net(b.observations).gather(1, b.actions), y))
+
+    def stock_step(lrn: DQNLearner, loss: torch.Tensor) -> None:  # backward, torch's own clip, Adam
         lrn.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(lrn.q_net.parameters(), lrn.max_grad_norm)
@@ -318,7 +315,7 @@ def update_ablation(cfg: Config, updates: int = 10) -> str:
         net.features = lambda obs, net=net: net.extract_features(obs, net.features_extractor)
     variants = {
         "heed update as shipped (fused Adam)": lambda: shipped.update(buffer, 32),
-        "before h14d: x / 255 and a float conversion per pass, stock clip": lambda: legacy_update(legacy),
+        "before session 7: x / 255 and a float conversion per pass, stock clip": lambda: legacy_update(legacy),
         "torch's default Adam (a loop over parameters)": lambda: loop.update(buffer, 32),
         "online net on s and s' as one batch (fused Adam)": lambda: one_batch_update(joint),
     }
