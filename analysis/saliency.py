@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -195,6 +196,33 @@ def perturbation_masks(height: int, width: int, radius: float = 5.0, stride: int
     return masks.reshape(-1, height, width), rows, cols
 
 
+def episode_background(observations, max_frames: int = 256, window: int = 0) -> torch.Tensor:
+    """The recording's background screen: a per-pixel median over observations ``[N, C, H, W]``.
+
+    Every channel of every chosen observation counts as one sample of the screen (stacked frames are
+    the same screen at other times), so an object that moves drops out and the static playfield
+    (walls, score, road, scenery) remains: the ``background`` of :func:`perturbation_saliency`.
+    ``window = 0``: one ``[H, W]`` median over up to ``max_frames`` evenly spaced observations.
+    ``window > 0``: ``[N, H, W]``, each observation getting the median of its own block of ``window``
+    consecutive observations (for games whose scenery changes, e.g. Enduro's day, night and fog).
+    Pixel values as given (uint8 stays in 0..255).
+    """
+    obs = observations if torch.is_tensor(observations) else torch.as_tensor(np.asarray(observations))
+    if obs.dim() != 4 or obs.shape[0] == 0:
+        raise AnalysisError(f"episode_background needs observations [N, C, H, W], got {tuple(obs.shape)}")
+    if max_frames < 1 or window < 0:
+        raise AnalysisError(f"max_frames must be positive and window >= 0, got {max_frames} and {window}")
+
+    def median(block: torch.Tensor) -> torch.Tensor:
+        pick = torch.linspace(0, block.shape[0] - 1, min(max_frames, block.shape[0])).round().long()
+        return block[pick].reshape(-1, *block.shape[-2:]).float().median(dim=0).values  # [H, W]
+
+    if window == 0 or window >= obs.shape[0]:
+        bg = median(obs)
+        return bg if window == 0 else bg.expand(obs.shape[0], -1, -1)
+    return torch.cat([median(b)[None].expand(len(b), -1, -1) for b in obs.split(window)])
+
+
 def box_masks(height: int, width: int, window: int = 5, stride: int = 5, device=None) -> torch.Tensor:
     """Occlusion windows ``[N, H, W]`` (1 inside a ``window x window`` box) on a ``stride`` grid.
 
@@ -264,22 +292,37 @@ def perturbation_saliency(
     blur_sigma: float = 3.0,
     batch_size: int = 256,
     newest_only: bool = False,
+    background: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Greydanus et al. (2018) perturbation saliency of image batches ``[B, C, H, W]``.
 
-    For each grid centre (stride ``stride``), ``I' = I (1 - M) + blur(I) M`` with ``M`` a Gaussian
+    For each grid centre (stride ``stride``), ``I' = I (1 - M) + R M`` with ``M`` a Gaussian
     mask of std ``radius`` on every channel (all stacked frames; with ``newest_only`` the last
     channel only), and ``S = 1/2 (y_t(I) - y_t(I'))^2`` for each target output ``t`` (the paper's
     score of a vector output is the sum of these over its entries). The score grid is upsampled
     (bilinear) to ``H x W`` and given to the perturbed channels (the others get 0). All targets
     share the perturbed forward passes (``B * N`` images, ``N`` = grid points).
+
+    ``R`` is ``blur(I)`` (Gaussian, std ``blur_sigma``: the paper's), or ``background`` when given
+    (``[H, W]``, ``[C, H, W]`` or ``[B, C, H, W]`` pixels, e.g. :func:`episode_background`: the
+    screen without its moving objects). Towards a background, a region that shows only background
+    scores 0 (up to rounding) and a region holding an object scores what removing the object changes; the
+    blur instead turns static high-contrast edges (walls, score digits) into patterns the network
+    reacts to (docs/analysis.md, "Which method").
     """
     x = _image_inputs(fn, inputs, "perturbation saliency")
     b, c, h, w = x.shape
     idx, single = resolve_targets(call(fn, x), target)
     masks, rows, cols = perturbation_masks(h, w, radius, stride, x.device)
     base = call(fn, x).gather(1, idx)  # [B, M]
-    out = perturbed_outputs(fn, x, masks, gaussian_blur(x, blur_sigma), batch_size, newest_only)  # [B, N, K]
+    if background is None:
+        replacement = gaussian_blur(x, blur_sigma)
+    else:
+        bg = torch.as_tensor(background, device=x.device).to(x.dtype)
+        if bg.shape[-2:] != (h, w) or bg.dim() > 4 or (bg.dim() == 4 and bg.shape[0] not in (1, b)):
+            raise AnalysisError(f"background {tuple(bg.shape)} does not fit images {tuple(x.shape)}")
+        replacement = bg.expand_as(x)
+    out = perturbed_outputs(fn, x, masks, replacement, batch_size, newest_only)  # [B, N, K]
     picked = out.gather(2, idx[:, None, :].expand(-1, out.shape[1], -1))  # [B, N, M]
     scores = 0.5 * (picked - base[:, None]).pow(2)
     grid = scores.permute(0, 2, 1).reshape(b * idx.shape[1], 1, len(rows), len(cols))
@@ -388,6 +431,7 @@ __all__ = [
     "box_masks",
     "captum_saliency",
     "check_input_shape",
+    "episode_background",
     "gaussian_blur",
     "gradients",
     "jacobian_saliency",

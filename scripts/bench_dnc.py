@@ -13,15 +13,22 @@ The reference is not part of heed and is never installed into it: ``pip install 
 --no-deps`` and pass ``--reference DIR`` (its sparse variants' imports, faiss and pyflann, are only
 needed by the classes not timed here). ``--before DIR`` adds heed's DNC as it was before the
 speed-up (``git show 50859c9:agents/cores/dnc.py > DIR/dnc.py``, same for ``addressing.py``).
+``--compile`` adds heed's DNC with its step compiled (:func:`heed.agents.cores.base.compile_step`, as
+``heed train supervised --compile``), compiled before the windows, its CPU time reported on its own.
+
+The DNC of the graph runs, on graph-traversal inputs (92 channels, lesson 3), without the reference:
+
+    python scripts/bench_dnc.py --task graph-traversal --task-options lesson=3 --batch-size 16 --compile \
+        --model.hidden-size 64 --model.memory-size 64 --model.memory-width 32 --model.read-heads 1
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -45,8 +52,14 @@ class Config:
     """a folder with the `dnc` package (pip install --target DIR dnc --no-deps); None: leave it out"""
     before: Path | None = None
     """a folder with dnc.py and addressing.py as they were before the speed-up"""
+    task: Literal["dynamic-ngrams", "graph-traversal"] = TASK
+    """the task every contender trains on (the reference needs as many outputs as inputs: n-grams only)"""
+    task_options: str = ""
+    """task options, key=value,key=value (e.g. lesson=3)"""
+    model: DNCConfig = field(default_factory=DNCConfig)
+    """heed's DNC sizes (--model.hidden-size ...; the reference and 'before' get the same)"""
     compile: bool = False
-    """also time heed's DNC under nn.Module.compile()"""
+    """also time heed's DNC with its step compiled (compile time reported apart)"""
     warmup_steps: Annotated[int, Range(1, 1000)] = 1
     """untimed training steps per contender before the windows"""
     batch_size: Annotated[int, Range(1, 4096)] = 32
@@ -79,10 +92,10 @@ def load_reference(folder: Path) -> type:
 class Reference:
     """The `dnc` package's DNC trained by the same step as heed's (its output layer gives the logits)."""
 
-    def __init__(self, dnc_class: type, batch_size: int, seed: int) -> None:
+    def __init__(self, dnc_class: type, batch_size: int, seed: int, d: DNCConfig | None = None) -> None:
         torch.manual_seed(seed)
+        d = DNCConfig() if d is None else d
         self.task = su.build_task(TASK, {})
-        d = DNCConfig()
         self.model = dnc_class(
             input_size=self.task.input_size, hidden_size=d.hidden_size, rnn_type="lstm", num_layers=1,
             num_hidden_layers=1, nr_cells=d.memory_size, cell_size=d.memory_width, read_heads=d.read_heads,
@@ -108,19 +121,23 @@ class Reference:
 def main(cfg: Config) -> dict:
     """Run the alternating windows; print a markdown table; return the results."""
     validate(cfg)
+    if cfg.reference is not None and cfg.task != TASK:
+        raise HeedError(f"the `dnc` package runs only on {TASK} here (--reference None for {cfg.task})")
     reference = load_reference(cfg.reference) if cfg.reference is not None else None
     before = load_before(cfg.before, "dnc.py", "DNCCore") if cfg.before is not None else None
     json_out = claim_output_file(cfg.json_out, cfg.overwrite, "--json-out") if cfg.json_out is not None else None
     torch.set_num_threads(1)
-    b = cfg.batch_size
+    b, m, options = cfg.batch_size, cfg.model, su.parse_options(cfg.task_options, "task-options")
     contenders: dict[str, Any] = {}
     if reference is not None:
-        contenders[f"dnc package (pytorch-dnc), batch {b}"] = Reference(reference, b, cfg.seed)
+        contenders[f"dnc package (pytorch-dnc), batch {b}"] = Reference(reference, b, cfg.seed, m)
     if before is not None:
-        contenders[f"heed DNC before, batch {b}"] = Heed(b, cfg.seed, TASK, DNCConfig(), core_class=before)
-    contenders[f"heed DNC, batch {b}"] = Heed(b, cfg.seed, TASK, DNCConfig())
+        contenders[f"heed DNC before, batch {b}"] = Heed(b, cfg.seed, cfg.task, m, core_class=before,
+                                                         task_options=options)
+    contenders[f"heed DNC, batch {b}"] = Heed(b, cfg.seed, cfg.task, m, task_options=options)
     if cfg.compile:
-        contenders[f"heed DNC compiled, batch {b}"] = Heed(b, cfg.seed, TASK, DNCConfig(), compile=True)
+        contenders[f"heed DNC compiled, batch {b}"] = Heed(b, cfg.seed, cfg.task, m, compile=True,
+                                                           task_options=options)
     rows = race(contenders, cfg.windows, cfg.window_seconds, cfg.warmup_steps, base=next(iter(contenders)))
     result = {"config": {k: str(v) for k, v in vars(cfg).items()}, "rows": rows, "torch": torch.__version__}
     if json_out is not None:

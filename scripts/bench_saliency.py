@@ -30,7 +30,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -49,6 +49,8 @@ class Config:
     """agent steps played and explained by every method"""
     methods: tuple[str, ...] = field(default_factory=tuple)
     """methods to measure (default: all of heed's, not the captum-* references)"""
+    replacements: tuple[Literal["background", "blur"], ...] = ("background", "blur")
+    """perturbation is measured once per replacement (heed.analysis.agent_video.stream_saliency's replace)"""
     captum_frames: Annotated[int, Range(1, 100_000)] = 4
     """frames per timing window of each per-frame Captum equivalent"""
     sanity_steps: Annotated[int, Range(0, 100_000)] = 60
@@ -122,7 +124,7 @@ def random_heads(net):
 
 def bench_methods(cfg: Config) -> list[dict]:
     from heed.agents.networks import build_q_network
-    from heed.analysis.agent_video import stream_saliency
+    from heed.analysis.agent_video import DEFAULT_REPLACE, stream_saliency
     from heed.analysis.focus import focus_summary, map_correlation
     from heed.analysis.saliency_methods import CAPTUM_EQUIVALENT, SALIENCY_METHODS, get_saliency_method
 
@@ -134,13 +136,18 @@ def bench_methods(cfg: Config) -> list[dict]:
     torch.manual_seed(cfg.seed)
     random_net = build_q_network(tuple(net.observation_space.shape), int(net.action_space.n)).eval()
     heads_net = random_heads(net)
+    runs = [(n, r) for n in names for r in (cfg.replacements if n == "perturbation" else (DEFAULT_REPLACE,))]
     rows = []
-    for name in names:
+    for name, replace in runs:
         captum = CAPTUM_EQUIVALENT.get(name, name)
+        label = f"{name} ({replace})" if name == "perturbation" else name
         maps: dict = {}
 
-        def heed(name=name, maps=maps):
-            maps["value"], maps["advantage"] = stream_saliency(net, obs, name, batch_size=cfg.batch_size, progress=False)
+        def sal(model, frames, name=name, replace=replace):
+            return stream_saliency(model, frames, name, batch_size=cfg.batch_size, progress=False, replace=replace)
+
+        def heed(maps=maps, sal=sal):
+            maps["value"], maps["advantage"] = sal(net, obs)
 
         def per_frame(captum=captum):
             stream_saliency(net, obs[: cfg.captum_frames], captum, batch_size=1, progress=False)
@@ -150,20 +157,20 @@ def bench_methods(cfg: Config) -> list[dict]:
             heed_cpu.append(len(obs) / _cpu(heed))
             captum_cpu.append(cfg.captum_frames / _cpu(per_frame))
         focus = focus_summary(env_id, rec.frames, {"value": maps["value"], "advantage": maps["advantage"]})
-        row = {"method": name, "captum_equivalent": captum, "fps": heed_cpu, "captum_fps": captum_cpu, "focus": focus}
+        row = {"method": label, "captum_equivalent": captum, "fps": heed_cpu, "captum_fps": captum_cpu, "focus": focus}
         if cfg.sanity_steps > 0:
             n = min(cfg.sanity_steps, len(obs))
-            v, a = stream_saliency(random_net, obs[:n], name, batch_size=cfg.batch_size, progress=False)
+            v, a = sal(random_net, obs[:n])
             row["random_weights_focus"] = focus_summary(env_id, rec.frames[:n], {"value": v, "advantage": a})
             if heads_net is not None:
-                v, a = stream_saliency(heads_net, obs[:n], name, batch_size=cfg.batch_size, progress=False)
+                v, a = sal(heads_net, obs[:n])
                 row["random_heads"] = {
                     "focus": focus_summary(env_id, rec.frames[:n], {"value": v, "advantage": a}),
                     "corr_value": map_correlation(v, maps["value"][:n]),
                     "corr_advantage": map_correlation(a, maps["advantage"][:n]),
                 }
         rows.append(row)
-        print(f"  measured {name}: {statistics.median(heed_cpu):.3g} frames/s", flush=True)
+        print(f"  measured {label}: {statistics.median(heed_cpu):.3g} frames/s", flush=True)
     return rows
 
 

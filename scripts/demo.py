@@ -21,7 +21,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main
 from heed.agents.common.safe_io import OutputFolder, disk_errors
 from heed.agents.common.validate import Range, SeedRange, validate
-from heed.analysis.agent_video import DEFAULT_METHOD
+from heed.analysis.agent_video import DEFAULT_METHOD, DEFAULT_REPLACE
 
 ENV_ID = "ALE/Pong-v5"
 #: every file the demo writes into --out-dir (besides its tensorboard/ and untrained_agent/ folders)
@@ -48,6 +48,8 @@ class Config:
     """agent steps in the video (30 s of play at game speed, 15 frames/s)"""
     method: str = DEFAULT_METHOD
     """saliency method of the videos (heed.analysis.SALIENCY_METHODS)"""
+    replace: Literal["background", "blur"] = DEFAULT_REPLACE
+    """perturbation only: blur a region (Greydanus et al.), or replace it by the recording's background screen"""
     gif_frames: Annotated[int, Range(1, 10_000)] = 60
     """frames in the GIF (the first ones of the video)"""
     jacobian_updates: Annotated[int, Range(0, 1_000_000)] = 300
@@ -114,7 +116,9 @@ def agent_part(cfg: Config, device: torch.device, writer, files: dict, out: dict
         rec = play(env, greedy_policy(net, 0.01, rng, device), steps=cfg.steps, seed=cfg.seed, progress=cfg.progress)
     finally:
         env.close()
-    sal_v, sal_a = stream_saliency(net, rec.obs, cfg.method, batch_size=32, device=device, progress=cfg.progress)
+    sal_v, sal_a = stream_saliency(
+        net, rec.obs, cfg.method, batch_size=32, device=device, progress=cfg.progress, replace=cfg.replace
+    )
     common = {"action_names": names, "progress": cfg.progress, "method": cfg.method}
     files["saliency video (value | advantage)"] = render_recording(
         rec, sal_v, sal_a, out["pong_saliency_panels.mp4"], "panels", **common
@@ -126,7 +130,7 @@ def agent_part(cfg: Config, device: torch.device, writer, files: dict, out: dict
         rec, sal_v, sal_a, out["pong_saliency.gif"], "panels", max_frames=cfg.gif_frames, zoom=1, **common
     )
     summary = summarize(rec, sal_v, sal_a, env_id)
-    summary.update(agent=description, method=cfg.method)
+    summary.update(agent=description, method=cfg.method, replace=cfg.replace)
     out["pong_saliency.json"].write_text(json.dumps(summary, indent=2))
     files["saliency summary (JSON)"] = out["pong_saliency.json"]
     idx = sorted({int(i) for i in np.linspace(0, len(rec) - 1, 4)})

@@ -26,7 +26,7 @@ from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main, require
 from heed.agents.common.safe_io import claim_output_file, disk_errors, write_json_atomic
 from heed.agents.common.validate import Range, SeedRange, UnitInterval, validate
-from heed.analysis.agent_video import DEFAULT_METHOD
+from heed.analysis.agent_video import DEFAULT_METHOD, DEFAULT_REPLACE
 
 #: the longest recording (frames and observations are held in memory: about 0.25 MB per step)
 MAX_STEPS = 100_000
@@ -45,6 +45,10 @@ class Config:
     method: str = DEFAULT_METHOD
     """saliency method: gradient, smoothgrad, integrated-gradients, gradient-x-input, guided-backprop, occlusion,
     perturbation, or a captum-* reference (heed.analysis.SALIENCY_METHODS)"""
+    replace: Literal["background", "blur"] = DEFAULT_REPLACE
+    """perturbation only: blur each perturbed region in every stacked frame (Greydanus et al. 2018), or replace it
+    in the shown frames by the recording's background screen (removes the objects there: sharp maps, but a
+    randomly initialised network's look alike; docs/analysis.md "Which method")"""
     mode: Literal["panels", "overlay"] = "panels"
     """panels: value | advantage, saliency in red (Wang et al.); overlay: value red, advantage blue (Greydanus et al.)"""
     frames: Literal["newest", "stack"] = "newest"
@@ -105,7 +109,9 @@ def record_agent(net, env_id: str, cfg, device: torch.device, rng: np.random.Gen
         rec = play(env, greedy_policy(net, cfg.epsilon, rng, device), cfg.steps, cfg.episodes, cfg.seed, cfg.progress)
     finally:
         env.close()
-    sal_v, sal_a = stream_saliency(net, rec.obs, cfg.method, map_options(cfg), cfg.batch_size, device, cfg.progress)
+    sal_v, sal_a = stream_saliency(
+        net, rec.obs, cfg.method, map_options(cfg), cfg.batch_size, device, cfg.progress, replace=cfg.replace
+    )
     return rec, sal_v, sal_a, names
 
 
@@ -197,7 +203,7 @@ def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
     if still is not None:
         summary["still"] = str(still)
     summary.update(
-        video=str(video), checkpoint=str(cfg.checkpoint), mode=cfg.mode, epsilon=cfg.epsilon, method=cfg.method,
+        video=str(video), checkpoint=str(cfg.checkpoint), mode=cfg.mode, epsilon=cfg.epsilon, method=cfg.method, replace=cfg.replace,
         map_options=vars(map_options(cfg)), fps=cfg.fps,
     )
     with disk_errors(summary_path):

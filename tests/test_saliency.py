@@ -13,7 +13,7 @@ from heed.analysis import (
     multi_target_saliency,
     perturbation_saliency,
 )
-from heed.analysis.saliency import gaussian_blur, perturbation_masks
+from heed.analysis.saliency import episode_background, gaussian_blur, perturbation_masks
 from heed.analysis.saliency_methods import get_saliency_method
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -244,6 +244,38 @@ def test_perturbation_on_a_linear_map_is_half_the_squared_masked_change():
     expected = 0.5 * torch.einsum("bchw,nhw,chw->bn", change, masks, lin.row(2)[0]).pow(2)
     torch.testing.assert_close(sal[:, 0], expected.view(2, 10, 10), rtol=1e-3, atol=1e-3)
     assert torch.equal(sal[:, 0], sal[:, 1])  # one map for every stacked frame
+
+
+def test_perturbation_towards_a_background_is_half_the_squared_masked_difference():
+    lin, x = LinearImage(), torch.rand(2, 2, 10, 10) * 255
+    bg = torch.rand(10, 10) * 255
+    sal = perturbation_saliency(lin, x, 1, radius=2.0, stride=1, background=bg)
+    masks, _, _ = perturbation_masks(10, 10, 2.0, 1)
+    expected = 0.5 * torch.einsum("bchw,nhw,chw->bn", x - bg, masks, lin.row(1)[0]).pow(2)
+    torch.testing.assert_close(sal[:, 0], expected.view(2, 10, 10), rtol=1e-3, atol=1e-3)
+    same = perturbation_saliency(lin, bg.expand(2, 2, 10, 10), 1, stride=2, background=bg)
+    assert same.abs().max() < 1e-6  # nothing but background: removing nothing changes nothing
+    with pytest.raises(AnalysisError, match="does not fit"):
+        perturbation_saliency(lin, x, 1, background=torch.zeros(9, 10))
+
+
+def test_episode_background_removes_a_moving_object_and_keeps_the_static_screen():
+    screen = torch.zeros(10, 10, dtype=torch.uint8)
+    screen[0] = 200  # a static wall
+    obs = screen.repeat(30, 4, 1, 1)  # [30, 4, 10, 10]
+    for t in range(30):
+        for c in range(4):  # a ball moving along row 5, one column per frame
+            obs[t, c, 5, (t + c) % 10] = 255
+    bg = episode_background(obs)
+    assert bg.shape == (10, 10) and torch.equal(bg, screen.float())
+    assert torch.equal(episode_background(obs, max_frames=7), screen.float())
+    night = obs.clone()
+    night[15:] = night[15:] // 2  # the scene changes halfway: each block gets its own background
+    blocks = episode_background(night, window=15)
+    assert blocks.shape == (30, 10, 10)
+    assert torch.equal(blocks[:15], screen.float().expand(15, -1, -1)) and torch.equal(blocks[15:], (screen // 2).float().expand(15, -1, -1))
+    with pytest.raises(AnalysisError, match=r"\[N, C, H, W\]"):
+        episode_background(obs[0])
 
 
 def test_unknown_method_name_is_one_line_with_close_matches():

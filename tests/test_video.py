@@ -157,6 +157,22 @@ def test_video_plays_at_game_speed_and_summary_has_focus(tmp_path):
     assert summarize(rec, sal_v, sal_a, "ALE/Qbert-v5")["focus"] is None
 
 
+def test_perturbation_in_the_pipeline_replaces_by_the_recording_background_or_blurs():
+    from heed.analysis.saliency import episode_background, perturbation_saliency
+
+    rec, net = _recording(5), TinyDueling()
+    obs = np.stack(rec.obs)
+    sal_v, sal_a = stream_saliency(net, obs, "perturbation", progress=False, replace="background")  # finer grid
+    ref = perturbation_saliency(net.value, torch.as_tensor(obs), 0, stride=4, radius=3.0, newest_only=True,
+                                background=episode_background(obs))
+    np.testing.assert_allclose(sal_v, ref[:, -1].abs().numpy(), rtol=1e-4, atol=1e-7)
+    blur_v, _ = stream_saliency(net, obs, "perturbation", stride=4, progress=False)  # default: blur
+    np.testing.assert_allclose(blur_v, perturbation_saliency(net.value, torch.as_tensor(obs), 0, stride=4)[:, -1].numpy(),
+                               rtol=1e-4, atol=1e-7)
+    with pytest.raises(AnalysisError, match="unknown replacement 'smudge'"):
+        stream_saliency(net, obs, "perturbation", progress=False, replace="smudge")
+
+
 def test_unknown_method_in_the_pipeline(tmp_path):
     with pytest.raises(AnalysisError, match="Did you mean: guided-backprop"):
         stream_saliency(TinyDueling(), _recording(1).obs, "guided-backprob", progress=False)

@@ -1,7 +1,8 @@
 """One start/resume path for every trainer: :class:`RunConfig`, :func:`start_run` and :class:`Run`.
 
 A trainer nests the shared run options in its own frozen tyro config, keeping the flat flags
-(``--seed``, ``--device``, ``--threads``, ``--run-dir``, ``--resume``, ``--progress/--no-progress``)::
+(``--seed``, ``--device``, ``--threads``, ``--run-dir``, ``--resume``, ``--progress/--no-progress``,
+``--compile``)::
 
     @dataclass(frozen=True)
     class Config:
@@ -19,8 +20,8 @@ A trainer nests the shared run options in its own frozen tyro config, keeping th
         run.finish({"eval/return": ret}, budget_flag="--total-steps")
 
 **The override rule** (the only one): on ``--resume DIR`` every option comes from ``DIR/config.json``
-(checked for types and ranges before use) except ``--device``, ``--threads`` and
-``--progress`` (taken from the command line) and the fields marked :data:`ResumeOverride`
+(checked for types and ranges before use) except ``--device``, ``--threads``,
+``--progress`` and ``--compile`` (taken from the command line) and the fields marked :data:`ResumeOverride`
 (budgets and stop criteria), which are taken from the command line when given (when they differ
 from the field's default). Any other option given with a value different from the saved one is
 refused with one line, never dropped in silence.
@@ -72,7 +73,7 @@ RUN_FILE = "run.json"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 #: RunConfig fields a resume always takes from the command line
-RUNTIME_FIELDS = ("device", "threads", "progress")
+RUNTIME_FIELDS = ("device", "threads", "progress", "compile")
 
 
 class _Marker:
@@ -103,6 +104,8 @@ class RunConfig:
     """Continue the run in this folder from its newest valid checkpoint (its config.json is used)."""
     progress: bool = True
     """Show a progress bar."""
+    compile: bool = False
+    """torch.compile the memory core's step (supervised training; costs compile time at the start, see docs/memory.md)."""
 
 
 #: the nested field type that keeps RunConfig's flags unprefixed (``--seed``, not ``--run.seed``)
@@ -356,6 +359,7 @@ def start_run(
     checkpoint_kind: str | tuple[str, ...] | None = None,
     metric_tags: tuple[str, ...] = (),
     migrate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    compiles: bool = False,
 ) -> Run[C]:
     """Start a new run or resume one (``cfg``'s ``--resume``): the one place trainers share for this.
 
@@ -366,11 +370,15 @@ def start_run(
     checkpoint (falling back past corrupt ones; ``checkpoint_kind`` defaults to ``kind``), drops the
     ``metrics.jsonl`` rows after its step and rewrites ``config.json`` with the new budgets. Both:
     one seed call, ``torch.set_num_threads``, the device resolved once. ``migrate`` maps a saved
-    ``config.json`` written by an older heed to today's field names before it is checked.
+    ``config.json`` written by an older heed to today's field names before it is checked. A trainer
+    that honours ``--compile`` says so with ``compiles=True``; the others refuse it with one line.
     """
     validate(cfg)
     rname = run_field(type(cfg))
     given: RunConfig = getattr(cfg, rname)
+    if given.compile and not compiles:
+        raise HeedError(f"--compile is not available for {kind} runs (it compiles a memory core's step in "
+                        "heed train supervised)")
     device = resolve_device(given.device)
     checkpoint = None
     if given.resume is not None:

@@ -23,8 +23,10 @@ table of parts (:mod:`heed.agents.parts`), is kept by ``dataclasses.asdict`` (so
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import field
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import torch
 import tyro
@@ -108,6 +110,79 @@ class RecurrentCore(nn.Module):
     ) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
         """See :func:`unroll`."""
         return unroll(self, xs, state, resets)
+
+
+class Compiled(NamedTuple):
+    """What :func:`compile_step` did: its CPU seconds (this process and the C++ compiler it ran) and,
+    when compilation failed, the reason in one line (``None`` when the step is compiled)."""
+
+    cpu_seconds: float
+    failure: str | None
+
+
+def cpu_seconds_with_children() -> float:
+    """CPU seconds of this process plus its finished child processes (inductor runs the C++ compiler
+    as one; ``time.process_time`` leaves it out)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+COMPILE_BACKEND = "inductor"
+"""The ``torch.compile`` backend of :func:`compile_step` (inductor: fused C++ kernels). The tests set
+``"aot_eager"`` (the same graph capture and autograd split, without code generation) to check the
+plumbing in seconds; a cold inductor compilation of even a tiny core takes minutes of CPU."""
+
+
+def compile_step(core: RecurrentCore, batch_size: int, dtype: torch.dtype = torch.float32) -> Compiled:
+    """Compile ``core``'s one-step ``forward`` with ``torch.compile``, in place; when that fails, the
+    core is left eager and the result says why.
+
+    ``nn.Module.compile`` swaps the module's call for the compiled one and keeps the module itself,
+    so parameter and ``state_dict`` names stay those of the eager core (no ``_orig_mod.`` prefix):
+    a checkpoint saved by a compiled run loads into an eager model and back. The Python loop over
+    time (:func:`unroll`) stays as it is; each step runs one fused forward graph and, in training,
+    one fused backward graph.
+
+    The compilation happens here, not at the first training step: a two-step :func:`unroll` of
+    zeros ``[batch_size, 2, input_size]`` with a backward builds the graph of the first step (which
+    reads the expanded initial state) and of every later step, so the training batch reuses both.
+    It runs in this process (inductor's ``compile_threads = 1``) apart from the C++ compiler, whose
+    CPU time the result includes.
+    Compiled graphs are cached on disk (inductor's FX graph cache and AOTAutograd cache, under
+    ``$TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_$USER``): the same core and batch
+    compile again in a fraction of the first time. Another batch size recompiles once (then the
+    batch dimension is dynamic); ``with torch.compiler.set_stance("force_eager"):`` runs the compiled
+    core eagerly (what the trainers do for evaluation).
+
+    Args:
+        core: any core of the contract above, on its device.
+        batch_size: the training batch B.
+        dtype: the input dtype.
+    """
+    import torch._inductor.config as inductor_config
+
+    inductor_config.compile_threads = 1
+    start = cpu_seconds_with_children()
+    core.compile(backend=COMPILE_BACKEND)
+    failure = None
+    xs = torch.zeros(batch_size, 2, core.input_size, dtype=dtype, device=core.device)
+    try:
+        with warnings.catch_warnings(), torch.enable_grad():
+            warnings.simplefilter("ignore", FutureWarning)  # deprecations inside inductor's own lowerings
+            out, _, attention = unroll(core, xs)
+            loss = out.sum() + core.aux_loss(attention)
+            if loss.requires_grad:
+                loss.backward()
+    except Exception as exc:  # no C++ compiler, an unsupported op, ...: stay eager
+        core._compiled_call_impl = None  # what nn.Module.compile set
+        torch._dynamo.reset()
+        while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:
+            exc = inner  # the backend's own error, not dynamo's wrapper of it
+        first = (str(exc).strip().splitlines() or [""])[0]
+        failure = f"{type(exc).__name__}: {first[:200]}"
+    finally:
+        core.zero_grad(set_to_none=True)
+    return Compiled(cpu_seconds_with_children() - start, failure)
 
 
 def unroll(

@@ -15,12 +15,16 @@ lesson once the accuracy (1 - error rate, by the modal output) reaches the task'
 lesson is logged as ``charts/lesson``, kept in the checkpoint's counters, and ``--resume`` continues
 from it (``--task-options lesson=K`` starts at lesson K). A task whose answers are fed back (shortest
 path) gets the model's own previous answers mixed in with probability 1 - ``beta``
-(:func:`sequence_utils.feed_back`). The run plumbing (``--seed --device --threads --run-dir --resume --progress``, the
-run-folder guard, checkpoints, the NaN guard, Ctrl-C/SIGTERM) is :mod:`heed.agents.common.session`'s.
+(:func:`sequence_utils.feed_back`). ``--compile`` compiles the core's step with ``torch.compile``
+(:func:`~heed.agents.cores.base.compile_step`) before the first update, its CPU time counted in the
+run's; evaluation, images and fed-back answers run the core eagerly; a compilation that fails
+prints one line and the run trains eagerly. The run plumbing (``--seed --device --threads --run-dir
+--resume --progress --compile``, the run-folder guard, checkpoints, the NaN guard, Ctrl-C/SIGTERM) is :mod:`heed.agents.common.session`'s.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -29,12 +33,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from heed.agents.common.errors import HeedError
 from heed.agents.common.run import Every, config_to_dict
 from heed.agents.common.session import ResumeOverride, Run, RunConfig, RunFlags, start_run
 from heed.agents.common.state import generator_states, restore_training_state
 from heed.agents.common.validate import AtLeastOne, NonNegative, Positive, Range
+from heed.agents.cores.base import compile_step
 from heed.agents.cores.ntm import NTMConfig
-from heed.agents.parts import build_model, model_choice, part_to_dict
+from heed.agents.parts import CORES, build_model, model_choice, part_to_dict
 from heed.agents.trainers import sequence_utils as su
 from heed.envs.sequence import held_out_task
 
@@ -84,7 +90,7 @@ class Config:
     checkpoint_every: Annotated[int, AtLeastOne] = 20000
     """checkpoint every this many sequences (and at the end)"""
     run: RunFlags = field(default_factory=RunConfig)
-    """--seed (torch and the task generator), --device, --threads, --run-dir, --resume, --progress"""
+    """--seed (torch and the task generator), --device, --threads, --run-dir, --resume, --progress, --compile"""
 
 
 #: the model fields of a config.json written before the table of parts (the model is named in "core")
@@ -119,6 +125,30 @@ def _make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=cfg.learning_rate, momentum=cfg.momentum, alpha=0.95)
 
 
+def _check_compile(cfg: Config) -> None:
+    """``--compile`` needs a core (a model of the table's cores): one line otherwise."""
+    if cfg.run.compile and cfg.model.name not in CORES:
+        raise HeedError(f"--compile compiles a recurrent core's step; model:{cfg.model.name} has no core")
+
+
+def _compile_core(model: torch.nn.Module, cfg: Config) -> float:
+    """``--compile``: compile the model's core step (:func:`compile_step`); return the CPU seconds spent,
+    the C++ compiler's included."""
+    done = compile_step(model.core, cfg.batch_size)
+    if done.failure is not None:
+        print(f"--compile failed, training eagerly: {done.failure}", file=sys.stderr)
+    else:
+        print(f"compiled the {cfg.model.name} step in {done.cpu_seconds:.1f} CPU-s (counted in the run's "
+              "CPU time)", file=sys.stderr)
+    return done.cpu_seconds
+
+
+def _eager() -> Any:
+    """A context in which a compiled core runs eagerly: evaluation, images and fed-back answers (no
+    gradient, other batch sizes) would each need graphs of their own."""
+    return torch.compiler.set_stance("force_eager")
+
+
 def _log_images(run: Run, model: torch.nn.Module, batch, task, step: int) -> None:
     from heed.analysis.memory_figures import weighting_image
 
@@ -139,9 +169,12 @@ def main(cfg: Config) -> dict:
     """Train (or resume with ``--resume``); return the last evaluation metrics (plus counters)."""
     if cfg.run.resume is None:
         _build_task(cfg)  # an unknown task or option is refused before a run folder is made
+        _check_compile(cfg)
     run = start_run(KIND, cfg, name=f"{cfg.task}-{cfg.model.name}", checkpoint_kind=su.KIND,
-                    metric_tags=("eval/bits_per_sequence", "eval/error_rate"), migrate=migrate_config)
+                    metric_tags=("eval/bits_per_sequence", "eval/error_rate"), migrate=migrate_config,
+                    compiles=True)
     cfg, device = run.cfg, run.device
+    _check_compile(cfg)  # on --resume: the saved model
     task, task_options = _build_task(cfg)
     model = build_model(cfg.model, task.input_size, task.output_size).to(device)
     optimizer = _make_optimizer(cfg, model.parameters())
@@ -155,6 +188,8 @@ def main(cfg: Config) -> dict:
     if lessons:
         task = task.at_lesson(min(max(int(counters["lesson"]), 1), lessons))
     total = DEFAULT_SEQUENCES if cfg.total_sequences is None else cfg.total_sequences
+    if cfg.run.compile:
+        counters["cpu_seconds"] += _compile_core(model, cfg)
 
     def held_out(task) -> list:
         """The held-out set (per lesson for a curriculum task)."""
@@ -178,7 +213,8 @@ def main(cfg: Config) -> dict:
     def evaluate() -> dict:
         nonlocal task, eval_set
         model.eval()
-        result = su.evaluate(model, task, eval_set, device)
+        with _eager():
+            result = su.evaluate(model, task, eval_set, device)
         model.train()
         if optimum is not None:
             result["optimal_bits_per_sequence"] = optimum
@@ -208,7 +244,8 @@ def main(cfg: Config) -> dict:
             batch = task.sample(cfg.batch_size, rng)
             inputs, targets, mask = su.batch_to_tensors(batch, task.loss, device)
             if getattr(task, "feedback", False):  # structured prediction: mix in the model's own answers
-                inputs = su.feed_back(model, inputs, mask, task.beta, rng)
+                with _eager():
+                    inputs = su.feed_back(model, inputs, mask, task.beta, rng)
             logits, attention, aux = model(inputs)
             loss, metrics = su.sequence_loss(logits, targets, mask, task.loss)
             if "ponder" in attention:  # ACT models: mean ponder time N + R per position
@@ -242,7 +279,8 @@ def main(cfg: Config) -> dict:
                 if cfg.stop_at is not None and result[key] < cfg.stop_at:
                     break
             if image_due.due(step):
-                _log_images(run, model, eval_set[0], task, step)
+                with _eager():
+                    _log_images(run, model, eval_set[0], task, step)
             if checkpoint_due.due(step):
                 checkpoint()
     if counters["updates"]:
