@@ -11,7 +11,10 @@ repeatedly over depth, adding position and timestep embeddings at every step::
 
 With ACT every position halts on its own (the rule of :func:`agents.cores.act.halting_step`); a
 halted position keeps its state (so it stays readable as a key) and the output is the mean field
-``sum_n p^n s^n``. ``aux_loss = tau * mean_b (mean over real positions of rho)``.
+``sum_n p^n s^n``. ``aux_loss = tau * mean_b (mean over real positions of rho)``; with ``tau_warmup``
+/ ``tau_ramp`` the weight is 0 for the first updates and then ramps to ``tau``
+(:meth:`UniversalTransformer.ponder_weight`), and ``halting_norm`` has the halting unit read
+``LayerNorm(s^n)``.
 
 What a halted position shows the positions still running: by default its last state ``s^N``, which
 depends on its halting only through the (non-differentiable) step count N, so when the loss scores one
@@ -148,6 +151,13 @@ class UTACTConfig(SelfAttentionConfig):
     attend_readout: bool = False
     """the output at each position adds one multi-head read over every position's mean field
     (decoder-style), so the loss scores the other positions' final outputs, and their halting, directly"""
+    tau_warmup: Annotated[int, NonNegative] = 0
+    """ponder cost 0 for the first this many training updates (forward passes in training mode with
+    gradient), so the task loss shapes the halting before the cost acts; 0 = off"""
+    tau_ramp: Annotated[int, NonNegative] = 0
+    """after the warm-up, raise the ponder cost linearly from 0 to tau over this many updates"""
+    halting_norm: bool = False
+    """the halting unit reads LayerNorm(s^n) instead of the unnormalised block output s^n"""
 
 
 class _Base(nn.Module):
@@ -284,6 +294,10 @@ class UniversalTransformer(_Base):
         nn.init.constant_(self.halt.bias, halting_bias)
         if act and cfg.zero_halting_weights:
             nn.init.zeros_(self.halt.weight)
+        self.halt_norm = nn.LayerNorm(cfg.d_model) if act and cfg.halting_norm else None
+        self.tau_warmup, self.tau_ramp = (cfg.tau_warmup, cfg.tau_ramp) if act else (0, 0)
+        if self.tau_warmup or self.tau_ramp:  # only then, so that other checkpoints keep their keys
+            self.register_buffer("tau_updates", torch.zeros((), dtype=torch.long))
         attend = act and cfg.attend_readout
         self.read_norm = nn.LayerNorm(cfg.d_model) if attend else None
         self.read = MultiHeadSelfAttention(cfg.d_model, cfg.heads) if attend else None
@@ -311,7 +325,8 @@ class UniversalTransformer(_Base):
                 x + pos + sinusoid(torch.tensor(n - 1, device=x.device), self.d_model), allowed
             )
             maps.append(weights)
-            h = torch.sigmoid(self.halt(new)).reshape(-1)  # [B*T]
+            halt_in = new if self.halt_norm is None else self.halt_norm(new)  # s^n, or LN(s^n)
+            h = torch.sigmoid(self.halt(halt_in)).reshape(-1)  # [B*T]
             was_halted = halted
             step = halting_step(h, acc, halted, n, self.depth, self.eps)
             mean_field = mean_field + step.weight.view(batch, steps, 1) * new
@@ -331,4 +346,21 @@ class UniversalTransformer(_Base):
         if self.read is not None:  # y_t = m_t + Attn(q = LN(m_t); k, v = LN(m_j), every real j)
             read, attention["readout"] = self.read(self.read_norm(mean_field), allowed)  # [B, H, T, T]
             out = mean_field + read
-        return self.readout(self.norm(out)), attention, self.tau * per_seq.mean()
+        return self.readout(self.norm(out)), attention, self.ponder_weight() * per_seq.mean()
+
+    def ponder_weight(self) -> float:
+        """The ponder cost weight of this forward pass: ``tau`` without a warm-up; with one, after k
+        earlier training updates, ``tau * clip((k - warmup + 1) / ramp, 0, 1)`` (ramp > 0) or
+        ``tau * [k >= warmup]`` (ramp = 0). A training forward pass with gradient counts as an update
+        (this call advances the counter ``tau_updates`` then).
+
+        Examples (warmup 2, ramp 4): updates 0, 1 -> 0; 2 -> tau/4; 3 -> tau/2; 4 -> 3 tau/4; 5 on -> tau.
+        """
+        if not (self.tau_warmup or self.tau_ramp):
+            return self.tau
+        k = int(self.tau_updates)
+        if self.training and torch.is_grad_enabled():
+            self.tau_updates += 1
+        if self.tau_ramp == 0:
+            return self.tau if k >= self.tau_warmup else 0.0
+        return self.tau * min(max((k - self.tau_warmup + 1) / self.tau_ramp, 0.0), 1.0)
