@@ -25,7 +25,9 @@ BUDGET_FIELDS = [f.name for f in dataclasses.fields(BudgetConfig)]
 SHIPPED_PEN = Path(pen.__file__).resolve().parents[1] / "pretrained" / "pen-blstm" / "meta.json"
 
 #: every trainer's flags as they were before the budget flags were nested (subcommands aside)
-RUN_FLAGS = ["--seed", "--device", "--threads", "--run-dir", "--resume", "--progress", "--no-progress"]
+# --compile/--no-compile: the shared RunConfig's (session 8); trainers other than supervised refuse --compile
+RUN_FLAGS = ["--seed", "--device", "--threads", "--run-dir", "--resume", "--progress", "--no-progress",
+             "--compile", "--no-compile"]
 BUDGET_FLAGS = ["--steps", "--max-cpu-seconds", "--lr", "--grad-clip", "--eval-every", "--checkpoint-every",
                 "--log-every"]
 FLAGS = {

@@ -136,7 +136,8 @@ def test_bench_saliency_tiny_budget(random_agent, capsys):
                      rounds=1, sanity_steps=2, sensitivity=False)
     result = mod.main(cfg)
     rows = {r["method"]: r for r in result["methods"]}
-    assert rows["perturbation"]["captum_equivalent"] == "captum-occlusion"
+    assert {"perturbation (background)", "perturbation (blur)"} <= set(rows)  # one row per replacement
+    assert rows["perturbation (blur)"]["captum_equivalent"] == "captum-occlusion"
     assert rows["gradient"]["focus"]["value"]["key"]["objects"] == ["ball", "agent_paddle"]
     assert rows["gradient"]["random_weights_focus"] is not None and "corr_value" in rows["gradient"]["random_heads"] and "| gradient |" in capsys.readouterr().out
 
