@@ -312,16 +312,18 @@ def perturbation_saliency(
     """
     x = _image_inputs(fn, inputs, "perturbation saliency")
     b, c, h, w = x.shape
-    idx, single = resolve_targets(call(fn, x), target)
+    clean = call(fn, x)  # one forward pass on the clean images, for the targets and the base outputs
+    idx, single = resolve_targets(clean, target)
     masks, rows, cols = perturbation_masks(h, w, radius, stride, x.device)
-    base = call(fn, x).gather(1, idx)  # [B, M]
+    base = clean.gather(1, idx)  # [B, M]
     if background is None:
         replacement = gaussian_blur(x, blur_sigma)
     else:
         bg = torch.as_tensor(background, device=x.device).to(x.dtype)
-        if bg.shape[-2:] != (h, w) or bg.dim() > 4 or (bg.dim() == 4 and bg.shape[0] not in (1, b)):
-            raise AnalysisError(f"background {tuple(bg.shape)} does not fit images {tuple(x.shape)}")
-        replacement = bg.expand_as(x)
+        try:
+            replacement = bg.expand_as(x)  # [H, W], [C, H, W], [1 or B, 1 or C, H, W]
+        except RuntimeError:
+            raise AnalysisError(f"background {tuple(bg.shape)} does not fit images {tuple(x.shape)}") from None
     out = perturbed_outputs(fn, x, masks, replacement, batch_size, newest_only)  # [B, N, K]
     picked = out.gather(2, idx[:, None, :].expand(-1, out.shape[1], -1))  # [B, N, M]
     scores = 0.5 * (picked - base[:, None]).pow(2)
@@ -351,9 +353,10 @@ def occlusion_saliency(
     """
     x = _image_inputs(fn, inputs, "occlusion")
     b, c, h, w = x.shape
-    idx, single = resolve_targets(call(fn, x), target)
+    clean = call(fn, x)
+    idx, single = resolve_targets(clean, target)
     masks = box_masks(h, w, window, stride, x.device)  # [N, H, W]
-    base = call(fn, x).gather(1, idx)  # [B, M]
+    base = clean.gather(1, idx)  # [B, M]
     out = perturbed_outputs(fn, x, masks, torch.full_like(x, baseline), batch_size, newest_only)
     drop = base[:, None] - out.gather(2, idx[:, None, :].expand(-1, out.shape[1], -1))  # [B, N, M]
     attr = torch.einsum("bnm,nhw->bmhw", drop, masks) / masks.sum(0).clamp_min(1.0)

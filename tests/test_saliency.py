@@ -257,6 +257,8 @@ def test_perturbation_towards_a_background_is_half_the_squared_masked_difference
     assert same.abs().max() < 1e-6  # nothing but background: removing nothing changes nothing
     with pytest.raises(AnalysisError, match="does not fit"):
         perturbation_saliency(lin, x, 1, background=torch.zeros(9, 10))
+    with pytest.raises(AnalysisError, match="does not fit"):
+        perturbation_saliency(lin, x, 1, background=torch.zeros(3, 10, 10))  # 3 channels for 2
 
 
 def test_episode_background_removes_a_moving_object_and_keeps_the_static_screen():

@@ -174,7 +174,8 @@ def main(cfg: Config) -> dict:
                     metric_tags=("eval/bits_per_sequence", "eval/error_rate"), migrate=migrate_config,
                     compiles=True)
     cfg, device = run.cfg, run.device
-    _check_compile(cfg)  # on --resume: the saved model
+    if run.resumed:
+        _check_compile(cfg)  # the saved model (a new run's was checked before its folder was made)
     task, task_options = _build_task(cfg)
     model = build_model(cfg.model, task.input_size, task.output_size).to(device)
     optimizer = _make_optimizer(cfg, model.parameters())
