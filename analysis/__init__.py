@@ -4,15 +4,13 @@ Takes any callable or ``nn.Module``; imports nothing from ``heed.agents``.
 """
 
 from heed.analysis.focus import GAME_OBJECTS, focus_summary, object_masks
+from heed.analysis.perturbation import episode_background, occlusion_saliency, perturbation_saliency
 from heed.analysis.saliency import (
     CAPTUM_METHODS,
     AnalysisError,
     captum_saliency,
-    episode_background,
     jacobian_saliency,
     multi_target_saliency,
-    occlusion_saliency,
-    perturbation_saliency,
 )
 from heed.analysis.saliency_methods import (
     SALIENCY_METHODS,

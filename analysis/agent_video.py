@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from heed.analysis.focus import focus_summary, format_split
-from heed.analysis.saliency import AnalysisError, episode_background
+from heed.analysis.perturbation import episode_background
+from heed.analysis.saliency import AnalysisError
 from heed.analysis.saliency_methods import dueling_saliency, get_saliency_method
 from heed.analysis.video import (
     GAME_FPS,
@@ -56,7 +57,7 @@ for ``replace="blur"``) so that a map's peak can land on a 2-pixel ball (peak on
 Pong frames against 38 % at 5 / 5, for 1.5x the passes; docs/analysis.md)."""
 
 BACKGROUND_WINDOW = 512
-"""Observations per background block (:func:`heed.analysis.saliency.episode_background`'s ``window``):
+"""Observations per background block (:func:`heed.analysis.perturbation.episode_background`'s ``window``):
 34 s of play, long enough for every moving object to move, short enough to follow a changing scene."""
 
 Policy = Callable[[np.ndarray], tuple[int, float]]  # obs [C, H, W] -> (action, value estimate)
@@ -158,7 +159,7 @@ def stream_saliency(
     including the moving average over consecutive frames; ``method_options`` go to the method.
     ``replace`` (perturbation only): ``"background"`` replaces a region of the shown frames (the
     newest, or the whole stack with ``options.frames == "stack"``) by the same region of the
-    recording's background screen (:func:`heed.analysis.saliency.episode_background` of ``obs``, per
+    recording's background screen (:func:`heed.analysis.perturbation.episode_background` of ``obs``, per
     block of :data:`BACKGROUND_WINDOW` observations), i.e. removes the objects there, on the finer
     :data:`BACKGROUND_GRID`; ``"blur"`` blurs it in every stacked frame (Greydanus et al. 2018).
     """

@@ -37,6 +37,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from heed.analysis.perturbation import occlusion_saliency, perturbation_saliency
 from heed.analysis.saliency import (
     AnalysisError,
     Fn,
@@ -47,9 +48,7 @@ from heed.analysis.saliency import (
     finish,
     float_inputs,
     gradients,
-    occlusion_saliency,
     owner_module,
-    perturbation_saliency,
     resolve_targets,
 )
 from heed.envs.errors import suggest

@@ -72,7 +72,7 @@ def stack_to_maps(saliency: torch.Tensor | np.ndarray, options: MapOptions | Non
         raise AnalysisError(f"saliency maps must be [N, C, H, W] or [N, H, W], got {arr.shape}")
     arr = np.abs(arr) if opts.absolute else arr
     if opts.space_sigma > 0:
-        from heed.analysis.saliency import gaussian_blur
+        from heed.analysis.perturbation import gaussian_blur
 
         arr = gaussian_blur(torch.from_numpy(np.ascontiguousarray(arr, np.float32))[:, None], opts.space_sigma)[:, 0].numpy()
     return arr.astype(np.float32)

@@ -13,7 +13,7 @@ from heed.analysis import (
     multi_target_saliency,
     perturbation_saliency,
 )
-from heed.analysis.saliency import episode_background, gaussian_blur, perturbation_masks
+from heed.analysis.perturbation import episode_background, gaussian_blur, perturbation_masks
 from heed.analysis.saliency_methods import get_saliency_method
 
 pytestmark = pytest.mark.usefixtures("one_thread")

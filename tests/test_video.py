@@ -158,7 +158,7 @@ def test_video_plays_at_game_speed_and_summary_has_focus(tmp_path):
 
 
 def test_perturbation_in_the_pipeline_replaces_by_the_recording_background_or_blurs():
-    from heed.analysis.saliency import episode_background, perturbation_saliency
+    from heed.analysis.perturbation import episode_background, perturbation_saliency
 
     rec, net = _recording(5), TinyDueling()
     obs = np.stack(rec.obs)
