@@ -82,6 +82,34 @@ def test_act_core_weights_sum_to_one_and_mean_field():
     torch.testing.assert_close(out[:, 0], mixed)
 
 
+def test_act_lstm_cell_averages_both_h_and_c():
+    """cell="lstm": each ponder step is an LSTM step (checked with torch's LSTMCell on the same
+    weights), the next input step starts from the p-weighted mean of h AND of c (Graves 2016)."""
+    torch.manual_seed(0)
+    core = ACTCore(5, ACTConfig(hidden_size=8, max_steps=4, halting_bias=-1.0, cell="lstm"))
+    lstm = core.inner.lstm
+    ref = torch.nn.LSTMCell(6, 8)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ref, name).copy_(getattr(lstm, name + "_l0"))
+    xs = torch.randn(3, 2, 5)
+    out, state, att = core.unroll(xs)
+    torch.testing.assert_close(att["halting"].sum(-1), torch.ones(3, 2))
+    h, c = torch.zeros(3, 8), torch.zeros(3, 8)
+    for t in range(2):
+        hs, cs, hn, cn = [], [], h, c
+        for n in range(4):
+            flag = torch.full((3, 1), 1.0 if n == 0 else 0.0)
+            hn, cn = ref(torch.cat([xs[:, t], flag], -1), (hn, cn))
+            hs.append(hn)
+            cs.append(cn)
+        p = att["halting"][:, t, :, None]  # [B, M, 1], zero after halting
+        h, c = (p * torch.stack(hs, 1)).sum(1), (p * torch.stack(cs, 1)).sum(1)
+        torch.testing.assert_close(out[:, t], h)
+    torch.testing.assert_close(state[1], c)  # the averaged cell state is carried on
+    assert (att["halting"] > 0).sum(-1).max() > 1  # it pondered
+
+
 def test_act_large_bias_is_one_step_rnn():
     torch.manual_seed(0)
     core = ACTCore(3, ACTConfig(hidden_size=8, max_steps=5, halting_bias=50.0))

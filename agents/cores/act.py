@@ -15,14 +15,16 @@ At every input step ``t`` the wrapped cell runs ``n = 1, 2, ...`` ponder steps o
 ``d rho_t / d h_t^n = -1`` for ``n < N(t)`` and 0 otherwise.
 
 The ``act`` core (:class:`ACTConfig`) is a tanh RNN (128 units in the paper's parity set-up) under
-ACT; the same RNN without ACT is the ``rnn`` core. Its ponder cost ``tau * mean_b sum_t rho_t`` is
+ACT, or with ``cell="lstm"`` an LSTM (the paper's character-level Wikipedia model; its state
+``(h, c)`` is averaged over the ponder steps like any state); the same cell without ACT is the
+``rnn`` / ``lstm`` core. Its ponder cost ``tau * mean_b sum_t rho_t`` is
 the core's :meth:`ACTCore.aux_loss`, which the supervised models and the PPO loss add.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -30,6 +32,8 @@ from torch import nn
 from heed.agents.common.errors import require
 from heed.agents.common.validate import NonNegative, Range
 from heed.agents.cores.base import HiddenSize, PartName, RecurrentCore, State, map_state, part_name
+from heed.agents.cores.gru import GRUConfig, GRUCore
+from heed.agents.cores.lstm import LSTMConfig, LSTMCore
 from heed.agents.cores.rnn import RNNConfig, RNNCore
 
 
@@ -96,11 +100,14 @@ def halting_distribution(
 
 @dataclass(frozen=True)
 class ACTConfig:
-    """A tanh RNN under Adaptive Computation Time (Graves 2016)."""
+    """A tanh RNN (or an LSTM or GRU) under Adaptive Computation Time (Graves 2016)."""
 
     name: PartName = part_name("act")
     hidden_size: Annotated[int, HiddenSize] = 128
-    """H, the inner tanh RNN's size (128 in the paper)"""
+    """H, the inner cell's size (128 in the paper's parity set-up)"""
+    cell: Literal["rnn", "lstm", "gru"] = "rnn"
+    """the inner cell: rnn (tanh, the paper's parity and logic tasks), lstm (its character-level language
+    model), gru"""
     max_steps: Annotated[int, Range(1, 10_000)] = 100
     """the cap M on ponder steps per input"""
     eps: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.01
@@ -109,6 +116,16 @@ class ACTConfig:
     """initial bias of the halting unit"""
     tau: Annotated[float, NonNegative] = 0.01
     """ponder cost weight: the loss gets tau * mean_b sum_t rho_t"""
+
+
+def inner_cell(cell: str, input_size: int, hidden_size: int) -> RecurrentCore:
+    """The cell ACT ponders with: ``rnn`` (tanh), ``lstm`` or ``gru``, taking ``input_size`` inputs."""
+    require(cell in ("rnn", "lstm", "gru"), f"ACT's cell must be rnn, lstm or gru, got {cell!r}")
+    if cell == "lstm":
+        return LSTMCore(input_size, LSTMConfig(hidden_size=hidden_size))
+    if cell == "gru":
+        return GRUCore(input_size, GRUConfig(hidden_size=hidden_size))
+    return RNNCore(input_size, RNNConfig(hidden_size=hidden_size, nonlinearity="tanh"))
 
 
 class ACTCore(RecurrentCore):
@@ -126,7 +143,7 @@ class ACTCore(RecurrentCore):
         require(0.0 < cfg.eps < 1.0, f"eps must be in (0, 1), got {cfg.eps}")
         require(cfg.tau >= 0.0, f"tau (the ponder cost weight) must be >= 0, got {cfg.tau}")
         if inner is None:
-            inner = RNNCore(input_size + 1, RNNConfig(hidden_size=cfg.hidden_size, nonlinearity="tanh"))
+            inner = inner_cell(cfg.cell, input_size + 1, cfg.hidden_size)
         require(inner.input_size == input_size + 1, "ACT's inner core takes input_size + 1 inputs (the flag)")
         self.inner = inner
         self.input_size, self.output_size = input_size, inner.output_size
