@@ -30,14 +30,20 @@ from heed.analysis.agent_video import DEFAULT_METHOD, DEFAULT_REPLACE
 
 #: the longest recording (frames and observations are held in memory: about 0.25 MB per step)
 MAX_STEPS = 100_000
+#: steps shown when neither --steps nor --episodes is given
+DEFAULT_STEPS = 600
+#: the step cap of ``--episodes N`` without ``--steps``: ALE v5 truncates an episode at 108,000 frames
+#: = 27,000 agent steps, so N whole episodes always fit (about 7 GB of recording per 27,000 steps)
+EPISODE_STEP_CAP = 27_000
 
 
 @dataclass(frozen=True)
 class Config:
     checkpoint: Path
     """a dueling Q-network checkpoint: a checkpoint dir, a training run dir, or agents/pretrained/<game>"""
-    steps: Annotated[int, Range(0, MAX_STEPS)] = 600
-    """agent steps to play (0: play --episodes full episodes)"""
+    steps: Annotated[int, Range(0, MAX_STEPS)] | None = None
+    """agent steps to play (default: 600; with --episodes, until they end, at most 27,000 steps per episode;
+    0: no step limit)"""
     episodes: Annotated[int, Range(0, 10_000)] = 0
     """stop after this many finished episodes (0: only --steps counts)"""
     out: Path = Path("saliency.mp4")
@@ -93,6 +99,15 @@ class Config:
     """replace an existing video, summary or still that heed did not write"""
 
 
+def play_steps(cfg: Config) -> int:
+    """The step limit of the recording: ``--steps`` when given, else 600 without ``--episodes`` and
+    :data:`EPISODE_STEP_CAP` per episode with it, at most :data:`MAX_STEPS` (so ``--episodes 1`` plays
+    one whole episode)."""
+    if cfg.steps is not None:
+        return cfg.steps
+    return min(MAX_STEPS, EPISODE_STEP_CAP * cfg.episodes) if cfg.episodes > 0 else DEFAULT_STEPS
+
+
 def record_agent(net, env_id: str, cfg, device: torch.device, rng: np.random.Generator):
     """Play ``net`` in ``env_id`` and return ``(recording, value maps, advantage maps, action names)``."""
     from heed.analysis.agent_video import greedy_policy, play, stream_saliency
@@ -106,7 +121,7 @@ def record_agent(net, env_id: str, cfg, device: torch.device, rng: np.random.Gen
                 f"the checkpoint's network takes observations {expected}, '{env_id}' gives {env.observation_space.shape}"
             )
         names = list(env.unwrapped.get_action_meanings())
-        rec = play(env, greedy_policy(net, cfg.epsilon, rng, device), cfg.steps, cfg.episodes, cfg.seed, cfg.progress)
+        rec = play(env, greedy_policy(net, cfg.epsilon, rng, device), play_steps(cfg), cfg.episodes, cfg.seed, cfg.progress)
     finally:
         env.close()
     sal_v, sal_a = stream_saliency(
@@ -163,7 +178,7 @@ def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
         get_saliency_method(cfg.method)
     except AnalysisError as exc:
         raise HeedError(str(exc)) from None
-    require(cfg.steps > 0 or cfg.episodes > 0, "give --steps N or --episodes N (at least one positive)")
+    require(play_steps(cfg) > 0 or cfg.episodes > 0, "give --steps N or --episodes N (at least one positive)")
     require(cfg.out.suffix.lower() in (".mp4", ".gif"), f"--out must end in .mp4 or .gif, got '{cfg.out}'")
     require(cfg.still is None or cfg.still.suffix.lower() == ".png", f"--still must end in .png, got '{cfg.still}'")
     require(cfg.summary is None or cfg.summary.suffix.lower() == ".json", f"--summary must end in .json, got '{cfg.summary}'")

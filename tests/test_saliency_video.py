@@ -64,3 +64,37 @@ def test_a_wrong_folder_is_one_line(tmp_path, enduro_run):
         render_saliency.main(render_saliency.Config(checkpoint=tmp_path, **cfg))
     with pytest.raises(HeedError, match="holds no weights.safetensors"):
         render_saliency.main(render_saliency.Config(checkpoint=enduro_run / "checkpoints", **cfg))
+
+
+class _LongEpisode:
+    """A stand-in env whose one episode lasts 700 steps, longer than the default 600-step recording."""
+
+    def __init__(self, length: int = 700):
+        self.length, self.t = length, 0
+
+    def reset(self, seed=None):
+        self.t = 0
+        return np.zeros((4, 8, 8), np.uint8), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros((4, 8, 8), np.uint8), 1.0, self.t >= self.length, False, {}
+
+    def render(self):
+        return np.zeros((6, 5, 3), np.uint8)
+
+
+def test_episodes_without_steps_plays_whole_episodes():
+    """`--episodes 1` alone records one whole episode (it stopped at the 600-step default before);
+    `--steps` still wins when given, and the cap keeps a recording bounded."""
+    from heed.analysis.agent_video import play
+
+    cfg = lambda **kw: render_saliency.Config(checkpoint=Path("x"), **kw)  # noqa: E731
+    assert render_saliency.play_steps(cfg()) == render_saliency.DEFAULT_STEPS == 600
+    assert render_saliency.play_steps(cfg(episodes=2)) == 2 * render_saliency.EPISODE_STEP_CAP
+    assert render_saliency.play_steps(cfg(episodes=2, steps=50)) == 50
+    assert render_saliency.play_steps(cfg(episodes=10_000)) == render_saliency.MAX_STEPS
+    rec = play(_LongEpisode(), lambda obs: (0, 0.0), render_saliency.play_steps(cfg(episodes=1)), 1, progress=False)
+    assert len(rec) == 700 and rec.episode_lengths == [700] and rec.episode_returns == [700.0]
+    rec = play(_LongEpisode(), lambda obs: (0, 0.0), render_saliency.play_steps(cfg()), 0, progress=False)
+    assert len(rec) == 600 and rec.episode_lengths == []
