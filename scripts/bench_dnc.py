@@ -13,8 +13,9 @@ The reference is not part of heed and is never installed into it: ``pip install 
 --no-deps`` and pass ``--reference DIR`` (its sparse variants' imports, faiss and pyflann, are only
 needed by the classes not timed here). ``--before DIR`` adds heed's DNC as it was before the
 speed-up (``git show 50859c9:agents/cores/dnc.py > DIR/dnc.py``, same for ``addressing.py``).
-``--compile`` adds heed's DNC with its step compiled (:func:`heed.agents.cores.base.compile_step`, as
-``heed train supervised --compile``), compiled before the windows, its CPU time reported on its own.
+``--compile`` adds heed's DNC compiled (:func:`heed.agents.cores.base.compile_step`, as
+``heed train supervised --compile``), one contender per ``--compile-steps K`` (time steps per
+compiled graph), compiled before the windows, its CPU time reported on its own.
 
 The DNC of the graph runs, on graph-traversal inputs (92 channels, lesson 3), without the reference:
 
@@ -37,6 +38,7 @@ from heed.agents.common.cli import parse_config
 from heed.agents.common.errors import HeedError, cli_main
 from heed.agents.common.safe_io import claim_output_file, disk_errors
 from heed.agents.common.validate import Range, SeedRange, validate
+from heed.agents.cores.base import STEPS_PER_GRAPH
 from heed.agents.cores.dnc import DNCConfig
 from heed.agents.trainers import sequence_utils as su
 from heed.scripts.bench_ntm import Heed, load_before, race
@@ -59,7 +61,9 @@ class Config:
     model: DNCConfig = field(default_factory=DNCConfig)
     """heed's DNC sizes (--model.hidden-size ...; the reference and 'before' get the same)"""
     compile: bool = False
-    """also time heed's DNC with its step compiled (compile time reported apart)"""
+    """also time heed's DNC compiled (compile time reported apart)"""
+    compile_steps: Annotated[tuple[int, ...], Range(1, 16)] = (STEPS_PER_GRAPH,)
+    """with --compile: time steps per compiled graph, one contender per value (e.g. 1 4 8)"""
     warmup_steps: Annotated[int, Range(1, 1000)] = 1
     """untimed training steps per contender before the windows"""
     batch_size: Annotated[int, Range(1, 4096)] = 32
@@ -135,9 +139,9 @@ def main(cfg: Config) -> dict:
         contenders[f"heed DNC before, batch {b}"] = Heed(b, cfg.seed, cfg.task, m, core_class=before,
                                                          task_options=options)
     contenders[f"heed DNC, batch {b}"] = Heed(b, cfg.seed, cfg.task, m, task_options=options)
-    if cfg.compile:
-        contenders[f"heed DNC compiled, batch {b}"] = Heed(b, cfg.seed, cfg.task, m, compile=True,
-                                                           task_options=options)
+    for k in cfg.compile_steps if cfg.compile else ():
+        contenders[f"heed DNC compiled, {k} steps per graph, batch {b}"] = Heed(
+            b, cfg.seed, cfg.task, m, compile_steps=k, task_options=options)
     rows = race(contenders, cfg.windows, cfg.window_seconds, cfg.warmup_steps, base=next(iter(contenders)))
     result = {"config": {k: str(v) for k, v in vars(cfg).items()}, "rows": rows, "torch": torch.__version__}
     if json_out is not None:

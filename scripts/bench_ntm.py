@@ -20,10 +20,11 @@ copy; ``--reference None`` leaves it out.
 
 ``--before DIR`` adds heed's NTM as it was before the speed-up, loaded from a folder holding the old
 ``ntm.py`` and ``addressing.py`` (``git show 50859c9:agents/cores/ntm.py > DIR/ntm.py``, same for
-``addressing.py``); ratios are then also given against it. ``--compile`` adds the fast NTM with its
-step compiled (:func:`heed.agents.cores.base.compile_step`, as ``heed train supervised --compile``):
-the compilation happens before the windows and its CPU time (the C++ compiler's included) is
-reported on its own.
+``addressing.py``); ratios are then also given against it. ``--compile`` adds the fast NTM compiled
+(:func:`heed.agents.cores.base.compile_step`, as ``heed train supervised --compile``), one contender
+per ``--compile-steps K`` (time steps per compiled graph, e.g. ``--compile-steps 1 4 8``): each
+compilation happens before the windows and its CPU time (the C++ compiler's included) is reported
+on its own.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from heed.agents.common.errors import HeedError, cli_main
 from heed.agents.common.safe_io import claim_output_file, disk_errors
 from heed.agents.common.validate import Range, SeedRange, validate
 from heed.agents.cores import addressing
-from heed.agents.cores.base import compile_step
+from heed.agents.cores.base import STEPS_PER_GRAPH, compile_step
 from heed.agents.cores.ntm import NTMConfig
 from heed.agents.parts import build_model
 from heed.agents.sequence import RecurrentSequenceModel
@@ -68,7 +69,9 @@ class Config:
     before: Path | None = None
     """a folder with ntm.py and addressing.py as they were before the speed-up (a before/after row)"""
     compile: bool = False
-    """also time the fast NTM with its step compiled (compile time reported apart)"""
+    """also time the fast NTM compiled (compile time reported apart)"""
+    compile_steps: Annotated[tuple[int, ...], Range(1, 16)] = (STEPS_PER_GRAPH,)
+    """with --compile: time steps per compiled graph, one contender per value (e.g. 1 4 8)"""
     warmup_steps: Annotated[int, Range(1, 1000)] = 1
     """untimed training steps per contender before the windows"""
     batch_size: Annotated[int, Range(1, 4096)] = 32
@@ -150,13 +153,13 @@ class Heed:
     """heed's trainer step (the same operations as agents/trainers/supervised.py) on a task.
 
     ``core_class`` (default: the table's core for ``cfg``) lets the same step run an older core;
-    ``compile`` compiles the core's step here (:func:`compile_step`), its CPU seconds in
-    ``compile_seconds``.
+    ``compile_steps`` > 0 compiles the core here with that many time steps per graph
+    (:func:`compile_step`), its CPU seconds in ``compile_seconds``.
     """
 
     def __init__(
         self, batch_size: int, seed: int, task: str = "copy", cfg: Any = None,
-        core_class: Callable | None = None, compile: bool = False, task_options: dict | None = None,
+        core_class: Callable | None = None, compile_steps: int = 0, task_options: dict | None = None,
     ) -> None:
         torch.manual_seed(seed)
         cfg = NTMConfig() if cfg is None else cfg
@@ -166,8 +169,8 @@ class Heed:
         else:
             self.model = RecurrentSequenceModel(core_class(self.task.input_size, cfg), self.task.output_size)
         self.compile_seconds = None
-        if compile:
-            done = compile_step(self.model.core, batch_size)
+        if compile_steps:
+            done = compile_step(self.model.core, batch_size, steps_per_graph=compile_steps)
             if done.failure is not None:
                 raise HeedError(f"--compile failed: {done.failure}")
             self.compile_seconds = done.cpu_seconds
@@ -251,8 +254,9 @@ def main(cfg: Config) -> dict:
     if before is not None:
         contenders[f"heed before, batch {cfg.batch_size}"] = Heed(cfg.batch_size, cfg.seed, cfg.task, core_class=before)
     contenders[f"heed, batch {cfg.batch_size}"] = Heed(cfg.batch_size, cfg.seed, cfg.task)
-    if cfg.compile:
-        contenders[f"heed compiled, batch {cfg.batch_size}"] = Heed(cfg.batch_size, cfg.seed, cfg.task, compile=True)
+    for k in cfg.compile_steps if cfg.compile else ():
+        contenders[f"heed compiled, {k} steps per graph, batch {cfg.batch_size}"] = Heed(
+            cfg.batch_size, cfg.seed, cfg.task, compile_steps=k)
     base = next(iter(contenders))
     rows = race(contenders, cfg.windows, cfg.window_seconds, cfg.warmup_steps, base)
     result = {"config": {k: str(v) for k, v in vars(cfg).items()}, "rows": rows, "torch": torch.__version__}

@@ -21,7 +21,7 @@ from torch import nn
 from heed.agents.common.checkpoint import latest_checkpoint, load_checkpoint
 from heed.agents.common.errors import HeedError
 from heed.agents.common.session import RunConfig, RunFlags, start_run
-from heed.agents.cores.base import compile_step, map_state
+from heed.agents.cores.base import chunks, compile_step, map_state
 from heed.agents.cores.dnc import DNCConfig, DNCCore
 from heed.agents.cores.ntm import NTMConfig, NTMCore
 
@@ -44,7 +44,7 @@ TINY = {
 }
 
 
-def run_and_grad(core: nn.Module, xs: torch.Tensor, resets: torch.Tensor):
+def run_and_grad(core: nn.Module, xs: torch.Tensor, resets: torch.Tensor | None):
     """Outputs, final state, attention and every parameter's gradient of one unroll."""
     out, state, attention = core.unroll(xs, resets=resets)
     weights = torch.linspace(-1.0, 1.0, out.numel()).view_as(out)  # a loss that reaches every output
@@ -59,9 +59,17 @@ def assert_close(a, b, what: str) -> None:
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5, msg=lambda m: f"{what}: {m}")
 
 
+def test_chunks_are_full_chunks_then_single_steps():
+    assert chunks(10, 4) == [(0, 4), (4, 8), (8, 9), (9, 10)]
+    assert chunks(8, 4) == [(0, 4), (4, 8)]
+    assert chunks(3, 4) == [(0, 1), (1, 2), (2, 3)]
+    assert chunks(3, 1) == [(0, 1), (1, 2), (2, 3)]
+
+
 @pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=[INDUCTOR, pytest.mark.slow])])
+@pytest.mark.parametrize("steps_per_graph", [1, 4])
 @pytest.mark.parametrize("name", list(TINY))
-def test_compiled_step_matches_eager(name, backend, monkeypatch):
+def test_compiled_step_matches_eager(name, steps_per_graph, backend, monkeypatch):
     import heed.agents.cores.base as base
 
     monkeypatch.setattr(base, "COMPILE_BACKEND", backend)
@@ -69,35 +77,47 @@ def test_compiled_step_matches_eager(name, backend, monkeypatch):
     torch.manual_seed(0)
     eager = TINY[name]()
     compiled = copy.deepcopy(eager)
-    assert compile_step(compiled, batch_size=3).failure is None
-    xs = torch.randn(3, 6, 3)
-    resets = torch.zeros(3, 6, dtype=torch.bool)
-    resets[1, 3] = True  # per-step episode resets go through the same compiled step
-    want, got = run_and_grad(eager, xs, resets), run_and_grad(compiled, xs, resets)
-    assert_close(got[0], want[0], "outputs")
-    for a, b in zip(got[1], want[1]):
-        if a is not None:
-            assert_close(a, b, "state")
-    for key in want[2]:
-        assert_close(got[2][key], want[2][key], f"attention {key}")
-    for key in want[3]:
-        assert_close(got[3][key], want[3][key], f"gradient of {key}")
+    assert compile_step(compiled, batch_size=3, steps_per_graph=steps_per_graph).failure is None
+    assert compiled.compiled_steps.steps == steps_per_graph and eager.compiled_steps is None
+    xs = torch.randn(3, 10, 3)  # with K = 4: chunks of steps 0-3 and 4-7, then steps 8 and 9 one by one
+    resets = torch.zeros(3, 10, dtype=torch.bool)
+    resets[1, 5] = True  # in the middle of the second chunk
+    resets[2, 9] = True  # in the steps left over
+    for rows in (None, resets):  # without resets, every chunk meets the graph the compilation built
+        want, got = run_and_grad(eager, xs, rows), run_and_grad(compiled, xs, rows)
+        assert_close(got[0], want[0], "outputs")
+        for a, b in zip(got[1], want[1]):
+            if a is not None:
+                assert_close(a, b, "state")
+        assert sorted(got[2]) == sorted(want[2])
+        for key in want[2]:
+            assert_close(got[2][key], want[2][key], f"attention {key}")
+        for key in want[3]:
+            assert_close(got[3][key], want[3][key], f"gradient of {key}")
+    given = eager.initial_state(3)  # a state passed in is read, never changed (not even requires_grad)
+    flags = [s.requires_grad for s in given if s is not None]
+    assert_close(compiled.unroll(xs, given)[0], eager.unroll(xs, given)[0], "from a given state")
+    assert [s.requires_grad for s in given if s is not None] == flags
     with torch.no_grad(), torch.compiler.set_stance("force_eager"):  # another batch, eagerly (evaluation)
-        small = torch.randn(2, 4, 3)
+        small = torch.randn(2, 6, 3)
         assert_close(compiled.unroll(small)[0], eager.unroll(small)[0], "eager evaluation")
     assert list(compiled.state_dict()) == list(eager.state_dict())  # no _orig_mod. prefix
 
 
 def test_failed_compilation_leaves_the_core_eager(monkeypatch):
+    import heed.agents.cores.base as base
+
     def broken(gm, example_inputs):
         raise RuntimeError("no C++ compiler found\nmore detail")
 
+    torch._dynamo.reset()
     torch.manual_seed(0)
     core = TINY["ntm"]()
     eager = copy.deepcopy(core)
-    monkeypatch.setattr(core, "compile", lambda **_: nn.Module.compile(core, backend=broken))
+    monkeypatch.setattr(base, "COMPILE_BACKEND", broken)
     failure = compile_step(core, batch_size=2).failure
     assert failure is not None and "no C++ compiler found" in failure and "\n" not in failure
+    assert core.compiled_steps is None
     assert all(p.grad is None for p in core.parameters())  # the trial step left no gradient
     xs = torch.randn(2, 3, 3)
     torch.testing.assert_close(core.unroll(xs)[0], eager.unroll(xs)[0], rtol=0, atol=0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import field
 from typing import Annotated, Any, NamedTuple
 
@@ -85,6 +86,8 @@ class RecurrentCore(nn.Module):
 
     input_size: int
     output_size: int
+    #: set by :func:`compile_step`: the compiled chunks of steps :func:`unroll` runs (None: eager)
+    compiled_steps: CompiledSteps | None = None
 
     def initial_state(self, batch_size: int) -> State:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -132,22 +135,37 @@ COMPILE_BACKEND = "inductor"
 ``"aot_eager"`` (the same graph capture and autograd split, without code generation) to check the
 plumbing in seconds; a cold inductor compilation of even a tiny core takes minutes of CPU."""
 
+STEPS_PER_GRAPH = 4
+"""How many time steps :func:`compile_step` puts in one compiled graph by default (``K``)."""
 
-def compile_step(core: RecurrentCore, batch_size: int, dtype: torch.dtype = torch.float32) -> Compiled:
-    """Compile ``core``'s one-step ``forward`` with ``torch.compile``, in place; when that fails, the
-    core is left eager and the result says why.
 
-    ``nn.Module.compile`` swaps the module's call for the compiled one and keeps the module itself,
-    so parameter and ``state_dict`` names stay those of the eager core (no ``_orig_mod.`` prefix):
-    a checkpoint saved by a compiled run loads into an eager model and back. The Python loop over
-    time (:func:`unroll`) stays as it is; each step runs one fused forward graph and, in training,
-    one fused backward graph.
+class CompiledSteps(NamedTuple):
+    """What :func:`compile_step` attaches to a core (as ``core.compiled_steps``): ``steps`` (K) time
+    steps per call of ``run``, the compiled :func:`run_steps`."""
 
-    The compilation happens here, not at the first training step: a two-step :func:`unroll` of
-    zeros ``[batch_size, 2, input_size]`` with a backward builds the graph of the first step (which
-    reads the expanded initial state) and of every later step, so the training batch reuses both.
-    It runs in this process (inductor's ``compile_threads = 1``) apart from the C++ compiler, whose
-    CPU time the result includes.
+    steps: int
+    run: Any
+
+
+def compile_step(
+    core: RecurrentCore, batch_size: int, dtype: torch.dtype = torch.float32, steps_per_graph: int = STEPS_PER_GRAPH
+) -> Compiled:
+    """Compile ``steps_per_graph`` (K) time steps of ``core`` into one graph with ``torch.compile``; when
+    that fails, the core is left eager and the result says why.
+
+    The compiled function is :func:`run_steps` (the loop over K steps, which dynamo unrolls), kept on
+    the core as ``core.compiled_steps`` (a :class:`CompiledSteps`); :func:`unroll` then runs full
+    chunks of K steps through it, one fused forward graph and, in training, one fused backward graph
+    per chunk, so the per-call costs (guard check, autograd-function boundary) are paid once per K
+    steps and inductor fuses across steps. The ``T mod K`` steps left over run one step per call,
+    through a one-step graph of the same function. The core's own modules are untouched, so
+    parameter and ``state_dict`` names stay those of the eager core: a checkpoint saved by a compiled
+    run loads into an eager model and back. ``steps_per_graph=1`` compiles one graph per step.
+
+    The compilation happens here, not at the first training step: an :func:`unroll` of ``K + 1``
+    steps of zeros ``[batch_size, K + 1, input_size]`` with a backward builds both graphs, so the
+    training batch reuses them. It runs in this process (inductor's ``compile_threads = 1``) apart
+    from the C++ compiler, whose CPU time the result includes.
     Compiled graphs are cached on disk (inductor's FX graph cache and AOTAutograd cache, under
     ``$TORCHINDUCTOR_CACHE_DIR``, default ``/tmp/torchinductor_$USER``): the same core and batch
     compile again in a fraction of the first time. Another batch size recompiles once (then the
@@ -158,14 +176,17 @@ def compile_step(core: RecurrentCore, batch_size: int, dtype: torch.dtype = torc
         core: any core of the contract above, on its device.
         batch_size: the training batch B.
         dtype: the input dtype.
+        steps_per_graph: K, the time steps in one compiled graph (1 to 16).
     """
     import torch._inductor.config as inductor_config
 
+    if not 1 <= steps_per_graph <= 16:
+        raise ValueError(f"steps_per_graph must be 1 to 16, got {steps_per_graph}")
     inductor_config.compile_threads = 1
     start = cpu_seconds_with_children()
-    core.compile(backend=COMPILE_BACKEND)
+    core.compiled_steps = CompiledSteps(steps_per_graph, torch.compile(run_steps, backend=COMPILE_BACKEND))
     failure = None
-    xs = torch.zeros(batch_size, 2, core.input_size, dtype=dtype, device=core.device)
+    xs = torch.zeros(batch_size, steps_per_graph + 1, core.input_size, dtype=dtype, device=core.device)
     try:
         with warnings.catch_warnings(), torch.enable_grad():
             warnings.simplefilter("ignore", FutureWarning)  # deprecations inside inductor's own lowerings
@@ -174,7 +195,7 @@ def compile_step(core: RecurrentCore, batch_size: int, dtype: torch.dtype = torc
             if loss.requires_grad:
                 loss.backward()
     except Exception as exc:  # no C++ compiler, an unsupported op, ...: stay eager
-        core._compiled_call_impl = None  # what nn.Module.compile set
+        core.compiled_steps = None
         torch._dynamo.reset()
         while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:
             exc = inner  # the backend's own error, not dynamo's wrapper of it
@@ -185,6 +206,50 @@ def compile_step(core: RecurrentCore, batch_size: int, dtype: torch.dtype = torc
     return Compiled(cpu_seconds_with_children() - start, failure)
 
 
+def run_steps(
+    core: RecurrentCore,
+    xs: Sequence[torch.Tensor],
+    state: State,
+    initial: State,
+    resets: Sequence[torch.Tensor] | None,
+) -> tuple[list[torch.Tensor], State, dict[str, list[torch.Tensor]]]:
+    """The loop over time: run ``core`` over the steps ``xs`` (each ``[B, D]``) from ``state``.
+
+    Before step ``t``, the rows with ``resets[t]`` (``[B]`` bools) are set to ``initial``.
+    Returns the per-step outputs (``[B, H]`` each), the final state and every attention entry as a
+    list of its per-step ``[B, ...]`` tensors. :func:`unroll` calls it once for the whole sequence
+    (eager) or once per chunk of steps (compiled by :func:`compile_step`).
+    """
+    outputs: list[torch.Tensor] = []
+    records: dict[str, list[torch.Tensor]] = {}
+    for t, x in enumerate(xs):
+        if resets is not None:
+            state = reset_state(state, initial, resets[t])
+        out, state, attention = core(x, state)
+        outputs.append(out)
+        for key, value in attention.items():
+            records.setdefault(key, []).append(value)
+    return outputs, state, records
+
+
+def _chunk_input(s: torch.Tensor) -> torch.Tensor:
+    """A state tensor as a compiled chunk takes it: contiguous and, when gradients are on, a floating
+    tensor that needs none (the initial memory) is made a fresh leaf that requires one, as every later
+    chunk's state does, so the first chunk meets the same graph as the others (the values are the
+    same; ``s`` itself is not touched)."""
+    s = s.contiguous()
+    if torch.is_grad_enabled() and s.is_floating_point() and not s.requires_grad:
+        s = s.detach().requires_grad_()
+    return s
+
+
+def chunks(steps: int, per_chunk: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of ``steps // per_chunk`` chunks of ``per_chunk`` steps, then of the
+    ``steps % per_chunk`` steps left one by one: ``chunks(10, 4) == [(0, 4), (4, 8), (8, 9), (9, 10)]``."""
+    full = steps - steps % per_chunk
+    return [(s, s + per_chunk) for s in range(0, full, per_chunk)] + [(s, s + 1) for s in range(full, steps)]
+
+
 def unroll(
     core: RecurrentCore,
     xs: torch.Tensor,
@@ -192,6 +257,10 @@ def unroll(
     resets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, State, dict[str, torch.Tensor]]:
     """Run ``core`` over ``xs [B, T, D]``.
+
+    An eager core runs :func:`run_steps` once over all T steps; a core compiled by
+    :func:`compile_step` runs it compiled over chunks of K steps (see :func:`chunks`), with the
+    inputs, resets and states made contiguous so that every chunk meets the same graph whatever T.
 
     Args:
         core: any module following the contract above.
@@ -209,14 +278,23 @@ def unroll(
     initial = core.initial_state(batch)
     if state is None:
         state = initial
-    outputs = []
+    compiled: CompiledSteps | None = getattr(core, "compiled_steps", None)
+    if compiled is None:
+        run, spans = run_steps, [(0, steps)]
+        step_xs = xs.unbind(1)
+        step_resets = None if resets is None else resets.unbind(1)
+    else:  # [B, D] and [B] steps with the same strides for every T; states contiguous (not expanded)
+        run, spans = compiled.run, chunks(steps, compiled.steps)
+        step_xs = xs.transpose(0, 1).contiguous().unbind(0)
+        step_resets = None if resets is None else resets.transpose(0, 1).contiguous().unbind(0)
+        initial, state = map_state(torch.Tensor.contiguous, initial), map_state(_chunk_input, state)
+    outputs: list[torch.Tensor] = []
     records: dict[str, list[torch.Tensor]] = {}
-    for t in range(steps):
-        if resets is not None:
-            state = reset_state(state, initial, resets[:, t])
-        out, state, attention = core(xs[:, t], state)
-        outputs.append(out)
-        for key, value in attention.items():
-            records.setdefault(key, []).append(value)
+    for start, stop in spans:
+        chunk_resets = None if step_resets is None else step_resets[start:stop]
+        outs, state, attention = run(core, step_xs[start:stop], state, initial, chunk_resets)
+        outputs += outs
+        for key, values in attention.items():
+            records.setdefault(key, []).extend(values)
     stacked = {k: torch.stack(v, dim=1) for k, v in records.items()}
     return torch.stack(outputs, dim=1), state, stacked

@@ -15,9 +15,9 @@ lesson once the accuracy (1 - error rate, by the modal output) reaches the task'
 lesson is logged as ``charts/lesson``, kept in the checkpoint's counters, and ``--resume`` continues
 from it (``--task-options lesson=K`` starts at lesson K). A task whose answers are fed back (shortest
 path) gets the model's own previous answers mixed in with probability 1 - ``beta``
-(:func:`sequence_utils.feed_back`). ``--compile`` compiles the core's step with ``torch.compile``
-(:func:`~heed.agents.cores.base.compile_step`) before the first update, its CPU time counted in the
-run's; evaluation, images and fed-back answers run the core eagerly; a compilation that fails
+(:func:`sequence_utils.feed_back`). ``--compile`` compiles the core with ``torch.compile``, several
+time steps per graph (:func:`~heed.agents.cores.base.compile_step`), before the first update, its CPU
+time counted in the run's; evaluation, images and fed-back answers run the core eagerly; a compilation that fails
 prints one line and the run trains eagerly. The run plumbing (``--seed --device --threads --run-dir
 --resume --progress --compile``, the run-folder guard, checkpoints, the NaN guard, Ctrl-C/SIGTERM) is :mod:`heed.agents.common.session`'s.
 """
@@ -138,8 +138,8 @@ def _compile_core(model: torch.nn.Module, cfg: Config) -> float:
     if done.failure is not None:
         print(f"--compile failed, training eagerly: {done.failure}", file=sys.stderr)
     else:
-        print(f"compiled the {cfg.model.name} step in {done.cpu_seconds:.1f} CPU-s (counted in the run's "
-              "CPU time)", file=sys.stderr)
+        print(f"compiled the {cfg.model.name} step ({model.core.compiled_steps.steps} steps per graph) in "
+              f"{done.cpu_seconds:.1f} CPU-s (counted in the run's CPU time)", file=sys.stderr)
     return done.cpu_seconds
 
 
