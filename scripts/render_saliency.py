@@ -28,12 +28,13 @@ from heed.agents.common.safe_io import claim_output_file, disk_errors, write_jso
 from heed.agents.common.validate import Range, SeedRange, UnitInterval, validate
 from heed.analysis.agent_video import DEFAULT_METHOD, DEFAULT_REPLACE
 
-#: the longest recording (frames and observations are held in memory: about 0.25 MB per step)
-MAX_STEPS = 100_000
+#: the longest recording: frames, observations and both streams' maps are held in memory, about
+#: 0.63 MB per step (a whole 9,978-step Enduro game peaked at 6.3 GB), so 30,000 steps stay under 20 GB
+MAX_STEPS = 30_000
 #: steps shown when neither --steps nor --episodes is given
 DEFAULT_STEPS = 600
 #: the step cap of ``--episodes N`` without ``--steps``: ALE v5 truncates an episode at 108,000 frames
-#: = 27,000 agent steps, so N whole episodes always fit (about 7 GB of recording per 27,000 steps)
+#: = 27,000 agent steps, so one whole episode always fits
 EPISODE_STEP_CAP = 27_000
 
 
@@ -42,8 +43,8 @@ class Config:
     checkpoint: Path
     """a dueling Q-network checkpoint: a checkpoint dir, a training run dir, or agents/pretrained/<game>"""
     steps: Annotated[int, Range(0, MAX_STEPS)] | None = None
-    """agent steps to play (default: 600; with --episodes, until they end, at most 27,000 steps per episode;
-    0: no step limit)"""
+    """agent steps to play (default: 600; with --episodes, until they end, at most 27,000 steps per episode
+    and 30,000 in all; 0: until --episodes end, at most 30,000)"""
     episodes: Annotated[int, Range(0, 10_000)] = 0
     """stop after this many finished episodes (0: only --steps counts)"""
     out: Path = Path("saliency.mp4")
@@ -104,7 +105,7 @@ def play_steps(cfg: Config) -> int:
     :data:`EPISODE_STEP_CAP` per episode with it, at most :data:`MAX_STEPS` (so ``--episodes 1`` plays
     one whole episode)."""
     if cfg.steps is not None:
-        return cfg.steps
+        return cfg.steps or MAX_STEPS
     return min(MAX_STEPS, EPISODE_STEP_CAP * cfg.episodes) if cfg.episodes > 0 else DEFAULT_STEPS
 
 
@@ -178,7 +179,7 @@ def run(cfg: Config, net=None, env_id: str | None = None) -> dict:
         get_saliency_method(cfg.method)
     except AnalysisError as exc:
         raise HeedError(str(exc)) from None
-    require(play_steps(cfg) > 0 or cfg.episodes > 0, "give --steps N or --episodes N (at least one positive)")
+    require(cfg.steps != 0 or cfg.episodes > 0, "give --steps N or --episodes N (at least one positive)")
     require(cfg.out.suffix.lower() in (".mp4", ".gif"), f"--out must end in .mp4 or .gif, got '{cfg.out}'")
     require(cfg.still is None or cfg.still.suffix.lower() == ".png", f"--still must end in .png, got '{cfg.still}'")
     require(cfg.summary is None or cfg.summary.suffix.lower() == ".json", f"--summary must end in .json, got '{cfg.summary}'")
