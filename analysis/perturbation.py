@@ -141,11 +141,18 @@ def perturbed_outputs(
     return torch.stack(out)
 
 
-def _image_inputs(fn: Fn, inputs: torch.Tensor, what: str) -> torch.Tensor:
+def _clean_pass(
+    fn: Fn, inputs: torch.Tensor, target: Target, what: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+    """Check images ``[B, C, H, W]`` and run ``fn`` on them once: ``(x float, idx [B, M], base [B, M],
+    single)``, ``base = y[b, idx[b, m]]`` the clean outputs every perturbed pass is compared with."""
     check_input_shape(fn, inputs)
     if inputs.dim() != 4:
         raise AnalysisError(f"{what} needs images [B, C, H, W], got {tuple(inputs.shape)}")
-    return float_inputs(inputs)
+    x = float_inputs(inputs)
+    clean = call(fn, x)
+    idx, single = resolve_targets(clean, target)
+    return x, idx, clean.gather(1, idx), single
 
 
 @torch.no_grad()
@@ -176,12 +183,9 @@ def perturbation_saliency(
     blur instead turns static high-contrast edges (walls, score digits) into patterns the network
     reacts to (docs/analysis.md, "Which method").
     """
-    x = _image_inputs(fn, inputs, "perturbation saliency")
+    x, idx, base, single = _clean_pass(fn, inputs, target, "perturbation saliency")
     b, c, h, w = x.shape
-    clean = call(fn, x)  # one forward pass on the clean images, for the targets and the base outputs
-    idx, single = resolve_targets(clean, target)
     masks, rows, cols = perturbation_masks(h, w, radius, stride, x.device)
-    base = clean.gather(1, idx)  # [B, M]
     if background is None:
         replacement = gaussian_blur(x, blur_sigma)
     else:
@@ -217,12 +221,9 @@ def occlusion_saliency(
     averaged over the boxes that cover a pixel. Signed; all targets share the ``B * N`` occluded
     forward passes.
     """
-    x = _image_inputs(fn, inputs, "occlusion")
+    x, idx, base, single = _clean_pass(fn, inputs, target, "occlusion")
     b, c, h, w = x.shape
-    clean = call(fn, x)
-    idx, single = resolve_targets(clean, target)
     masks = box_masks(h, w, window, stride, x.device)  # [N, H, W]
-    base = clean.gather(1, idx)  # [B, M]
     out = perturbed_outputs(fn, x, masks, torch.full_like(x, baseline), batch_size, newest_only)
     drop = base[:, None] - out.gather(2, idx[:, None, :].expand(-1, out.shape[1], -1))  # [B, N, M]
     attr = torch.einsum("bnm,nhw->bmhw", drop, masks) / masks.sum(0).clamp_min(1.0)

@@ -29,13 +29,11 @@ from heed.agents.common.validate import Range, SeedRange, UnitInterval, validate
 from heed.analysis.agent_video import DEFAULT_METHOD, DEFAULT_REPLACE
 
 #: the longest recording: frames, observations and both streams' maps are held in memory, about
-#: 0.63 MB per step (a whole 9,978-step Enduro game peaked at 6.3 GB), so 30,000 steps stay under 20 GB
+#: 0.63 MB per step (a whole 9,978-step Enduro game peaked at 6.3 GB), so 30,000 steps stay under 20 GB;
+#: one whole Atari episode always fits (ALE v5 truncates at 108,000 frames = 27,000 agent steps)
 MAX_STEPS = 30_000
 #: steps shown when neither --steps nor --episodes is given
 DEFAULT_STEPS = 600
-#: the step cap of ``--episodes N`` without ``--steps``: ALE v5 truncates an episode at 108,000 frames
-#: = 27,000 agent steps, so one whole episode always fits
-EPISODE_STEP_CAP = 27_000
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,7 @@ class Config:
     checkpoint: Path
     """a dueling Q-network checkpoint: a checkpoint dir, a training run dir, or agents/pretrained/<game>"""
     steps: Annotated[int, Range(0, MAX_STEPS)] | None = None
-    """agent steps to play (default: 600; with --episodes, until they end, at most 27,000 steps per episode
-    and 30,000 in all; 0: until --episodes end, at most 30,000)"""
+    """agent steps to play (default: 600, or with --episodes until they end; at most 30,000)"""
     episodes: Annotated[int, Range(0, 10_000)] = 0
     """stop after this many finished episodes (0: only --steps counts)"""
     out: Path = Path("saliency.mp4")
@@ -101,12 +98,11 @@ class Config:
 
 
 def play_steps(cfg: Config) -> int:
-    """The step limit of the recording: ``--steps`` when given, else 600 without ``--episodes`` and
-    :data:`EPISODE_STEP_CAP` per episode with it, at most :data:`MAX_STEPS` (so ``--episodes 1`` plays
-    one whole episode)."""
-    if cfg.steps is not None:
-        return cfg.steps or MAX_STEPS
-    return min(MAX_STEPS, EPISODE_STEP_CAP * cfg.episodes) if cfg.episodes > 0 else DEFAULT_STEPS
+    """The step limit of the recording: ``--steps`` when given (positive), else :data:`MAX_STEPS` with
+    ``--episodes`` (so ``--episodes 1`` plays one whole episode) and 600 without."""
+    if cfg.steps:
+        return cfg.steps
+    return MAX_STEPS if cfg.episodes > 0 else DEFAULT_STEPS
 
 
 def record_agent(net, env_id: str, cfg, device: torch.device, rng: np.random.Generator):

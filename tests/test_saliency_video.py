@@ -91,11 +91,9 @@ def test_episodes_without_steps_plays_whole_episodes():
 
     cfg = lambda **kw: render_saliency.Config(checkpoint=Path("x"), **kw)  # noqa: E731
     assert render_saliency.play_steps(cfg()) == render_saliency.DEFAULT_STEPS == 600
-    assert render_saliency.play_steps(cfg(episodes=1)) == render_saliency.EPISODE_STEP_CAP
-    assert render_saliency.play_steps(cfg(episodes=2)) == render_saliency.MAX_STEPS  # capped
+    assert render_saliency.play_steps(cfg(episodes=1)) == render_saliency.MAX_STEPS == 30_000
     assert render_saliency.play_steps(cfg(episodes=2, steps=50)) == 50
-    assert render_saliency.play_steps(cfg(episodes=10_000)) == render_saliency.MAX_STEPS
-    assert render_saliency.play_steps(cfg(episodes=1, steps=0)) == render_saliency.MAX_STEPS  # 0: no limit but the cap
+    assert render_saliency.play_steps(cfg(episodes=1, steps=0)) == render_saliency.MAX_STEPS  # 0: until the episodes end
     with pytest.raises(HeedError, match="at least one positive"):
         render_saliency.main(cfg(steps=0, out=Path("x.mp4")))
     rec = play(_LongEpisode(), lambda obs: (0, 0.0), render_saliency.play_steps(cfg(episodes=1)), 1, progress=False)
